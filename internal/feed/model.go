@@ -1,0 +1,65 @@
+package feed
+
+import "time"
+
+// Version is the version of the public feed JSON.
+const Version = 1
+
+// Doc is the version 1 feed document served at /api/v1/feeds/{id} and
+// rendered by the HTML fragment and the widget. See docs/api.md.
+type Doc struct {
+	Version   int        `json:"version"`
+	ID        string     `json:"id"`
+	UpdatedAt *time.Time `json:"updated_at"` // null until the first successful fetch
+	Stale     bool       `json:"stale"`      // true while the last poll failed
+	Account   *Account   `json:"account"`    // null until fetched
+	Posts     []Post     `json:"posts"`      // never null: [] when empty
+	Next      *string    `json:"next"`       // opaque cursor, null on the last page
+}
+
+// Account is the public view of the connected Instagram account.
+type Account struct {
+	Username   string `json:"username"`
+	Name       string `json:"name,omitempty"`
+	ProfileURL string `json:"profile_url"`
+	Avatar     *Image `json:"avatar,omitempty"`
+}
+
+// Image is one stored size of an image, served by feedd itself.
+type Image struct {
+	URL    string `json:"url"` // absolute, on FEEDD_PUBLIC_URL
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+}
+
+// Post types as they appear in the JSON "type" field.
+const (
+	TypeImage    = "image"
+	TypeVideo    = "video"
+	TypeCarousel = "carousel"
+)
+
+// Post is one Instagram post. Optional fields Instagram omits stay omitted.
+type Post struct {
+	ID            string    `json:"id"`
+	Type          string    `json:"type"` // image, video or carousel
+	IsReel        bool      `json:"is_reel"`
+	Permalink     string    `json:"permalink"`
+	Timestamp     time.Time `json:"timestamp"`
+	Caption       *string   `json:"caption,omitempty"`
+	Alt           string    `json:"alt"` // alt_text, or a caption-derived fallback
+	LikeCount     *int64    `json:"like_count,omitempty"`
+	CommentsCount *int64    `json:"comments_count,omitempty"`
+	Color         string    `json:"color,omitempty"`    // dominant colour, #rrggbb
+	Images        []Image   `json:"images"`             // smallest first; a video's cover
+	Children      []Child   `json:"children,omitempty"` // carousel items
+}
+
+// Child is one item of a carousel.
+type Child struct {
+	ID     string  `json:"id"`
+	Type   string  `json:"type"` // image or video
+	Alt    string  `json:"alt"`
+	Color  string  `json:"color,omitempty"`
+	Images []Image `json:"images"`
+}
