@@ -1,0 +1,305 @@
+// Package cache is feedd's in-process hot cache of ready-to-send responses.
+//
+// An Entry holds the bytes a handler writes (the JSON body, its gzip form
+// compressed once when the entry is built, a strong ETag) so that a warm
+// request does no encoding, hashing or compression. Concurrent misses for one
+// key collapse into a single load; an entry past its freshness is still served
+// while one background load replaces it (stale-while-revalidate), and when a
+// load fails the previous entry keeps being served (stale-if-error).
+// Entries are grouped (by feed id) so that one call drops every variant of a
+// feed when a new snapshot lands.
+package cache
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gocache "github.com/patrickmn/go-cache"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+)
+
+// Result says how a Get was answered.
+type Result int
+
+// Results of Get, also the values of the result label of the metric.
+const (
+	Hit   Result = iota // fresh entry from memory
+	Miss                // loaded while the caller waited
+	Stale               // old entry served; a refresh runs in the background (or the load failed)
+)
+
+func (r Result) String() string {
+	switch r {
+	case Hit:
+		return "hit"
+	case Miss:
+		return "miss"
+	default:
+		return "stale"
+	}
+}
+
+// Entry is one ready-to-send response. Its fields never change after NewEntry.
+type Entry struct {
+	// JSON is the identity-encoded body.
+	JSON []byte
+	// Gzip is JSON compressed once, at build time.
+	Gzip []byte
+	// ETag is the strong, quoted entity tag of JSON.
+	ETag string
+	// BuiltAt is when the entry was loaded (set by the cache from its clock).
+	BuiltAt time.Time
+	// Meta is the caller's own precomputed data (the feed package keeps its
+	// CORS header values here).
+	Meta any
+
+	// Header values prepared once, assigned straight into header maps.
+	etagHeader []string
+	jsonLen    []string
+	gzipLen    []string
+
+	gen        uint64
+	refreshing atomic.Bool
+}
+
+// NewEntry prepares an entry for body: compresses it and computes the ETag.
+func NewEntry(body []byte, meta any) (*Entry, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(body); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	etag := `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
+	gz := buf.Bytes()
+	return &Entry{
+		JSON:       body,
+		Gzip:       gz,
+		ETag:       etag,
+		Meta:       meta,
+		etagHeader: []string{etag},
+		jsonLen:    []string{strconv.Itoa(len(body))},
+		gzipLen:    []string{strconv.Itoa(len(gz))},
+	}, nil
+}
+
+// ETagHeader is the ETag as a header value slice. Callers must not modify it.
+func (e *Entry) ETagHeader() []string { return e.etagHeader }
+
+// LengthHeader is the Content-Length value of the JSON (or gzip) body.
+// Callers must not modify it.
+func (e *Entry) LengthHeader(gzipped bool) []string {
+	if gzipped {
+		return e.gzipLen
+	}
+	return e.jsonLen
+}
+
+// Loader builds the entry for key (a member of group) on a miss. The
+// context is detached from any single request so that one caller going away
+// does not fail the others. A Cache has one Loader, fixed at New, so that a
+// Get allocates nothing (no per-request closure).
+type Loader func(ctx context.Context, group, key string) (*Entry, error)
+
+// Options configure a Cache.
+type Options struct {
+	// Load builds missing entries (required).
+	Load Loader
+	// Fresh is how long an entry is served without a refresh (default 5m).
+	Fresh time.Duration
+	// MaxStale is the age up to which an old entry is served while a
+	// background load replaces it (default 1h). Older entries are loaded
+	// while the caller waits (and still served if that load fails).
+	MaxStale time.Duration
+	// LoadTimeout bounds one load (default 30s).
+	LoadTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives failed background loads (default slog.Default()).
+	Logger *slog.Logger
+	// Registerer receives feedd_feed_cache_requests_total (nil: not registered).
+	Registerer prometheus.Registerer
+}
+
+// Cache is the hot cache. The zero value is not usable; call New.
+type Cache struct {
+	opts  Options
+	items *gocache.Cache
+	sf    singleflight.Group
+
+	mu   sync.RWMutex
+	gens map[string]uint64
+
+	bg      sync.WaitGroup
+	closing atomic.Bool
+
+	requests [3]prometheus.Counter
+}
+
+// New returns a Cache.
+func New(opts Options) (*Cache, error) {
+	if opts.Load == nil {
+		return nil, errors.New("cache: Options.Load is required")
+	}
+	if opts.Fresh <= 0 {
+		opts.Fresh = 5 * time.Minute
+	}
+	if opts.MaxStale < opts.Fresh {
+		opts.MaxStale = time.Hour
+		if opts.MaxStale < opts.Fresh {
+			opts.MaxStale = opts.Fresh
+		}
+	}
+	if opts.LoadTimeout <= 0 {
+		opts.LoadTimeout = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "feedd_feed_cache_requests_total",
+		Help: "Feed requests answered from the hot cache, by result (hit, miss, stale).",
+	}, []string{"result"})
+	if opts.Registerer != nil {
+		if err := opts.Registerer.Register(vec); err != nil {
+			return nil, err
+		}
+	}
+	c := &Cache{
+		opts: opts,
+		// go-cache's own expiry only bounds memory for keys nobody asks for
+		// any more; freshness is decided with the injected clock.
+		items: gocache.New(2*opts.MaxStale, opts.MaxStale),
+		gens:  make(map[string]uint64),
+	}
+	for _, r := range []Result{Hit, Miss, Stale} {
+		c.requests[r] = vec.WithLabelValues(r.String())
+	}
+	return c, nil
+}
+
+func (c *Cache) gen(group string) uint64 {
+	c.mu.RLock()
+	g := c.gens[group]
+	c.mu.RUnlock()
+	return g
+}
+
+// Invalidate drops every entry of group: the next Get loads afresh.
+func (c *Cache) Invalidate(group string) {
+	c.mu.Lock()
+	c.gens[group]++
+	c.mu.Unlock()
+}
+
+// Get returns the entry for key (a member of group), loading it on a miss. Concurrent misses for one key share one load. An entry past Fresh
+// is returned as Stale and refreshed once in the background.
+func (c *Cache) Get(ctx context.Context, group, key string) (*Entry, Result, error) {
+	gen := c.gen(group)
+	var old *Entry
+	if v, ok := c.items.Get(key); ok {
+		e := v.(*Entry)
+		if e.gen == gen {
+			age := c.opts.Now().Sub(e.BuiltAt)
+			if age <= c.opts.Fresh {
+				c.requests[Hit].Inc()
+				return e, Hit, nil
+			}
+			if age <= c.opts.MaxStale {
+				if e.refreshing.CompareAndSwap(false, true) {
+					c.refresh(group, key, e)
+				}
+				c.requests[Stale].Inc()
+				return e, Stale, nil
+			}
+		}
+		old = e
+	}
+	e, err := c.load(ctx, group, key)
+	if err != nil {
+		if old != nil {
+			// Serving the previous bytes beats failing the visitor.
+			c.opts.Logger.Warn("cache load failed; serving previous entry", slog.String("key", key), slog.Any("error", err))
+			c.requests[Stale].Inc()
+			return old, Stale, nil
+		}
+		return nil, Miss, err
+	}
+	c.requests[Miss].Inc()
+	return e, Miss, nil
+}
+
+// load runs one shared load for key and stores its result.
+func (c *Cache) load(ctx context.Context, group, key string) (*Entry, error) {
+	ch := c.sf.DoChan(key, func() (any, error) {
+		gen := c.gen(group)
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
+		defer cancel()
+		e, err := c.opts.Load(lctx, group, key)
+		if err != nil {
+			return nil, err
+		}
+		if e == nil {
+			return nil, errors.New("cache: loader returned no entry")
+		}
+		e.BuiltAt = c.opts.Now()
+		// An invalidation during the load leaves gen behind, so the next Get
+		// reloads rather than keep bytes older than the snapshot.
+		e.gen = gen
+		c.items.SetDefault(key, e)
+		return e, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Entry), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Cache) refresh(group, key string, old *Entry) {
+	if c.closing.Load() {
+		old.refreshing.Store(false)
+		return
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		if _, err := c.load(context.Background(), group, key); err != nil {
+			c.opts.Logger.Warn("cache refresh failed; serving previous entry", slog.String("key", key), slog.Any("error", err))
+			// Let a later request try again.
+			old.refreshing.Store(false)
+		}
+	}()
+}
+
+// Close waits for background refreshes and starts no more.
+func (c *Cache) Close() {
+	c.closing.Store(true)
+	c.bg.Wait()
+}
+
+// Len is the number of stored entries (fresh or not).
+func (c *Cache) Len() int { return c.items.ItemCount() }
