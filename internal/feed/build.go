@@ -1,0 +1,183 @@
+package feed
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// Instagram media types as the Graph API names them.
+const (
+	mediaImage    = "IMAGE"
+	mediaVideo    = "VIDEO"
+	mediaCarousel = "CAROUSEL_ALBUM"
+)
+
+// avatarMinWidth: the avatar is shown small; the smallest stored size at
+// least this wide is enough even on dense screens.
+const avatarMinWidth = 150
+
+// buildDoc turns a feed's stored snapshot into the v1 document for q.
+func (s *Service) buildDoc(ctx context.Context, f FeedRecord, q Query) (*Doc, error) {
+	doc := &Doc{Version: Version, ID: f.ID, Posts: []Post{}}
+	if f.FetchedAt.IsZero() {
+		// Nothing fetched yet: account null, no posts (product.md).
+		doc.Stale = !f.LastFetchAt.IsZero() && !f.LastFetchOK
+		return doc, nil
+	}
+	records, err := s.store.Posts(ctx, f.ID)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(records)*2+1)
+	if f.Account != nil && f.Account.AvatarKey != "" {
+		keys = append(keys, f.Account.AvatarKey)
+	}
+	for i := range records {
+		if k := records[i].MediaKey; k != "" {
+			keys = append(keys, k)
+		}
+		for _, c := range records[i].Children {
+			if c.MediaKey != "" {
+				keys = append(keys, c.MediaKey)
+			}
+		}
+	}
+	media, err := s.store.MediaByKeys(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	fetched := f.FetchedAt.UTC()
+	doc.UpdatedAt = &fetched
+	doc.Stale = !f.LastFetchOK
+	s.setAge(f.ID, f.FetchedAt)
+
+	username := ""
+	if f.Account != nil {
+		username = f.Account.Username
+		doc.Account = &Account{
+			Username:   f.Account.Username,
+			Name:       f.Account.Name,
+			ProfileURL: "https://www.instagram.com/" + f.Account.Username + "/",
+		}
+		if m, ok := media[f.Account.AvatarKey]; ok && len(m.Variants) > 0 {
+			v := m.Variants[len(m.Variants)-1]
+			for _, c := range m.Variants {
+				if c.Width >= avatarMinWidth {
+					v = c
+					break
+				}
+			}
+			doc.Account.Avatar = &Image{URL: s.mediaURL(v.File), Width: v.Width, Height: v.Height}
+		}
+	}
+
+	posts := make([]Post, 0, len(records))
+	for i := range records {
+		if p, ok := s.buildPost(&records[i], media, username); ok {
+			posts = append(posts, p)
+		}
+	}
+	doc.Posts, doc.Next = page(posts, q)
+	return doc, nil
+}
+
+// buildPost converts one stored post. A post without any stored image is
+// left out (its download is retried on the next poll): an empty tile is
+// worse than a missing one.
+func (s *Service) buildPost(r *PostRecord, media map[string]MediaRecord, username string) (Post, bool) {
+	p := Post{
+		ID:            r.ID,
+		Type:          postType(r.MediaType),
+		IsReel:        r.IsReel,
+		Permalink:     r.Permalink,
+		Timestamp:     r.Timestamp.UTC(),
+		Caption:       r.Caption,
+		Alt:           AltText(r.AltText, r.Caption, username),
+		LikeCount:     r.LikeCount,
+		CommentsCount: r.CommentsCount,
+	}
+	if p.Type == "" {
+		return Post{}, false
+	}
+	if m, ok := media[r.MediaKey]; ok {
+		p.Images = s.images(m)
+		p.Color = m.Color
+	}
+	if p.Type == TypeCarousel {
+		n := len(r.Children)
+		for i, c := range r.Children {
+			m, ok := media[c.MediaKey]
+			if !ok || len(m.Variants) == 0 {
+				continue
+			}
+			typ := postType(c.MediaType)
+			if typ == "" || typ == TypeCarousel {
+				typ = TypeImage
+			}
+			alt := collapseSpace(deref(c.AltText))
+			if alt == "" {
+				alt = p.Alt + " (" + itoa(i+1) + " of " + itoa(n) + ")"
+			}
+			p.Children = append(p.Children, Child{ID: c.ID, Type: typ, Alt: alt, Color: m.Color, Images: s.images(m)})
+		}
+		if len(p.Images) == 0 && len(p.Children) > 0 {
+			p.Images, p.Color = p.Children[0].Images, p.Children[0].Color
+		}
+	}
+	if len(p.Images) == 0 {
+		return Post{}, false
+	}
+	return p, true
+}
+
+func (s *Service) images(m MediaRecord) []Image {
+	out := make([]Image, 0, len(m.Variants))
+	for _, v := range m.Variants {
+		out = append(out, Image{URL: s.mediaURL(v.File), Width: v.Width, Height: v.Height})
+	}
+	// Smallest first, whatever order the row came in.
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].Width < out[j-1].Width; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+func (s *Service) mediaURL(file string) string {
+	return s.public + "/media/" + strings.TrimLeft(file, "/")
+}
+
+// postType maps Instagram's media_type to the JSON type.
+func postType(mediaType string) string {
+	switch mediaType {
+	case mediaImage:
+		return TypeImage
+	case mediaVideo:
+		return TypeVideo
+	case mediaCarousel:
+		return TypeCarousel
+	}
+	return ""
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}
+
+func (s *Service) setAge(id string, fetchedAt time.Time) {
+	s.mu.Lock()
+	s.ages[id] = fetchedAt
+	s.mu.Unlock()
+}

@@ -1,0 +1,446 @@
+package feed
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Backoff for transient failures: base doubling per consecutive failure,
+// capped, with jitter (the client already retried quickly within the poll).
+const (
+	backoffBase = time.Minute
+	backoffMax  = time.Hour
+	// minThrottleWait applies when a throttle error carries no retry time.
+	minThrottleWait = 5 * time.Minute
+)
+
+// Run polls due feeds until ctx is done: every PollEvery it asks the store
+// for active feeds viewed within ViewedWindow whose next poll time has come,
+// and fetches them one after another (the Graph limiter is app-wide anyway).
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(s.opts.PollEvery)
+	defer t.Stop()
+	for {
+		s.pollDue(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// pollDue runs one round of the poller.
+func (s *Service) pollDue(ctx context.Context) {
+	now := s.now()
+	feeds, err := s.store.DueFeeds(ctx, now, now.Add(-s.opts.ViewedWindow))
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("list due feeds", slog.Any("error", err))
+		}
+		return
+	}
+	for _, f := range feeds {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := s.fetchShared(ctx, f.ID); err != nil && ctx.Err() == nil {
+			s.log.Info("poll failed", slog.String("feed", f.ID), slog.Any("error", err))
+		}
+	}
+}
+
+// FetchNow fetches a feed now, media included, and waits for it: the
+// owner's "refresh now". It joins a fetch already running for the feed. It
+// ignores the backoff after transient failures but not a known rate-limit
+// block: then the Graph client refuses at once and that failure is recorded.
+// A failed fetch returns its error after recording it in the feed's last
+// fetch; the last good snapshot keeps being served.
+func (s *Service) FetchNow(ctx context.Context, id string) error {
+	if !validID(id) {
+		return ErrNotFound
+	}
+	return s.fetchShared(ctx, id)
+}
+
+// fetchShared runs at most one fetch per feed at a time; callers arriving
+// while one runs wait for it. The fetch itself is detached from any single
+// caller (bounded by FetchTimeout and the service's lifetime).
+func (s *Service) fetchShared(ctx context.Context, id string) error {
+	ch := s.fetches.DoChan(id, func() (any, error) {
+		if !s.track() {
+			return nil, errClosed
+		}
+		defer s.bg.Done()
+		fctx, cancel := context.WithTimeout(s.bgCtx, s.opts.FetchTimeout)
+		defer cancel()
+		return nil, s.fetch(fctx, id)
+	})
+	select {
+	case r := <-ch:
+		return r.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// fetch polls one feed: one Graph media call, downloads of images not yet
+// stored, the whole-list replacement, orphan removal, cache invalidation.
+func (s *Service) fetch(ctx context.Context, id string) error {
+	if s.graph == nil || s.media == nil {
+		return errors.New("feed: polling is not configured")
+	}
+	f, err := s.store.Feed(ctx, id)
+	if err != nil {
+		return err
+	}
+	if f.Status != StatusActive || f.Account == nil {
+		return ErrNotConnected
+	}
+	token, err := s.store.AccessToken(ctx, id)
+	if err != nil {
+		return fmt.Errorf("feed: read token: %w", err)
+	}
+	acct := f.Account.IGUserID
+	items, err := s.graph.Media(ctx, acct, token, s.opts.KeepPosts)
+	if err != nil {
+		return s.recordFailure(ctx, f, token, err)
+	}
+	profile := s.readProfile(ctx, f, token)
+
+	posts, sources := s.convert(items)
+	if profile != nil && profile.ProfilePictureURL != "" {
+		key := avatarKey(profile.ProfilePictureURL)
+		sources = append(sources, source{key: key, url: profile.ProfilePictureURL})
+	}
+	stored := s.download(ctx, sources)
+
+	var acctRec *AccountRecord
+	if profile != nil {
+		a := *f.Account
+		if profile.Username != "" {
+			a.Username = profile.Username
+		}
+		if profile.Name != "" {
+			a.Name = profile.Name
+		}
+		if k := avatarKey(profile.ProfilePictureURL); profile.ProfilePictureURL != "" && stored[k] {
+			a.AvatarKey = k
+		} else if profile.ProfilePictureURL != "" {
+			s.profileFailed(id) // keep the old avatar; try again soon
+		}
+		acctRec = &a
+	}
+	now := s.now()
+	orphans, err := s.store.ReplacePosts(ctx, id, acctRec, posts, now)
+	if err != nil {
+		return fmt.Errorf("feed: save snapshot: %w", err)
+	}
+	if len(orphans) > 0 {
+		if err := s.media.Remove(orphans); err != nil {
+			s.log.Warn("remove orphaned media", slog.String("feed", id), slog.Any("error", err))
+		}
+	}
+	next := now.Add(s.jittered(s.opts.FetchInterval))
+	if err := s.store.RecordFetch(ctx, id, FetchResult{At: now, OK: true, NextFetchAt: next}); err != nil {
+		s.log.Warn("record fetch", slog.String("feed", id), slog.Any("error", err))
+	}
+	s.setAge(id, now)
+	s.cache.Invalidate(id)
+	s.metrics.polls("ok")
+	s.log.Debug("feed polled", slog.String("feed", id), slog.Int("posts", len(posts)))
+	return nil
+}
+
+// profileRetry is the wait after a failed profile read.
+const profileRetry = time.Hour
+
+// profileState is the last profile read of a feed in this process.
+type profileState struct {
+	at time.Time
+	ok bool
+}
+
+// readProfile re-reads the account profile (an extra Graph call) when the
+// avatar is not stored yet or the last read is older than ProfileEvery.
+// Failures are logged and do not fail the poll: the posts are what matters.
+func (s *Service) readProfile(ctx context.Context, f FeedRecord, token string) *GraphProfile {
+	now := s.now()
+	s.mu.Lock()
+	st, ok := s.profileRead[f.ID]
+	if !ok && f.Account.AvatarKey != "" {
+		// After a restart, read it on a later poll rather than alongside
+		// this one: one Graph call per poll in the common case.
+		st = profileState{at: now.Add(-s.opts.ProfileEvery / 2), ok: true}
+		s.profileRead[f.ID] = st
+		ok = true
+	}
+	s.mu.Unlock()
+	if ok {
+		wait := s.opts.ProfileEvery
+		if !st.ok {
+			wait = min(profileRetry, wait)
+		}
+		if now.Sub(st.at) < wait {
+			return nil
+		}
+	}
+	p, err := s.graph.Me(ctx, f.Account.IGUserID, token)
+	s.mu.Lock()
+	s.profileRead[f.ID] = profileState{at: now, ok: err == nil}
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Info("read profile", slog.String("feed", f.ID), slog.Any("error", err))
+		return nil
+	}
+	return &p
+}
+
+func (s *Service) profileFailed(id string) {
+	s.mu.Lock()
+	st := s.profileRead[id]
+	st.ok = false
+	s.profileRead[id] = st
+	s.mu.Unlock()
+}
+
+// source is an image to store under key, downloaded from url.
+type source struct {
+	key string
+	url string
+}
+
+// mediaKey is the media key of a post or carousel child: Instagram media
+// ids are global and their images never change.
+func mediaKey(id string) string { return "post:" + id }
+
+// avatarKey names a profile picture by its CDN path (without the signed
+// query): a new picture gets a new path, a re-signed URL keeps the key.
+func avatarKey(rawURL string) string {
+	p := rawURL
+	if u, err := url.Parse(rawURL); err == nil {
+		p = u.Path
+	}
+	sum := sha256.Sum256([]byte(p))
+	return "avatar:" + hex.EncodeToString(sum[:12])
+}
+
+// convert maps Graph media to stored posts and lists each image source.
+func (s *Service) convert(items []GraphMedia) ([]PostRecord, []source) {
+	posts := make([]PostRecord, 0, len(items))
+	var sources []source
+	for _, m := range items {
+		p := PostRecord{
+			ID:            m.ID,
+			MediaType:     m.MediaType,
+			IsReel:        m.MediaType == mediaVideo && strings.Contains(m.Permalink, "/reel/"),
+			Permalink:     m.Permalink,
+			Timestamp:     m.Timestamp,
+			Caption:       m.Caption,
+			AltText:       m.AltText,
+			LikeCount:     m.LikeCount,
+			CommentsCount: m.CommentsCount,
+		}
+		switch m.MediaType {
+		case mediaCarousel:
+			for _, c := range m.Children {
+				cr := ChildRecord{ID: c.ID, MediaType: c.MediaType, AltText: c.AltText}
+				if u := coverURL(c); u != "" {
+					cr.MediaKey = mediaKey(c.ID)
+					sources = append(sources, source{key: cr.MediaKey, url: u})
+					if p.MediaKey == "" {
+						// The cover is the first child with an image: same
+						// file, no second download.
+						p.MediaKey = cr.MediaKey
+					}
+				}
+				p.Children = append(p.Children, cr)
+			}
+			if p.MediaKey == "" && m.ThumbnailURL != "" {
+				p.MediaKey = mediaKey(m.ID)
+				sources = append(sources, source{key: p.MediaKey, url: m.ThumbnailURL})
+			}
+		default:
+			if u := coverURL(m); u != "" {
+				p.MediaKey = mediaKey(m.ID)
+				sources = append(sources, source{key: p.MediaKey, url: u})
+			}
+		}
+		posts = append(posts, p)
+	}
+	return posts, sources
+}
+
+// coverURL is the image to store for a single item: an image's media_url,
+// a video's thumbnail_url (a reel with copyrighted audio has no media_url,
+// and a video's media_url is a video anyway).
+func coverURL(m GraphMedia) string {
+	switch m.MediaType {
+	case mediaVideo:
+		return m.ThumbnailURL
+	case mediaImage:
+		if m.MediaURL != "" {
+			return m.MediaURL
+		}
+		return m.ThumbnailURL
+	}
+	return ""
+}
+
+// download stores every source whose key has no media row yet and returns
+// the keys that are stored afterwards. Failures are logged; the post stays
+// in the snapshot without an image (left out of the JSON) and the download
+// is retried on the next poll, with a fresh URL.
+func (s *Service) download(ctx context.Context, sources []source) map[string]bool {
+	stored := make(map[string]bool, len(sources))
+	if len(sources) == 0 {
+		return stored
+	}
+	keys := make([]string, 0, len(sources))
+	seen := make(map[string]bool, len(sources))
+	var todo []source
+	for _, src := range sources {
+		if !seen[src.key] {
+			seen[src.key] = true
+			keys = append(keys, src.key)
+			todo = append(todo, src)
+		}
+	}
+	have, err := s.store.MediaByKeys(ctx, keys)
+	if err != nil {
+		s.log.Warn("read media rows", slog.Any("error", err))
+		return stored
+	}
+	for k := range have {
+		stored[k] = true
+	}
+	var mu sync.Mutex
+	work := make(chan source)
+	var wg sync.WaitGroup
+	for range min(s.opts.MediaWorkers, len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for src := range work {
+				img, err := s.media.Fetch(ctx, src.url)
+				if err != nil {
+					// The media store's errors name host and path only,
+					// never the signed query.
+					s.log.Info("download media", slog.String("key", src.key), slog.Any("error", err))
+					continue
+				}
+				img.Key = src.key
+				if err := s.store.PutMedia(ctx, img); err != nil {
+					s.log.Warn("save media row", slog.String("key", src.key), slog.Any("error", err))
+					continue
+				}
+				mu.Lock()
+				stored[src.key] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, src := range todo {
+		if _, ok := have[src.key]; ok {
+			continue
+		}
+		select {
+		case work <- src:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(work)
+	wg.Wait()
+	return stored
+}
+
+// recordFailure records a failed poll by the client's classification and
+// returns err. The last good snapshot stays; the feed is served stale.
+func (s *Service) recordFailure(ctx context.Context, f FeedRecord, token string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	now := s.now()
+	kind, retryAfter := s.graph.Classify(err)
+	res := FetchResult{At: now, Err: ownerMessage(kind, err), Failures: f.FetchFailures + 1}
+	outcome := "error"
+	switch kind {
+	case KindThrottled:
+		// Every extra call extends the penalty: wait for the block's end.
+		res.NextFetchAt = now.Add(max(retryAfter, minThrottleWait))
+		outcome = "throttled"
+	case KindTokenInvalid, KindPermission:
+		// A poll racing a token refresh holds the old string: only a failure
+		// of the current token means the owner must reconnect.
+		cur, terr := s.store.AccessToken(ctx, f.ID)
+		if terr == nil && cur != token {
+			res.NextFetchAt = now
+			res.Failures = f.FetchFailures
+			outcome = "token_changed"
+			break
+		}
+		outcome = "needs_reauth"
+		res.NextFetchAt = now.Add(s.opts.FetchInterval)
+		reason := "Instagram no longer accepts the access token: reconnect the account."
+		if kind == KindPermission {
+			reason = "The access token lacks the instagram_business_basic permission: reconnect the account."
+		}
+		if serr := s.store.SetStatus(ctx, f.ID, StatusNeedsReauth, reason); serr != nil {
+			s.log.Error("set feed status", slog.String("feed", f.ID), slog.Any("error", serr))
+		}
+	default:
+		res.NextFetchAt = now.Add(s.backoff(res.Failures))
+	}
+	if rerr := s.store.RecordFetch(ctx, f.ID, res); rerr != nil {
+		s.log.Error("record fetch", slog.String("feed", f.ID), slog.Any("error", rerr))
+	}
+	s.cache.Invalidate(f.ID) // stale: true from now on
+	s.metrics.polls(outcome)
+	return fmt.Errorf("feed: poll %s: %w", f.ID, err)
+}
+
+// ownerMessage is the owner-facing text of a failed poll. The Graph
+// client's errors are sanitised (no token, no signed URL).
+func ownerMessage(kind ErrorKind, err error) string {
+	prefix := ""
+	switch kind {
+	case KindThrottled:
+		prefix = "rate limited by Instagram: "
+	case KindTokenInvalid:
+		prefix = "token rejected: "
+	case KindPermission:
+		prefix = "permission missing: "
+	case KindTransient:
+		prefix = "Instagram unreachable or failing: "
+	}
+	msg := prefix + err.Error()
+	if len(msg) > 300 {
+		msg = msg[:300]
+	}
+	return msg
+}
+
+// backoff is the wait after the n-th consecutive transient failure.
+func (s *Service) backoff(n int) time.Duration {
+	d := backoffBase
+	for i := 1; i < n && d < backoffMax; i++ {
+		d *= 2
+	}
+	return s.jittered(min(d, backoffMax))
+}
+
+// jittered spreads d by ±10% so feeds do not poll in lockstep.
+func (s *Service) jittered(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.9 + 0.2*s.opts.Jitter()))
+}

@@ -1,0 +1,292 @@
+package feed
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/feedd/feedd/internal/cache"
+)
+
+// Options configure a Service.
+type Options struct {
+	Store FeedStore
+	Graph GraphClient
+	Media MediaFetcher
+
+	// PublicURL is FEEDD_PUBLIC_URL: stored images are served as
+	// PublicURL + "/media/" + file.
+	PublicURL string
+	// FetchInterval is FEEDD_FETCH_INTERVAL (default 15m).
+	FetchInterval time.Duration
+	// PollEvery is how often the poller looks for due feeds (default 30s,
+	// or FetchInterval when that is shorter).
+	PollEvery time.Duration
+	// ViewedWindow: feeds not requested for this long are not polled
+	// (default 30 days).
+	ViewedWindow time.Duration
+	// ViewDebounce: a feed's view is written at most this often (default 1h).
+	ViewDebounce time.Duration
+	// KeepPosts is how many newest posts a poll asks for (default 50).
+	KeepPosts int
+	// FetchTimeout bounds one fetch, media included (default 2m).
+	FetchTimeout time.Duration
+	// ProfileEvery is how often the account profile (avatar, name) is
+	// re-read with an extra Graph call (default 24h).
+	ProfileEvery time.Duration
+	// MediaWorkers is how many images download at once (default 4).
+	MediaWorkers int
+	// CacheFresh and CacheMaxStale tune the hot cache (defaults 5m and 1h).
+	CacheFresh, CacheMaxStale time.Duration
+
+	Now        func() time.Time
+	Jitter     func() float64 // uniform in [0,1); default math/rand
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Service builds feed documents from stored snapshots, keeps them in the hot
+// cache, and polls Instagram for connected feeds.
+type Service struct {
+	opts   Options
+	store  FeedStore
+	graph  GraphClient
+	media  MediaFetcher
+	log    *slog.Logger
+	now    func() time.Time
+	public string
+
+	cache   *cache.Cache
+	fetches singleflight.Group
+	metrics *metrics
+
+	mu          sync.Mutex
+	viewed      map[string]time.Time // last MarkViewed written, per feed
+	profileRead map[string]profileState // last Me call, per feed
+	ages        map[string]time.Time // fetched_at per feed, for the age gauge
+
+	closed   bool // under mu
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
+	bg       sync.WaitGroup
+}
+
+// errClosed is returned by fetches started after Close.
+var errClosed = errors.New("feed: service closed")
+
+// track registers a background task unless the service is closing.
+func (s *Service) track() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.bg.Add(1)
+	return true
+}
+
+// New returns a Service.
+func New(opts Options) (*Service, error) {
+	if opts.Store == nil {
+		return nil, errors.New("feed: Options.Store is required")
+	}
+	if opts.FetchInterval <= 0 {
+		opts.FetchInterval = 15 * time.Minute
+	}
+	if opts.PollEvery <= 0 {
+		opts.PollEvery = min(30*time.Second, opts.FetchInterval)
+	}
+	if opts.ViewedWindow <= 0 {
+		opts.ViewedWindow = 30 * 24 * time.Hour
+	}
+	if opts.ViewDebounce <= 0 {
+		opts.ViewDebounce = time.Hour
+	}
+	if opts.KeepPosts <= 0 {
+		opts.KeepPosts = 50
+	}
+	if opts.FetchTimeout <= 0 {
+		opts.FetchTimeout = 2 * time.Minute
+	}
+	if opts.ProfileEvery <= 0 {
+		opts.ProfileEvery = 24 * time.Hour
+	}
+	if opts.MediaWorkers <= 0 {
+		opts.MediaWorkers = 4
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Jitter == nil {
+		opts.Jitter = rand.Float64
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Service{
+		opts:        opts,
+		store:       opts.Store,
+		graph:       opts.Graph,
+		media:       opts.Media,
+		log:         opts.Logger,
+		now:         opts.Now,
+		public:      strings.TrimRight(opts.PublicURL, "/"),
+		viewed:      make(map[string]time.Time),
+		profileRead: make(map[string]profileState),
+		ages:        make(map[string]time.Time),
+	}
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	var err error
+	if s.metrics, err = newMetrics(opts.Registerer, s); err != nil {
+		return nil, err
+	}
+	s.cache, err = cache.New(cache.Options{
+		Load:       s.load,
+		Fresh:      opts.CacheFresh,
+		MaxStale:   opts.CacheMaxStale,
+		Now:        opts.Now,
+		Logger:     opts.Logger,
+		Registerer: opts.Registerer,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close stops background fetches and cache refreshes and waits for them.
+func (s *Service) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.bgCancel()
+	s.bg.Wait()
+	s.cache.Close()
+}
+
+// Invalidate drops the cached responses of a feed, e.g. after the owner
+// changed its allowed origins or disconnected it.
+func (s *Service) Invalidate(id string) { s.cache.Invalidate(id) }
+
+// validID rejects ids no feed can have before they reach the cache or the
+// database: feed ids are short [a-z0-9] strings.
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Entry returns the ready-to-send response for a feed and query, from the
+// hot cache when possible. Unknown feeds give ErrNotFound.
+func (s *Service) Entry(ctx context.Context, id string, q Query) (*cache.Entry, error) {
+	if !validID(id) {
+		return nil, ErrNotFound
+	}
+	key := id
+	if k := q.key(); k != "" {
+		key = id + "?" + k
+	}
+	e, _, err := s.cache.Get(ctx, id, key)
+	return e, err
+}
+
+// Doc returns the feed document for the HTML renderer, with the feed's
+// allowed origins. The document is shared: callers must not modify it.
+// limit 0 means DefaultLimit; bad values give a 400 *httperr.Error.
+func (s *Service) Doc(ctx context.Context, id string, limit int, after string, types []string) (*Doc, []string, error) {
+	q, err := NewQuery(limit, after, types)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := s.Entry(ctx, id, q)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := e.Meta.(*entryMeta)
+	return m.doc, m.allowed, nil
+}
+
+// load builds a cache entry from the stored snapshot (the cache's Loader).
+func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error) {
+	q := DefaultQuery
+	if _, k, ok := strings.Cut(key, "?"); ok {
+		var valid bool
+		if q, valid = queryFromKey(k); !valid {
+			return nil, fmt.Errorf("feed: bad cache key %q", key)
+		}
+	}
+	f, err := s.store.Feed(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	s.markViewed(ctx, f, now)
+	if f.Status == StatusActive && f.FetchedAt.IsZero() && (f.NextFetchAt.IsZero() || !f.NextFetchAt.After(now)) {
+		// Connected but nothing fetched yet: answer now with an empty feed
+		// and fetch in the background. Never make the visitor wait.
+		s.fetchInBackground(id)
+	}
+	doc, err := s.buildDoc(ctx, f, q)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	meta := newEntryMeta(f.AllowedOrigins)
+	meta.doc = doc
+	return cache.NewEntry(body, meta)
+}
+
+// markViewed writes the view at most once per ViewDebounce per feed, so the
+// poller knows the feed is wanted without a write per request.
+func (s *Service) markViewed(ctx context.Context, f FeedRecord, now time.Time) {
+	s.mu.Lock()
+	last, ok := s.viewed[f.ID]
+	if !ok {
+		last = f.LastViewedAt
+	}
+	due := now.Sub(last) >= s.opts.ViewDebounce
+	if due {
+		s.viewed[f.ID] = now
+	}
+	s.mu.Unlock()
+	if !due {
+		return
+	}
+	if err := s.store.MarkViewed(ctx, f.ID, now); err != nil {
+		s.log.Warn("mark feed viewed", slog.String("feed", f.ID), slog.Any("error", err))
+		s.mu.Lock()
+		delete(s.viewed, f.ID)
+		s.mu.Unlock()
+	}
+}
+
+func (s *Service) fetchInBackground(id string) {
+	if !s.track() {
+		return
+	}
+	go func() {
+		defer s.bg.Done()
+		if err := s.fetchShared(s.bgCtx, id); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Info("first fetch failed", slog.String("feed", id), slog.Any("error", err))
+		}
+	}()
+}
