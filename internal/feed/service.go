@@ -70,9 +70,9 @@ type Service struct {
 	metrics *metrics
 
 	mu          sync.Mutex
-	viewed      map[string]time.Time // last MarkViewed written, per feed
+	viewed      map[string]time.Time    // last MarkViewed written, per feed
 	profileRead map[string]profileState // last Me call, per feed
-	ages        map[string]time.Time // fetched_at per feed, for the age gauge
+	ages        map[string]time.Time    // fetched_at per feed, for the age gauge
 
 	closed   bool // under mu
 	bgCtx    context.Context
