@@ -154,18 +154,27 @@ func renderJPEG(spec imageSpec) []byte {
 	c1 := hsv(hue, 0.55, 0.97)
 	c2 := hsv(math.Mod(hue+90+next()*120, 360), 0.75, 0.45)
 
-	// Gradient: precompute per-column and per-row weights so the inner loop is adds.
+	// Diagonal gradient t = (x/w + y/h)/2, stepped in 16.16 fixed point so
+	// the inner loop is integer adds.
 	pix := img.Pix
+	from := [3]float64{float64(c1.R), float64(c1.G), float64(c1.B)}
+	span := [3]float64{float64(c2.R) - from[0], float64(c2.G) - from[1], float64(c2.B) - from[2]}
+	var step [3]int32
+	for c := range 3 {
+		step[c] = int32(span[c] / float64(2*w) * 65536)
+	}
 	for y := range h {
-		ty := float64(y) / float64(h)
-		row := pix[y*img.Stride:]
-		for x := range w {
-			t := (float64(x)/float64(w) + ty) / 2
-			i := x * 4
-			row[i] = uint8(float64(c1.R) + (float64(c2.R)-float64(c1.R))*t)
-			row[i+1] = uint8(float64(c1.G) + (float64(c2.G)-float64(c1.G))*t)
-			row[i+2] = uint8(float64(c1.B) + (float64(c2.B)-float64(c1.B))*t)
-			row[i+3] = 255
+		ty := float64(y) / float64(2*h)
+		var acc [3]int32
+		for c := range 3 {
+			acc[c] = int32((from[c] + span[c]*ty) * 65536)
+		}
+		row := pix[y*img.Stride : y*img.Stride+4*w]
+		for i := 0; i < len(row); i += 4 {
+			row[i], row[i+1], row[i+2], row[i+3] = uint8(acc[0]>>16), uint8(acc[1]>>16), uint8(acc[2]>>16), 255
+			acc[0] += step[0]
+			acc[1] += step[1]
+			acc[2] += step[2]
 		}
 	}
 	for range 3 + int(next()*3) {
