@@ -90,6 +90,19 @@ func TestTokenLadderEndToEnd(t *testing.T) {
 	}
 }
 
+func TestRefreshAllowedFromExactly24Hours(t *testing.T) {
+	e := newEnv(t, Options{})
+	tok := e.sb.MintLongLivedToken(AccountBusiness, e.clock.Now().Add(-RefreshMinAge))
+	r := e.graph("/refresh_access_token", url.Values{"grant_type": {"ig_refresh_token"}, "access_token": {tok}})
+	if r.status != 200 {
+		t.Fatalf("refresh at 24h: %d %s", r.status, r.body)
+	}
+	// The new expiry is about 60 days from the refresh, whatever the old one was.
+	if n, _ := r.json(t)["expires_in"].(json.Number).Int64(); time.Duration(n)*time.Second < LongTokenTTL-200*time.Second {
+		t.Fatalf("expires_in %d", n)
+	}
+}
+
 func TestRefreshKeepsOldTokenWhenConfigured(t *testing.T) {
 	e := newEnv(t, Options{RefreshKeepsOldToken: true})
 	tok := e.sb.MintLongLivedToken(AccountCreator, e.clock.Now().Add(-48*time.Hour))
@@ -119,6 +132,7 @@ func TestRefreshFailures(t *testing.T) {
 			_ = e.sb.RevokeTokens(AccountCreator)
 			return tok
 		}, "GET", "ig_refresh_token", 190, 460, "invalidated"},
+		{"23h-old long-lived token is too young", func() string { return e.sb.MintLongLivedToken(AccountBusiness, now.Add(-23*time.Hour)) }, "GET", "ig_refresh_token", 100, 0, "24 hours"},
 		{"short-lived token is too young", func() string { return e.shortToken(AccountBusiness) }, "GET", "ig_refresh_token", 100, 0, "24 hours"},
 		{"POST is refused", func() string { return e.sb.MintLongLivedToken(AccountBusiness, now.Add(-48*time.Hour)) }, "POST", "ig_refresh_token", 100, 33, "Unsupported post request"},
 		{"wrong grant type", func() string { return e.sb.MintLongLivedToken(AccountBusiness, now.Add(-48*time.Hour)) }, "GET", "ig_exchange_token", 100, 0, "grant_type"},
