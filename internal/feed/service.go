@@ -233,6 +233,11 @@ func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error
 	}
 	f, err := s.store.Feed(ctx, id)
 	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			s.mu.Lock()
+			delete(s.ages, id) // a deleted feed leaves the age gauge
+			s.mu.Unlock()
+		}
 		return nil, err
 	}
 	now := s.now()

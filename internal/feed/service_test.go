@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // fetchJSON returns the feed body for a raw query string.
@@ -642,5 +645,39 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached")
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	fx := newFixture(t)
+	reg := prometheus.NewRegistry()
+	svc, err := New(Options{Store: fx.store, Graph: fx.graph, Media: fx.media, Now: fx.clock.Now, Logger: quietLogger(), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	svc.FetchNow(context.Background(), "feed1")
+	fx.graph.set(nil, &graphErr{kind: KindThrottled, retry: time.Hour})
+	svc.FetchNow(context.Background(), "feed1")
+	svc.Entry(context.Background(), "feed1", DefaultQuery)
+	svc.Entry(context.Background(), "feed1", DefaultQuery)
+	fx.clock.Add(90 * time.Second)
+	want := `
+# HELP feedd_feed_age_seconds Seconds since the feed's last good snapshot.
+# TYPE feedd_feed_age_seconds gauge
+feedd_feed_age_seconds{feed="feed1"} 90
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "feedd_feed_age_seconds"); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(svc.metrics.pollsTotal.WithLabelValues("ok")); got != 1 {
+		t.Errorf("ok polls = %v", got)
+	}
+	if got := testutil.ToFloat64(svc.metrics.pollsTotal.WithLabelValues("throttled")); got != 1 {
+		t.Errorf("throttled polls = %v", got)
+	}
+	n, _ := testutil.GatherAndCount(reg, "feedd_feed_cache_requests_total")
+	if n != 3 {
+		t.Errorf("cache metric series = %d", n)
 	}
 }

@@ -1,0 +1,29 @@
+// Package feed is the visitor's side of feedd: it polls Instagram for
+// connected feeds, turns the stored snapshot into the version 1 feed JSON,
+// keeps ready-to-send responses in the hot cache, and serves
+// GET /api/v1/feeds/{id}.
+//
+// Query parameters of the feed JSON:
+//
+//   - limit: page size, an integer from 1 to 100 (MaxLimit); default 20
+//     (DefaultLimit).
+//   - after: the "next" value of a previous page. It is opaque to clients
+//     (base64url of the last post's timestamp and id). When that post has been
+//     deleted since, the page continues at the first older post, so "load
+//     more" keeps working across polls. A value that is not such a cursor is a
+//     400.
+//   - type: comma list (or repeated parameter) of image, video, carousel,
+//     reel. "video" means every video, reels included; "reel" means reels
+//     only. Posts matching any listed kind are returned.
+//
+// Unknown parameters are ignored; a bad value is a 400 naming the parameter.
+// Equal queries share one cache entry whatever their spelling; the
+// unfiltered first page is the hot one.
+//
+// Polling makes one Graph media call per poll in the common case (the
+// account profile is re-read at most daily, and on the first poll of a feed
+// whose avatar is not stored yet). Images are downloaded once per media key
+// ("post:<media id>" for posts and carousel children, "avatar:<hash of the
+// picture's path>"); a post whose image could not be stored is left out of
+// the JSON and retried on the next poll.
+package feed
