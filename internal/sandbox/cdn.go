@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -349,4 +350,37 @@ func (s *Sandbox) handlePermalink(r *http.Request, rc *reqCtx) *response {
 	resp := newResponse(status, "text/html; charset=utf-8", b.Bytes())
 	resp.header.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'none'")
 	return resp
+}
+
+// Warm draws the pictures of each account's newest n posts (children,
+// covers and profile pictures included) so that a demo's first poll finds
+// them ready. It stops early when ctx ends; run it in a goroutine.
+func (s *Sandbox) Warm(ctx context.Context, n int) {
+	type job struct {
+		path string
+		spec imageSpec
+	}
+	var jobs []job
+	add := func(path string) {
+		if spec, ok := s.images[path]; ok && !spec.mp4 {
+			jobs = append(jobs, job{path, spec})
+		}
+	}
+	s.mu.Lock()
+	for _, a := range s.accounts {
+		add(a.profilePic)
+		for _, p := range a.posts[:min(n, len(a.posts))] {
+			add(p.image)
+			for _, c := range p.children {
+				add(c.image)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			return
+		}
+		s.imageBytes(j.path, j.spec)
+	}
 }

@@ -2,8 +2,11 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"image"
 	"image/jpeg"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -186,5 +189,39 @@ func BenchmarkNew(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		New(Options{})
+	}
+}
+
+func TestWarmFillsTheCache(t *testing.T) {
+	sb := New(Options{DisableImageGenerator: true})
+	sb.Warm(context.Background(), 2)
+	sb.imgMu.Lock()
+	n := len(sb.imgCache)
+	sb.imgMu.Unlock()
+	// 3 profile pictures + bakery's 2 newest (image, reel cover) + studio's (reel cover, image) + personal's 2.
+	if n != 9 {
+		t.Fatalf("warm drew %d pictures, want 9", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	fresh := New(Options{DisableImageGenerator: true})
+	fresh.Warm(ctx, 60)
+	if len(fresh.imgCache) != 0 {
+		t.Fatal("Warm ignored a cancelled context")
+	}
+}
+
+func BenchmarkMediaPage(b *testing.B) {
+	sb := New(Options{BaseURL: "http://127.0.0.1:8080/sandbox"})
+	tok := sb.MintLongLivedToken(AccountBusiness, time.Now())
+	target := "/sandbox/graph/v25.0/me/media?" + url.Values{"fields": {allMediaFields}, "limit": {"25"}, "access_token": {tok}}.Encode()
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		sb.ServeHTTP(w, httptest.NewRequest(http.MethodGet, target, nil))
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+		sb.ResetCalls()
 	}
 }
