@@ -28,12 +28,11 @@ import (
 
 // Errors returned by the sandbox's Go API.
 var (
-	ErrUnknownAccount     = errors.New("sandbox: unknown account")
-	ErrUnknownPost        = errors.New("sandbox: unknown post")
-	ErrRedirectURI        = errors.New("sandbox: redirect_uri is not registered")
-	ErrInvalidPost        = errors.New("sandbox: invalid post")
-	ErrInvalidBaseURL     = errors.New("sandbox: invalid base URL")
-	ErrPersonalNotAllowed = errors.New("sandbox: account cannot be used here")
+	ErrUnknownAccount = errors.New("sandbox: unknown account")
+	ErrUnknownPost    = errors.New("sandbox: unknown post")
+	ErrRedirectURI    = errors.New("sandbox: redirect_uri is not registered")
+	ErrInvalidPost    = errors.New("sandbox: invalid post")
+	ErrInvalidBaseURL = errors.New("sandbox: invalid base URL")
 )
 
 // Usernames of the seeded accounts.
