@@ -122,6 +122,13 @@ func TestMediaPagingWalksAllPosts(t *testing.T) {
 	if len(back.Data) != 50 || back.Data[0].ID != walk.Data[0].ID {
 		t.Fatalf("previous page: %d items", len(back.Data))
 	}
+	// Stepping back (limit 5) from the page of the second post yields only the first post.
+	first := decodePage(t, e.graph("/v25.0/me/media", url.Values{"limit": {"1"}, "access_token": {tok}}))
+	next := decodePage(t, e.get(first.Paging.Next))
+	earlier := decodePage(t, e.graph("/v25.0/me/media", url.Values{"limit": {"5"}, "before": {next.Paging.Cursors.Before}, "access_token": {tok}}))
+	if len(earlier.Data) != 1 || earlier.Data[0].ID != first.Data[0].ID || earlier.Paging.Previous != "" {
+		t.Fatalf("before cursor from the first item: %+v", earlier)
+	}
 }
 
 func TestMediaLimitAndCursorValidation(t *testing.T) {

@@ -534,22 +534,21 @@ func (s *Sandbox) handleMedia(r *http.Request, rc *reqCtx, version string, _ []s
 		return slices.IndexFunc(posts, func(p *post) bool { return p.id == id })
 	}
 	badCursor := graphErrorResponse(&apiError{code: 100, typ: "OAuthException", msg: "(#100) The cursor is invalid or has expired"})
-	start := 0
+	start, end := 0, min(limit, len(posts))
 	switch {
 	case q.Get("after") != "":
 		i := indexOf(q.Get("after"))
 		if i < 0 {
 			return badCursor
 		}
-		start = i + 1
+		start, end = i+1, min(i+1+limit, len(posts))
 	case q.Get("before") != "":
 		i := indexOf(q.Get("before"))
 		if i < 0 {
 			return badCursor
 		}
-		start = max(0, i-limit)
+		start, end = max(0, i-limit), i
 	}
-	end := min(start+limit, len(posts))
 	window := posts[start:end]
 	now := s.now()
 	data := make([]obj, 0, len(window))
