@@ -1,0 +1,582 @@
+// Package config parses feedd's configuration from the environment, once,
+// into one typed struct. Nothing else in feedd reads the environment.
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// KeySize is the length in bytes of a FEEDD_SECRET_KEY after base64 decoding.
+const KeySize = 32
+
+// CallbackPath is the path of the OAuth redirect target under the public URL.
+const CallbackPath = "/auth/instagram/callback"
+
+// Config is feedd's whole configuration, validated.
+type Config struct {
+	Addr      string   // FEEDD_ADDR: listen address
+	PublicURL *url.URL // FEEDD_PUBLIC_URL: scheme and host (and optional path prefix), no trailing slash
+	DataDir   string   // FEEDD_DATA_DIR
+
+	InstagramAppID     string // FEEDD_INSTAGRAM_APP_ID; "" when unset
+	InstagramAppSecret string // FEEDD_INSTAGRAM_APP_SECRET; "" when unset
+
+	// SecretKeys holds the token encryption keys (32 bytes each): the first
+	// is current, the rest are previous keys still accepted for decryption.
+	// Empty when FEEDD_SECRET_KEY is unset (a key file is used instead).
+	SecretKeys [][]byte
+	AdminToken string // FEEDD_ADMIN_TOKEN; "" when unset
+
+	AuthorizeURL string // FEEDD_INSTAGRAM_AUTHORIZE_URL
+	TokenURL     string // FEEDD_INSTAGRAM_TOKEN_URL
+	GraphURL     string // FEEDD_INSTAGRAM_GRAPH_URL, no trailing slash
+	APIVersion   string // FEEDD_INSTAGRAM_API_VERSION, e.g. v25.0
+
+	// MediaHosts lists the only hosts media may be downloaded from:
+	// "host", "host:port" or "*.domain" (lower case).
+	MediaHosts        []string
+	MediaAllowPrivate bool // FEEDD_MEDIA_ALLOW_PRIVATE
+
+	FetchInterval      time.Duration // FEEDD_FETCH_INTERVAL
+	TokenCheckInterval time.Duration // FEEDD_TOKEN_CHECK_INTERVAL
+	TokenRefreshWindow time.Duration // FEEDD_TOKEN_REFRESH_WINDOW
+
+	GraphRate  float64 // FEEDD_GRAPH_RATE: outbound Graph calls per second
+	GraphBurst int     // FEEDD_GRAPH_BURST: token-bucket burst for GraphRate
+	RateLimit  float64 // FEEDD_RATE_LIMIT: visitor requests per second per client IP
+
+	TrustedProxies []netip.Prefix // FEEDD_TRUSTED_PROXIES
+	LogFormat      string         // FEEDD_LOG_FORMAT: "text" or "json"
+	LogLevel       slog.Level     // FEEDD_LOG_LEVEL
+}
+
+// Default returns the configuration with every default applied and no
+// secrets set.
+func Default() Config {
+	u, _ := url.Parse("http://localhost:8080")
+	return Config{
+		Addr:               ":8080",
+		PublicURL:          u,
+		DataDir:            "./feedd-data",
+		AuthorizeURL:       "https://www.instagram.com/oauth/authorize",
+		TokenURL:           "https://api.instagram.com/oauth/access_token",
+		GraphURL:           "https://graph.instagram.com",
+		APIVersion:         "v25.0",
+		MediaHosts:         []string{"*.cdninstagram.com", "*.fbcdn.net"},
+		FetchInterval:      15 * time.Minute,
+		TokenCheckInterval: time.Hour,
+		TokenRefreshWindow: 720 * time.Hour,
+		GraphRate:          1,
+		GraphBurst:         5,
+		RateLimit:          20,
+		LogFormat:          "text",
+		LogLevel:           slog.LevelInfo,
+	}
+}
+
+// RedirectURI is the OAuth redirect URI registered with the Instagram app.
+func (c Config) RedirectURI() string {
+	if c.PublicURL == nil {
+		return CallbackPath
+	}
+	return strings.TrimRight(c.PublicURL.String(), "/") + CallbackPath
+}
+
+// PublicBase is the public URL as a string without a trailing slash.
+func (c Config) PublicBase() string {
+	if c.PublicURL == nil {
+		return ""
+	}
+	return strings.TrimRight(c.PublicURL.String(), "/")
+}
+
+// LogValue is a redacted dump for the start-up log: secrets show only
+// whether they are set.
+func (c Config) LogValue() slog.Value {
+	set := func(b bool) string {
+		if b {
+			return "set"
+		}
+		return "unset"
+	}
+	proxies := make([]string, len(c.TrustedProxies))
+	for i, p := range c.TrustedProxies {
+		proxies[i] = p.String()
+	}
+	keys := "unset"
+	if n := len(c.SecretKeys); n > 0 {
+		keys = "set"
+		if n > 1 {
+			keys = fmt.Sprintf("set (+%d previous)", n-1)
+		}
+	}
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("public_url", c.PublicBase()),
+		slog.String("data_dir", c.DataDir),
+		slog.String("instagram_app_id", set(c.InstagramAppID != "")),
+		slog.String("instagram_app_secret", set(c.InstagramAppSecret != "")),
+		slog.String("secret_key", keys),
+		slog.String("admin_token", set(c.AdminToken != "")),
+		slog.String("authorize_url", c.AuthorizeURL),
+		slog.String("token_url", c.TokenURL),
+		slog.String("graph_url", c.GraphURL),
+		slog.String("api_version", c.APIVersion),
+		slog.String("media_hosts", strings.Join(c.MediaHosts, ",")),
+		slog.Bool("media_allow_private", c.MediaAllowPrivate),
+		slog.Duration("fetch_interval", c.FetchInterval),
+		slog.Duration("token_check_interval", c.TokenCheckInterval),
+		slog.Duration("token_refresh_window", c.TokenRefreshWindow),
+		slog.Float64("graph_rate", c.GraphRate),
+		slog.Int("graph_burst", c.GraphBurst),
+		slog.Float64("rate_limit", c.RateLimit),
+		slog.String("trusted_proxies", strings.Join(proxies, ",")),
+		slog.String("log_format", c.LogFormat),
+		slog.String("log_level", c.LogLevel.String()),
+	)
+}
+
+// Env is a lookup over the process environment, for Load.
+func Env(name string) (string, bool) { return os.LookupEnv(name) }
+
+// Load parses the configuration from lookup (use Env for the process
+// environment). It returns warnings for accepted but questionable values
+// and an error of one line naming the first variable that is wrong.
+func Load(lookup func(string) (string, bool)) (Config, []string, error) {
+	p := &parser{lookup: lookup, cfg: Default()}
+	c := &p.cfg
+
+	p.str("FEEDD_ADDR", &c.Addr, validAddr)
+	p.publicURL("FEEDD_PUBLIC_URL")
+	p.str("FEEDD_DATA_DIR", &c.DataDir, nonEmpty)
+	p.secret("FEEDD_INSTAGRAM_APP_ID", &c.InstagramAppID)
+	p.secret("FEEDD_INSTAGRAM_APP_SECRET", &c.InstagramAppSecret)
+	p.secretKeys("FEEDD_SECRET_KEY")
+	p.secret("FEEDD_ADMIN_TOKEN", &c.AdminToken)
+	p.str("FEEDD_INSTAGRAM_AUTHORIZE_URL", &c.AuthorizeURL, validUpstreamURL)
+	p.str("FEEDD_INSTAGRAM_TOKEN_URL", &c.TokenURL, validUpstreamURL)
+	p.str("FEEDD_INSTAGRAM_GRAPH_URL", &c.GraphURL, validUpstreamURL)
+	c.GraphURL = strings.TrimRight(c.GraphURL, "/")
+	p.str("FEEDD_INSTAGRAM_API_VERSION", &c.APIVersion, validAPIVersion)
+	p.mediaHosts("FEEDD_MEDIA_HOSTS")
+	p.boolean("FEEDD_MEDIA_ALLOW_PRIVATE", &c.MediaAllowPrivate)
+	p.interval("FEEDD_FETCH_INTERVAL", &c.FetchInterval, true)
+	p.interval("FEEDD_TOKEN_CHECK_INTERVAL", &c.TokenCheckInterval, true)
+	p.interval("FEEDD_TOKEN_REFRESH_WINDOW", &c.TokenRefreshWindow, false)
+	p.rate("FEEDD_GRAPH_RATE", &c.GraphRate)
+	p.burst("FEEDD_GRAPH_BURST", &c.GraphBurst)
+	p.rate("FEEDD_RATE_LIMIT", &c.RateLimit)
+	p.proxies("FEEDD_TRUSTED_PROXIES")
+	p.logFormat("FEEDD_LOG_FORMAT")
+	p.logLevel("FEEDD_LOG_LEVEL")
+
+	if p.err != nil {
+		return Config{}, nil, p.err
+	}
+	return p.cfg, p.warnings, nil
+}
+
+type parser struct {
+	lookup   func(string) (string, bool)
+	cfg      Config
+	warnings []string
+	err      error
+}
+
+// get returns the trimmed value of name; ok is false when unset or blank,
+// so an empty variable means "use the default".
+func (p *parser) get(name string) (string, bool) {
+	v, ok := p.lookup(name)
+	v = strings.TrimSpace(v)
+	return v, ok && v != ""
+}
+
+func (p *parser) fail(name, format string, args ...any) {
+	if p.err == nil {
+		p.err = fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...))
+	}
+}
+
+func (p *parser) str(name string, dst *string, check func(string) error) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	if err := check(v); err != nil {
+		p.fail(name, "%q %v", display(v), err)
+		return
+	}
+	*dst = v
+}
+
+// secret reads name or name_FILE (never both); its value never appears in
+// an error.
+func (p *parser) secret(name string, dst *string) {
+	v, ok := p.secretValue(name)
+	if ok {
+		*dst = v
+	}
+}
+
+func (p *parser) secretValue(name string) (string, bool) {
+	v, ok := p.get(name)
+	path, fileOK := p.get(name + "_FILE")
+	switch {
+	case ok && fileOK:
+		p.fail(name, "both %s and %s_FILE are set; use one", name, name)
+		return "", false
+	case fileOK:
+		b, err := os.ReadFile(path)
+		if err != nil {
+			p.fail(name+"_FILE", "cannot read %q: %v", path, unwrapPathErr(err))
+			return "", false
+		}
+		v = strings.TrimRight(string(b), "\r\n")
+		if strings.TrimSpace(v) == "" {
+			p.fail(name+"_FILE", "%q is empty", path)
+			return "", false
+		}
+		return v, true
+	}
+	return v, ok
+}
+
+func unwrapPathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func (p *parser) secretKeys(name string) {
+	v, ok := p.secretValue(name)
+	if !ok {
+		return
+	}
+	var keys [][]byte
+	for i, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		k, err := decodeKey(part)
+		if err != nil {
+			which := "the key"
+			if strings.Contains(v, ",") {
+				which = fmt.Sprintf("key %d", i+1)
+			}
+			p.fail(name, "%s %v", which, err)
+			return
+		}
+		keys = append(keys, k)
+	}
+	p.cfg.SecretKeys = keys
+}
+
+// decodeKey accepts standard or URL-safe base64, padded or not.
+func decodeKey(s string) ([]byte, error) {
+	if s == "" {
+		return nil, errors.New("is empty")
+	}
+	var k []byte
+	var err error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if k, err = enc.DecodeString(s); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, errors.New("is not base64 (generate one with: openssl rand -base64 32)")
+	}
+	if len(k) != KeySize {
+		return nil, fmt.Errorf("is %d bytes after base64 decoding, want %d", len(k), KeySize)
+	}
+	return k, nil
+}
+
+func (p *parser) publicURL(name string) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	u, err := url.Parse(v)
+	switch {
+	case err != nil:
+		p.fail(name, "%q is not a URL", v)
+	case u.Scheme != "http" && u.Scheme != "https":
+		p.fail(name, "%q must start with http:// or https://", v)
+	case u.Host == "":
+		p.fail(name, "%q has no host", v)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		p.fail(name, "%q must not contain credentials, a query or a fragment", display(v))
+	default:
+		u.Path = strings.TrimRight(u.Path, "/")
+		u.RawPath = ""
+		p.cfg.PublicURL = u
+	}
+}
+
+// display shows a rejected value in an error; a URL loses its
+// credentials, query and fragment, which may carry secrets.
+func display(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme == "" {
+		return v
+	}
+	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery {
+		return v
+	}
+	c := *u
+	c.User, c.RawQuery, c.Fragment, c.ForceQuery = nil, "", "", false
+	return c.String() + "…"
+}
+
+func (p *parser) boolean(name string, dst *bool) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(name, "%q is not a boolean (true or false)", v)
+		return
+	}
+	*dst = b
+}
+
+func (p *parser) interval(name string, dst *time.Duration, warnShort bool) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		p.fail(name, "%q is not a duration (e.g. 15m)", v)
+		return
+	}
+	if d <= 0 {
+		p.fail(name, "%q must be positive", v)
+		return
+	}
+	if warnShort && d < time.Minute {
+		p.warnings = append(p.warnings, fmt.Sprintf("%s is %s, shorter than a minute: fine for tests, heavy on Instagram's rate limits", name, d))
+	}
+	*dst = d
+}
+
+func (p *parser) rate(name string, dst *float64) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f != f {
+		p.fail(name, "%q is not a number", v)
+		return
+	}
+	if f <= 0 || f > 1e9 {
+		p.fail(name, "%q must be a positive number of requests per second", v)
+		return
+	}
+	*dst = f
+}
+
+func (p *parser) burst(name string, dst *int) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		p.fail(name, "%q is not a positive whole number", v)
+		return
+	}
+	*dst = n
+}
+
+func (p *parser) mediaHosts(name string) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	var hosts []string
+	for _, h := range strings.Split(v, ",") {
+		h = strings.ToLower(strings.TrimSpace(h))
+		if h == "" {
+			continue
+		}
+		if err := validMediaHost(h); err != nil {
+			p.fail(name, "%q %v", h, err)
+			return
+		}
+		hosts = append(hosts, h)
+	}
+	if len(hosts) == 0 {
+		p.fail(name, "%q lists no host", v)
+		return
+	}
+	p.cfg.MediaHosts = hosts
+}
+
+// validMediaHost accepts "host", "host:port" and "*.domain".
+func validMediaHost(h string) error {
+	const want = "is not a media host pattern (host, host:port or *.domain)"
+	if strings.HasPrefix(h, "*.") {
+		d := h[2:]
+		if strings.ContainsAny(d, ":*") || !validHostname(d) || !strings.Contains(d, ".") && d != "localhost" {
+			return errors.New(want)
+		}
+		return nil
+	}
+	if strings.Contains(h, "*") || strings.ContainsAny(h, "/@?#") {
+		return errors.New(want)
+	}
+	host := h
+	if strings.Contains(h, ":") && !strings.HasPrefix(h, "[") && strings.Count(h, ":") > 1 {
+		// A bare IPv6 literal.
+		if _, err := netip.ParseAddr(h); err == nil {
+			return nil
+		}
+		return errors.New(want)
+	}
+	if strings.Contains(h, ":") {
+		hp, port, err := net.SplitHostPort(h)
+		if err != nil {
+			return errors.New(want)
+		}
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return errors.New(want)
+		}
+		host = hp
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if !validHostname(host) {
+		return errors.New(want)
+	}
+	return nil
+}
+
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (p *parser) proxies(name string) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	var out []netip.Prefix
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			// A bare address means just that host.
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				p.fail(name, "%q is not a CIDR (e.g. 10.0.0.0/8)", s)
+				return
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, pfx.Masked())
+	}
+	p.cfg.TrustedProxies = out
+}
+
+func (p *parser) logFormat(name string) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	switch f := strings.ToLower(v); f {
+	case "text", "json":
+		p.cfg.LogFormat = f
+	default:
+		p.fail(name, "%q is not a log format (text or json)", v)
+	}
+}
+
+func (p *parser) logLevel(name string) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	var l slog.Level
+	switch strings.ToLower(v) {
+	case "debug":
+		l = slog.LevelDebug
+	case "info":
+		l = slog.LevelInfo
+	case "warn", "warning":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		p.fail(name, "%q is not a log level (debug, info, warn or error)", v)
+		return
+	}
+	p.cfg.LogLevel = l
+}
+
+func nonEmpty(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return errors.New("is empty")
+	}
+	return nil
+}
+
+func validAddr(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New("is not a listen address (e.g. :8080 or 127.0.0.1:8080)")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return errors.New("has a bad port")
+	}
+	return nil
+}
+
+func validUpstreamURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("is not an http(s) URL")
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return errors.New("must not contain credentials, a query or a fragment")
+	}
+	return nil
+}
+
+func validAPIVersion(s string) error {
+	if len(s) < 2 || s[0] != 'v' || strings.Trim(s[1:], "0123456789.") != "" {
+		return errors.New("is not an API version (e.g. v25.0)")
+	}
+	return nil
+}
