@@ -119,11 +119,11 @@ func (f *flexID) UnmarshalJSON(b []byte) error {
 	}
 	s := b
 	if b[0] == '"' {
-		var str string
-		if err := json.Unmarshal(b, &str); err != nil {
-			return err
+		// Digits never need JSON escapes, so a quoted id is its bytes between the quotes.
+		if len(b) < 2 || b[len(b)-1] != '"' {
+			return errors.New("id is not a decimal number")
 		}
-		s = []byte(str)
+		s = b[1 : len(b)-1]
 	}
 	if !isDigits(s) {
 		return errors.New("id is not a decimal number")
@@ -208,6 +208,28 @@ func (f *flexList) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// mediaType interns the three known media types (one allocation less per item).
+type mediaType string
+
+func (m *mediaType) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case `"IMAGE"`:
+		*m = MediaTypeImage
+	case `"VIDEO"`:
+		*m = MediaTypeVideo
+	case `"CAROUSEL_ALBUM"`:
+		*m = MediaTypeCarousel
+	case "null":
+	default:
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return errors.New("media_type is not a string")
+		}
+		*m = mediaType(s)
+	}
+	return nil
+}
+
 // igTime is a Graph timestamp: 2021-08-13T08:25:28+0000, or RFC 3339.
 type igTime time.Time
 
@@ -263,17 +285,17 @@ type wireProfile struct {
 }
 
 type wireMedia struct {
-	ID            flexID  `json:"id"`
-	MediaType     string  `json:"media_type"`
-	Caption       *string `json:"caption"`
-	MediaURL      string  `json:"media_url"`
-	ThumbnailURL  string  `json:"thumbnail_url"`
-	Permalink     string  `json:"permalink"`
-	Timestamp     igTime  `json:"timestamp"`
-	Username      string  `json:"username"`
-	LikeCount     flexInt `json:"like_count"`
-	CommentsCount flexInt `json:"comments_count"`
-	AltText       *string `json:"alt_text"`
+	ID            flexID    `json:"id"`
+	MediaType     mediaType `json:"media_type"`
+	Caption       *string   `json:"caption"`
+	MediaURL      string    `json:"media_url"`
+	ThumbnailURL  string    `json:"thumbnail_url"`
+	Permalink     string    `json:"permalink"`
+	Timestamp     igTime    `json:"timestamp"`
+	Username      string    `json:"username"`
+	LikeCount     flexInt   `json:"like_count"`
+	CommentsCount flexInt   `json:"comments_count"`
+	AltText       *string   `json:"alt_text"`
 	Children      *struct {
 		Data []wireMedia `json:"data"`
 	} `json:"children"`
@@ -390,7 +412,7 @@ func decodeMediaPage(r io.Reader) (mediaPage, error) {
 
 func (w *wireMedia) media() Media {
 	m := Media{
-		ID: string(w.ID), MediaType: w.MediaType, Caption: w.Caption, MediaURL: w.MediaURL,
+		ID: string(w.ID), MediaType: string(w.MediaType), Caption: w.Caption, MediaURL: w.MediaURL,
 		ThumbnailURL: w.ThumbnailURL, Permalink: w.Permalink, Timestamp: time.Time(w.Timestamp),
 		Username: w.Username, LikeCount: w.LikeCount.ptr(), CommentsCount: w.CommentsCount.ptr(), AltText: w.AltText,
 	}

@@ -218,4 +218,3 @@ func assertNoSecrets(t *testing.T, where, s string, extra ...string) {
 		}
 	}
 }
-

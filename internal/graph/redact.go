@@ -11,8 +11,8 @@ import (
 // in JSON ("access_token":"..."). "code" only matches as a whole name, so
 // error_code=... is left alone.
 var secretParams = regexp.MustCompile(
-	`(?i)(^|[^a-z0-9_])(access_token|client_secret|code|oh|fb_exchange_token|input_token|signed_request)` +
-		`(=|%3d|"\s*:\s*")([^&\s#"'<>;,]*)`)
+	`(?i)(^|[^a-z0-9_]|%3f|%26)(access_token|client_secret|code|oh|fb_exchange_token|input_token|signed_request)` +
+		`(?:(=|"\s*:\s*")[^&\s#"'<>;,]*|(%3d)[^&%\s#"'<>;,]*)`)
 
 // Redact returns s with the values of access_token, client_secret, code,
 // oh (CDN signature) and similar parameters replaced, wherever they occur
@@ -21,7 +21,7 @@ func Redact(s string) string {
 	if s == "" {
 		return s
 	}
-	return secretParams.ReplaceAllString(s, "${1}${2}${3}REDACTED")
+	return secretParams.ReplaceAllString(s, "${1}${2}${3}${4}REDACTED")
 }
 
 // redactURLError rewrites the URL inside a *url.Error, which net/http puts

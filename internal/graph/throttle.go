@@ -107,7 +107,7 @@ func (c *Client) recordThrottle(req request, gerr *Error) {
 	default:
 		d = c.strikeLocked(key, throttleBase, throttleCap)
 	}
-	c.blockLocked(key, d, now, "throttled: "+gerr.Kind.String()+" code "+itoa(gerr.Code))
+	c.blockLocked(key, d, now, "throttle error code "+itoa(gerr.Code))
 	gerr.RetryAfter = c.blockedUntilLocked(req.acct, now).Sub(now)
 }
 

@@ -28,9 +28,8 @@ type request struct {
 
 // body is a response body bounded to MaxBodyBytes.
 type body struct {
-	r      io.Reader
-	n      int64
-	tooBig bool
+	r io.Reader
+	n int64
 }
 
 func (b *body) Read(p []byte) (int, error) {
@@ -38,7 +37,6 @@ func (b *body) Read(p []byte) (int, error) {
 		// Probe one byte to tell "exactly at the limit" from "more to come".
 		var one [1]byte
 		if k, _ := b.r.Read(one[:]); k > 0 {
-			b.tooBig = true
 			return 0, errBodyTooBig
 		}
 		return 0, io.EOF
@@ -51,7 +49,7 @@ func (b *body) Read(p []byte) (int, error) {
 	return k, err
 }
 
-var errBodyTooBig = fmt.Errorf("%w: body larger than %d bytes", errMalformed, MaxBodyBytes)
+var errBodyTooBig = fmt.Errorf("body larger than %d bytes", MaxBodyBytes)
 
 // Retry tuning: full-jitter exponential back-off between these bounds.
 const (
