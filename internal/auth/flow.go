@@ -1,0 +1,401 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/feedd/feedd/internal/graph"
+	"github.com/feedd/feedd/internal/httperr"
+)
+
+const (
+	stateBytes  = 32 // 256 bits: well over the 128 required
+	maxStateLen = 128
+	maxCodeLen  = 2048
+	maxTokenLen = 2048
+	// requiredScope is the only permission feedd asks for.
+	requiredScope = "instagram_business_basic"
+)
+
+// FlowError is a failed connect, shown to the owner as a page. Title says
+// what happened, Action what to do; RedirectURI is set when the owner must
+// register it.
+type FlowError struct {
+	Status      int
+	Code        string
+	Title       string
+	Action      string
+	FeedID      string // set when the failure is tied to a known feed (for a link back)
+	RedirectURI string
+	Err         error // cause, for logs only
+}
+
+func (e *FlowError) Error() string {
+	if e.Err != nil {
+		return "auth: connect: " + e.Code + ": " + e.Err.Error()
+	}
+	return "auth: connect: " + e.Code
+}
+
+// Unwrap returns the cause.
+func (e *FlowError) Unwrap() error { return e.Err }
+
+func flowErr(status int, code, title, action string) *FlowError {
+	return &FlowError{Status: status, Code: code, Title: title, Action: action}
+}
+
+// newState returns a fresh random state and its hash.
+func (s *Service) newState() (string, []byte, error) {
+	b := make([]byte, stateBytes)
+	if _, err := io.ReadFull(s.rand, b); err != nil {
+		return "", nil, fmt.Errorf("auth: random state: %w", err)
+	}
+	st := base64.RawURLEncoding.EncodeToString(b)
+	return st, hashState(st), nil
+}
+
+func hashState(st string) []byte {
+	h := sha256.Sum256([]byte("feedd/oauth-state/" + st))
+	return h[:]
+}
+
+// validStateString rejects anything a state this service issued cannot be.
+func validStateString(st string) bool {
+	if st == "" || len(st) > maxStateLen {
+		return false
+	}
+	for i := 0; i < len(st); i++ {
+		c := st[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrAppNotConfigured is returned by Connect when the app id or secret is missing.
+var ErrAppNotConfigured = errors.New("auth: Instagram app not configured")
+
+func (s *Service) appNotConfigured() *httperr.Error {
+	var missing []string
+	if s.appID == "" {
+		missing = append(missing, "FEEDD_INSTAGRAM_APP_ID")
+	}
+	if s.appSecret == "" {
+		missing = append(missing, "FEEDD_INSTAGRAM_APP_SECRET")
+	}
+	return &httperr.Error{
+		Status: http.StatusConflict, Code: "app_not_configured",
+		Message: "set " + strings.Join(missing, " and ") + " (the Instagram app's id and secret) and register the redirect URI " + s.redirect,
+		Err:     ErrAppNotConfigured,
+	}
+}
+
+// Connect issues a single-use state for the feed and returns the URL to
+// send the owner to. sessionHash binds the state to a browser session
+// (setup pages); nil binds it to the feed only (admin API).
+func (s *Service) Connect(ctx context.Context, feedID string, sessionHash []byte) (string, error) {
+	if !validFeedID(feedID) {
+		return "", feedNotFound()
+	}
+	if !s.AppConfigured() {
+		return "", s.appNotConfigured()
+	}
+	if _, err := s.store.Feed(ctx, feedID); err != nil {
+		return "", mapStoreErr(err)
+	}
+	st, h, err := s.newState()
+	if err != nil {
+		return "", err
+	}
+	now := s.now()
+	if err := s.store.CreateState(ctx, OAuthState{
+		Hash: h, FeedID: feedID, SessionHash: sessionHash, CreatedAt: now, ExpiresAt: now.Add(StateTTL),
+	}); err != nil {
+		return "", mapStoreErr(err)
+	}
+	return s.graph.AuthorizeURL(st), nil
+}
+
+// CallbackParams is what Instagram's redirect carries.
+type CallbackParams struct {
+	State            string
+	Code             string
+	Error            string
+	ErrorReason      string
+	ErrorDescription string
+}
+
+// Callback completes the connect flow and returns the connected feed's id.
+// sessionHash is the browser's session binding (nil when it has none).
+// Every failure is a *FlowError and leaves the feed as it was.
+func (s *Service) Callback(ctx context.Context, p CallbackParams, sessionHash []byte) (string, error) {
+	p.State = strings.TrimSuffix(p.State, "#_")
+	p.Code = strings.TrimSuffix(strings.TrimSpace(p.Code), "#_")
+
+	if p.State == "" && p.Error != "" {
+		return "", s.deniedErr(p, "")
+	}
+	if !validStateString(p.State) {
+		return "", flowErr(http.StatusBadRequest, "state_invalid",
+			"This sign-in link is not one feedd issued.",
+			"Open the setup page and press Connect again.")
+	}
+	st, err := s.store.ConsumeState(ctx, hashState(p.State), s.now())
+	switch {
+	case errors.Is(err, ErrStateNotFound):
+		return "", flowErr(http.StatusBadRequest, "state_unknown",
+			"This sign-in link is not one feedd issued, or its feed was deleted.",
+			"Open the setup page and press Connect again.")
+	case errors.Is(err, ErrStateUsed):
+		return "", flowErr(http.StatusBadRequest, "state_used",
+			"This sign-in link was already used.",
+			"Each Connect works once. Open the setup page and press Connect again.")
+	case errors.Is(err, ErrStateExpired):
+		return "", flowErr(http.StatusBadRequest, "state_expired",
+			"This sign-in link expired (they last 15 minutes).",
+			"Open the setup page and press Connect again.")
+	case err != nil:
+		return "", err
+	}
+	if st.SessionHash != nil && (sessionHash == nil || subtle.ConstantTimeCompare(st.SessionHash, sessionHash) != 1) {
+		return "", &FlowError{Status: http.StatusForbidden, Code: "session_mismatch", FeedID: st.FeedID,
+			Title:  "This sign-in was started in another browser or session.",
+			Action: "Sign in to the setup page in this browser and press Connect there."}
+	}
+	if p.Error != "" {
+		return "", s.deniedErr(p, st.FeedID)
+	}
+	if p.Code == "" || len(p.Code) > maxCodeLen {
+		return "", &FlowError{Status: http.StatusBadRequest, Code: "code_missing", FeedID: st.FeedID,
+			Title:  "Instagram sent no usable authorization code.",
+			Action: "Press Connect again."}
+	}
+	prev, err := s.store.Feed(ctx, st.FeedID)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return "", flowErr(http.StatusNotFound, "feed_gone", "The feed this sign-in was for has been deleted.", "Create a feed on the setup page and connect it.")
+		}
+		return "", err
+	}
+
+	short, err := s.graph.ExchangeCode(ctx, p.Code)
+	if err != nil {
+		return "", s.graphFlowErr(err, st.FeedID)
+	}
+	if len(short.Permissions) > 0 && !slices.Contains(short.Permissions, requiredScope) {
+		return "", s.scopeErr(st.FeedID, nil)
+	}
+	long, err := s.graph.ExchangeLongLived(ctx, short.AccessToken)
+	if err != nil {
+		return "", s.graphFlowErr(err, st.FeedID)
+	}
+	prof, err := s.graph.Me(ctx, "", long.AccessToken)
+	if err != nil {
+		return "", s.graphFlowErr(err, st.FeedID)
+	}
+	if fe := professionalOnly(prof, st.FeedID); fe != nil {
+		return "", fe
+	}
+	now := s.now()
+	tok := Token{AccessToken: long.AccessToken, TokenMeta: TokenMeta{ObtainedAt: now, ExpiresAt: long.ExpiresAt}}
+	if tok.ExpiresAt.IsZero() {
+		tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
+	}
+	if err := s.store.Connect(ctx, st.FeedID, accountOf(prof, short.UserID, now), tok); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return "", flowErr(http.StatusNotFound, "feed_gone", "The feed this sign-in was for has been deleted.", "Create a feed on the setup page and connect it.")
+		}
+		return "", fmt.Errorf("auth: store connection: %w", err)
+	}
+	s.afterConnect(ctx, st.FeedID, prev, prof, tok)
+	return st.FeedID, nil
+}
+
+func (s *Service) afterConnect(ctx context.Context, feedID string, prev FeedRecord, prof graph.Profile, tok Token) {
+	s.invalidate(feedID)
+	s.metrics.setExpiry(feedID, tok.ExpiresAt.Sub(s.now()))
+	s.mu.Lock()
+	delete(s.warned, feedID)
+	s.mu.Unlock()
+	s.log.Info("feed connected", feedAttr(feedID), slog.String("username", prof.Username), slog.String("account_type", prof.AccountType))
+	if prev.Status == StatusNeedsReauth || prev.Status == StatusError {
+		s.notify(Event{Event: EventReconnected, FeedID: feedID, FeedName: prev.Name, Username: prof.Username,
+			ExpiresAt: tok.ExpiresAt, Message: "the feed is connected again"})
+	}
+	s.refreshReauthGauge(ctx)
+}
+
+func (s *Service) deniedErr(p CallbackParams, feedID string) *FlowError {
+	if p.Error == "access_denied" || p.ErrorReason == "user_denied" {
+		return &FlowError{Status: http.StatusForbidden, Code: "access_denied", FeedID: feedID,
+			Title:  "The connection was cancelled on Instagram; nothing was changed.",
+			Action: "To connect, press Connect again and choose Allow."}
+	}
+	return &FlowError{Status: http.StatusBadRequest, Code: "authorize_error", FeedID: feedID,
+		Title:  "Instagram did not complete the sign-in; nothing was changed.",
+		Action: "Press Connect again. If it keeps failing, check the app's settings in the Meta App Dashboard."}
+}
+
+func (s *Service) scopeErr(feedID string, cause error) *FlowError {
+	return &FlowError{Status: http.StatusForbidden, Code: "missing_scope", FeedID: feedID, Err: cause,
+		Title:  "The instagram_business_basic permission was not granted, so feedd cannot read the posts.",
+		Action: "Press Connect again and allow every permission asked for."}
+}
+
+// professionalOnly refuses personal accounts: the Graph API serves Business and Creator accounts only.
+func professionalOnly(p graph.Profile, feedID string) *FlowError {
+	switch strings.ToUpper(p.AccountType) {
+	case "BUSINESS", "MEDIA_CREATOR":
+		return nil
+	}
+	return &FlowError{Status: http.StatusForbidden, Code: "personal_account", FeedID: feedID,
+		Title: "This is a personal Instagram account. feedd can only show posts of a professional (Business or Creator) account.",
+		Action: "In the Instagram app, open Settings → Account type and tools → Switch to professional account (it is free), " +
+			"then press Connect again."}
+}
+
+// graphFlowErr turns a Graph failure during connect into an owner-facing page.
+func (s *Service) graphFlowErr(err error, feedID string) *FlowError {
+	fe := &FlowError{FeedID: feedID, Err: err}
+	switch {
+	case errors.Is(err, graph.ErrRedirectMismatch):
+		fe.Status, fe.Code = http.StatusBadRequest, "redirect_mismatch"
+		fe.Title = "Instagram refused the redirect URI: it must match one registered in the app exactly."
+		fe.Action = "In the Meta App Dashboard, under Instagram → API setup with Instagram login → Business login settings, " +
+			"add this OAuth redirect URI exactly as shown (no trailing slash added), save, then press Connect again."
+		fe.RedirectURI = s.redirect
+	case errors.Is(err, graph.ErrInvalidApp):
+		fe.Status, fe.Code = http.StatusBadRequest, "invalid_app"
+		fe.Title = "Instagram answered \"Invalid platform app\": the app id or secret is not the Instagram app's."
+		fe.Action = "Check that FEEDD_INSTAGRAM_APP_ID is the *Instagram* app id and FEEDD_INSTAGRAM_APP_SECRET the Instagram app secret " +
+			"(App Dashboard → Instagram → API setup with Instagram login), not the Meta app's, then restart feedd and connect again."
+	case errors.Is(err, graph.ErrCodeInvalid):
+		fe.Status, fe.Code = http.StatusBadRequest, "code_invalid"
+		fe.Title = "The authorization code from Instagram expired or was already used."
+		fe.Action = "Press Connect again; codes work once and only for a short time."
+	case errors.Is(err, graph.ErrPermission):
+		return s.scopeErr(feedID, err)
+	case errors.Is(err, graph.ErrTokenInvalid):
+		fe.Status, fe.Code = http.StatusBadRequest, "token_invalid"
+		fe.Title = "Instagram refused the new token."
+		fe.Action = "Press Connect again. If it keeps failing, check that the account has a role on the app."
+	case errors.Is(err, graph.ErrUnreachable), errors.Is(err, graph.ErrTransient), errors.Is(err, graph.ErrThrottled):
+		fe.Status, fe.Code = http.StatusBadGateway, "instagram_unreachable"
+		fe.Title = "Instagram could not be reached or did not answer properly; nothing was changed."
+		fe.Action = "Wait a minute and press Connect again."
+	default:
+		fe.Status, fe.Code = http.StatusBadGateway, "instagram_error"
+		fe.Title = "Instagram refused the sign-in; nothing was changed."
+		fe.Action = "Press Connect again. If it keeps failing, check the app's settings in the Meta App Dashboard."
+	}
+	return fe
+}
+
+func accountOf(p graph.Profile, appUserID string, now time.Time) Account {
+	if p.ID != "" {
+		appUserID = p.ID
+	}
+	return Account{
+		AppUserID: appUserID, IGUserID: p.UserID, Username: p.Username, Name: p.Name,
+		AccountType: strings.ToUpper(p.AccountType), FollowersCount: p.FollowersCount,
+		FollowsCount: p.FollowsCount, MediaCount: p.MediaCount, ConnectedAt: now,
+	}
+}
+
+// PasteToken connects a feed with a token made elsewhere (App Dashboard
+// "Generate token"). Its age is unknown, so one refresh is tried at once:
+// success gives the real expiry; a "too young" refusal keeps the token with
+// an assumed 60-day expiry and a retry after 24 hours.
+func (s *Service) PasteToken(ctx context.Context, feedID, token string) (Status, error) {
+	if !validFeedID(feedID) {
+		return Status{}, feedNotFound()
+	}
+	token = strings.TrimSpace(token)
+	if err := validTokenString(token); err != nil {
+		return Status{}, err
+	}
+	prev, err := s.store.Feed(ctx, feedID)
+	if err != nil {
+		return Status{}, mapStoreErr(err)
+	}
+	prof, err := s.graph.Me(ctx, "", token)
+	if err != nil {
+		return Status{}, pasteGraphErr(err)
+	}
+	if fe := professionalOnly(prof, feedID); fe != nil {
+		return Status{}, httperr.BadRequest("personal_account", "access_token: %s %s", fe.Title, fe.Action)
+	}
+	now := s.now()
+	tok := Token{AccessToken: token, TokenMeta: TokenMeta{ObtainedAt: now}}
+	fresh, err := s.graph.Refresh(ctx, prof.UserID, token)
+	switch {
+	case err == nil:
+		tok.AccessToken, tok.ExpiresAt, tok.RefreshedAt = fresh.AccessToken, fresh.ExpiresAt, now
+		if tok.ExpiresAt.IsZero() {
+			tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
+		}
+	case errors.Is(err, graph.ErrTokenTooYoung):
+		// Not a dead token: it was made less than a day ago.
+		tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
+		tok.NextRefreshAt = now.Add(MinTokenAge + time.Minute)
+	case errors.Is(err, graph.ErrTokenInvalid):
+		return Status{}, pasteGraphErr(err)
+	default:
+		// /me worked, so the token is alive; learn the expiry on a later try.
+		tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
+		tok.NextRefreshAt = now.Add(backoff(1))
+		tok.RefreshFailures, tok.LastRefreshError = 1, ownerMessage(err)
+	}
+	if err := s.store.Connect(ctx, feedID, accountOf(prof, "", now), tok); err != nil {
+		return Status{}, mapStoreErr(err)
+	}
+	s.afterConnect(ctx, feedID, prev, prof, tok)
+	return s.Feed(ctx, feedID)
+}
+
+func validTokenString(t string) error {
+	if t == "" {
+		return httperr.BadRequest("invalid_access_token", "access_token: must not be empty")
+	}
+	if len(t) > maxTokenLen {
+		return httperr.BadRequest("invalid_access_token", "access_token: longer than %d characters", maxTokenLen)
+	}
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c <= ' ' || c >= 0x7f {
+			return httperr.BadRequest("invalid_access_token", "access_token: contains spaces or characters a token never has")
+		}
+	}
+	return nil
+}
+
+func pasteGraphErr(err error) error {
+	switch {
+	case errors.Is(err, graph.ErrTokenInvalid):
+		return &httperr.Error{Status: http.StatusBadRequest, Code: "token_invalid", Err: err,
+			Message: "access_token: Instagram says this token is invalid or expired; generate a new one"}
+	case errors.Is(err, graph.ErrPermission):
+		return &httperr.Error{Status: http.StatusBadRequest, Code: "missing_scope", Err: err,
+			Message: "access_token: the token lacks the instagram_business_basic permission"}
+	case errors.Is(err, graph.ErrThrottled):
+		return &httperr.Error{Status: http.StatusServiceUnavailable, Code: "instagram_throttled", Err: err,
+			RetryAfter: int(graph.RetryAfter(err).Seconds()) + 1,
+			Message:    "Instagram's rate limit holds; try again later"}
+	case errors.Is(err, graph.ErrBadRequest):
+		return &httperr.Error{Status: http.StatusBadRequest, Code: "token_invalid", Err: err,
+			Message: "access_token: Instagram refused this token"}
+	default:
+		return &httperr.Error{Status: http.StatusBadGateway, Code: "instagram_unreachable", Err: err,
+			Message: "Instagram could not be reached; try again in a minute"}
+	}
+}

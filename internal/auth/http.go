@@ -1,0 +1,357 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/feedd/feedd/internal/httperr"
+)
+
+// Router is what routes register on: *echo.Echo and *echo.Group both fit.
+type Router interface {
+	GET(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
+	POST(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
+	PATCH(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
+	DELETE(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
+}
+
+// Layout wraps a rendered page body in the shared owner-page layout.
+type Layout func(w io.Writer, title string, body template.HTML) error
+
+// HTTPOptions connects the handlers to the server's session machinery.
+type HTTPOptions struct {
+	// CSRFToken returns the session's token for the hidden _csrf field of every form.
+	CSRFToken func(c *echo.Context) string
+	// SessionCookie is the admin session cookie's name (default feedd_session);
+	// connect states issued by the setup pages are bound to it.
+	SessionCookie string
+	// Layout renders owner pages in the shared layout; nil uses a minimal built-in one.
+	Layout Layout
+}
+
+// Handler serves the auth routes.
+type Handler struct {
+	svc    *Service
+	csrf   func(c *echo.Context) string
+	cookie string
+	layout Layout
+}
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"date": func(t any) string {
+		switch v := t.(type) {
+		case interface{ Format(string) string }:
+			return v.Format("2 Jan 2006 15:04 MST")
+		}
+		return ""
+	},
+}).ParseFS(templateFS, "templates/*.html"))
+
+// NewHandler returns the auth routes over svc.
+func NewHandler(svc *Service, opts HTTPOptions) *Handler {
+	h := &Handler{svc: svc, csrf: opts.CSRFToken, cookie: opts.SessionCookie, layout: opts.Layout}
+	if h.csrf == nil {
+		h.csrf = func(*echo.Context) string { return "" }
+	}
+	if h.cookie == "" {
+		h.cookie = "feedd_session"
+	}
+	if h.layout == nil {
+		h.layout = builtinLayout
+	}
+	return h
+}
+
+func builtinLayout(w io.Writer, title string, body template.HTML) error {
+	return pages.ExecuteTemplate(w, "layout", map[string]any{"Title": title, "Body": body})
+}
+
+// RegisterCallbacks mounts the public /auth/instagram routes (on the root router).
+func (h *Handler) RegisterCallbacks(r Router) {
+	r.GET("/auth/instagram/callback", h.callback)
+	r.POST("/auth/instagram/deauthorize", h.meta(KindDeauthorize))
+	r.POST("/auth/instagram/delete", h.meta(KindDelete))
+	r.GET("/auth/instagram/deletion", h.deletion)
+}
+
+// RegisterAdmin mounts the admin JSON API on the /api/admin group.
+func (h *Handler) RegisterAdmin(g Router) {
+	g.POST("/feeds", h.apiCreate)
+	g.GET("/feeds", h.apiList)
+	g.GET("/feeds/:id", h.apiGet)
+	g.PATCH("/feeds/:id", h.apiPatch)
+	g.DELETE("/feeds/:id", h.apiDelete)
+	g.POST("/feeds/:id/connect", h.apiConnect)
+	g.POST("/feeds/:id/token", h.apiToken)
+	g.POST("/feeds/:id/refresh", h.apiRefresh)
+	g.DELETE("/feeds/:id/token", h.apiDisconnect)
+}
+
+// sessionBinding is the value connect states are bound to: a hash of the
+// browser's session cookie (never the cookie itself). nil without a cookie.
+func (h *Handler) sessionBinding(c *echo.Context) []byte {
+	ck, err := c.Cookie(h.cookie)
+	if err != nil || ck.Value == "" {
+		return nil
+	}
+	sum := sha256.Sum256([]byte("feedd/oauth-binding/" + ck.Value))
+	return sum[:]
+}
+
+// render executes a page template into the layout with status.
+func (h *Handler) render(c *echo.Context, status int, name, title string, data any) error {
+	var body bytes.Buffer
+	if err := pages.ExecuteTemplate(&body, name, data); err != nil {
+		return fmt.Errorf("auth: render %s: %w", name, err)
+	}
+	var page bytes.Buffer
+	if err := h.layout(&page, title, template.HTML(body.String())); err != nil {
+		return fmt.Errorf("auth: layout: %w", err)
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.HTMLBlob(status, page.Bytes())
+}
+
+// --- OAuth callback and Meta's callbacks ---
+
+func (h *Handler) callback(c *echo.Context) error {
+	q := c.QueryParams()
+	p := CallbackParams{
+		State: q.Get("state"), Code: q.Get("code"), Error: q.Get("error"),
+		ErrorReason: q.Get("error_reason"), ErrorDescription: q.Get("error_description"),
+	}
+	id, err := h.svc.Callback(c.Request().Context(), p, h.sessionBinding(c))
+	if err != nil {
+		var fe *FlowError
+		if !errors.As(err, &fe) {
+			return err
+		}
+		h.svc.log.Info("connect failed", errAttr(fe))
+		return h.render(c, fe.Status, "flow_error", "Connecting failed", fe)
+	}
+	h.setFlash(c, flash{Kind: "ok", Msg: "Connected. feedd keeps the token alive from now on."})
+	return c.Redirect(http.StatusSeeOther, "/setup/feeds/"+id)
+}
+
+// maxCallbackBody bounds Meta's callback requests.
+const maxCallbackBody = 8 << 10
+
+func (h *Handler) meta(kind string) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		r := c.Request()
+		if r.ContentLength > maxCallbackBody {
+			return httperr.New(http.StatusRequestEntityTooLarge, "too_large", "request body too large")
+		}
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, maxCallbackBody)
+		if err := r.ParseForm(); err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return httperr.New(http.StatusRequestEntityTooLarge, "too_large", "request body too large")
+			}
+			return httperr.BadRequest("invalid_form", "body: not a valid form")
+		}
+		sr := r.PostForm.Get("signed_request")
+		if sr == "" {
+			return httperr.BadRequest("invalid_signed_request", "signed_request: missing")
+		}
+		req, err := h.svc.MetaCallback(r.Context(), kind, sr)
+		switch {
+		case errors.Is(err, ErrNoAppSecret):
+			return &httperr.Error{Status: http.StatusServiceUnavailable, Code: "app_not_configured", Err: err,
+				Message: "FEEDD_INSTAGRAM_APP_SECRET is not set, so the request cannot be verified"}
+		case errors.Is(err, ErrSignedRequestSignature):
+			return &httperr.Error{Status: http.StatusForbidden, Code: "invalid_signature", Err: err,
+				Message: "signed_request: signature does not match"}
+		case errors.Is(err, ErrSignedRequestAlgorithm):
+			return &httperr.Error{Status: http.StatusBadRequest, Code: "invalid_signed_request", Err: err,
+				Message: "signed_request: algorithm must be HMAC-SHA256"}
+		case errors.Is(err, ErrSignedRequestMalformed):
+			return &httperr.Error{Status: http.StatusBadRequest, Code: "invalid_signed_request", Err: err,
+				Message: "signed_request: malformed"}
+		case err != nil:
+			return err
+		}
+		return c.JSON(http.StatusOK, map[string]string{
+			"url": h.svc.DeletionStatusURL(req.Code), "confirmation_code": req.Code,
+		})
+	}
+}
+
+func (h *Handler) deletion(c *echo.Context) error {
+	code := c.QueryParam("code")
+	req, err := h.svc.Deletion(c.Request().Context(), code)
+	if errors.Is(err, ErrNotFound) {
+		return h.render(c, http.StatusNotFound, "deletion", "Deletion request", map[string]any{"Found": false})
+	}
+	if err != nil {
+		return err
+	}
+	return h.render(c, http.StatusOK, "deletion", "Deletion request", map[string]any{"Found": true, "R": req})
+}
+
+// --- admin JSON API ---
+
+const maxJSONBody = 64 << 10
+
+// decodeJSON decodes exactly one JSON object, refusing unknown fields by name.
+func decodeJSON(c *echo.Context, v any) error {
+	r := c.Request()
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return httperr.New(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type: want application/json")
+		}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), r.Body, maxJSONBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if dec.More() {
+			return httperr.BadRequest("invalid_json", "body: want exactly one JSON object")
+		}
+		return nil
+	}
+	var (
+		mbe *http.MaxBytesError
+		ute *json.UnmarshalTypeError
+		se  *json.SyntaxError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return httperr.New(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body: larger than %d bytes", maxJSONBody))
+	case errors.Is(err, io.EOF):
+		return httperr.BadRequest("invalid_json", "body: empty; want a JSON object")
+	case errors.As(err, &ute):
+		if ute.Field == "" {
+			return httperr.BadRequest("invalid_json", "body: want a JSON object")
+		}
+		return httperr.BadRequest("invalid_json", "%s: must be %s", ute.Field, jsonKind(ute.Type.Kind().String()))
+	case errors.As(err, &se):
+		return httperr.BadRequest("invalid_json", "body: invalid JSON at byte %d", se.Offset)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return httperr.BadRequest("unknown_field", "%s: unknown field", strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))
+	default:
+		return httperr.BadRequest("invalid_json", "body: invalid JSON")
+	}
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "slice":
+		return "an array of strings"
+	case "ptr":
+		return "a string or null"
+	}
+	return "of another type"
+}
+
+func (h *Handler) apiCreate(c *echo.Context) error {
+	var in struct {
+		Name           *string  `json:"name"`
+		AllowedOrigins []string `json:"allowed_origins"`
+	}
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if in.Name == nil {
+		return httperr.BadRequest("invalid_name", "name: required")
+	}
+	st, err := h.svc.CreateFeed(c.Request().Context(), *in.Name, in.AllowedOrigins)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Location", "/api/admin/feeds/"+st.ID)
+	return c.JSON(http.StatusCreated, st)
+}
+
+func (h *Handler) apiList(c *echo.Context) error {
+	fs, err := h.svc.Feeds(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"feeds": fs})
+}
+
+func (h *Handler) apiGet(c *echo.Context) error {
+	st, err := h.svc.Feed(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (h *Handler) apiPatch(c *echo.Context) error {
+	var p Patch
+	if err := decodeJSON(c, &p); err != nil {
+		return err
+	}
+	st, err := h.svc.UpdateFeed(c.Request().Context(), c.Param("id"), p)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (h *Handler) apiDelete(c *echo.Context) error {
+	if err := h.svc.DeleteFeed(c.Request().Context(), c.Param("id")); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (h *Handler) apiConnect(c *echo.Context) error {
+	u, err := h.svc.Connect(c.Request().Context(), c.Param("id"), nil)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, map[string]string{"authorize_url": u})
+}
+
+func (h *Handler) apiToken(c *echo.Context) error {
+	var in struct {
+		AccessToken *string `json:"access_token"`
+	}
+	if err := decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if in.AccessToken == nil {
+		return httperr.BadRequest("invalid_access_token", "access_token: required")
+	}
+	st, err := h.svc.PasteToken(c.Request().Context(), c.Param("id"), *in.AccessToken)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (h *Handler) apiRefresh(c *echo.Context) error {
+	st, err := h.svc.FetchNow(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (h *Handler) apiDisconnect(c *echo.Context) error {
+	st, err := h.svc.Disconnect(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, st)
+}

@@ -1,0 +1,185 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+// Deletion request kinds.
+const (
+	KindDeauthorize = "deauthorize"
+	KindDelete      = "delete"
+)
+
+// Errors from ParseSignedRequest; all mean "refuse, change nothing".
+var (
+	ErrSignedRequestMalformed = errors.New("auth: signed_request malformed")
+	ErrSignedRequestSignature = errors.New("auth: signed_request signature does not match")
+	ErrSignedRequestAlgorithm = errors.New("auth: signed_request algorithm is not HMAC-SHA256")
+	ErrNoAppSecret            = errors.New("auth: FEEDD_INSTAGRAM_APP_SECRET is not set; cannot verify Meta's callbacks")
+)
+
+// MaxSignedRequest bounds a signed_request; Meta's are a few hundred bytes.
+const MaxSignedRequest = 4096
+
+// SignedRequest is the verified payload of one of Meta's callbacks.
+type SignedRequest struct {
+	Algorithm string
+	IssuedAt  int64
+	UserID    string // digits
+}
+
+// ParseSignedRequest verifies base64url(sig).base64url(payload) with
+// HMAC-SHA256 over the payload segment as received, keyed with the app
+// secret, in constant time, and requires algorithm HMAC-SHA256.
+func ParseSignedRequest(sr, appSecret string) (SignedRequest, error) {
+	if appSecret == "" {
+		return SignedRequest{}, ErrNoAppSecret
+	}
+	if sr == "" || len(sr) > MaxSignedRequest {
+		return SignedRequest{}, ErrSignedRequestMalformed
+	}
+	sigPart, payloadPart, ok := strings.Cut(sr, ".")
+	if !ok || sigPart == "" || payloadPart == "" || strings.Contains(payloadPart, ".") {
+		return SignedRequest{}, ErrSignedRequestMalformed
+	}
+	sig, err := decodeB64URL(sigPart)
+	if err != nil || len(sig) != sha256.Size {
+		return SignedRequest{}, ErrSignedRequestMalformed
+	}
+	mac := hmac.New(sha256.New, []byte(appSecret))
+	mac.Write([]byte(payloadPart))
+	if !hmac.Equal(sig, mac.Sum(nil)) {
+		return SignedRequest{}, ErrSignedRequestSignature
+	}
+	payload, err := decodeB64URL(payloadPart)
+	if err != nil {
+		return SignedRequest{}, ErrSignedRequestMalformed
+	}
+	var p struct {
+		Algorithm string      `json:"algorithm"`
+		IssuedAt  json.Number `json:"issued_at"`
+		UserID    json.Number `json:"user_id"` // a string of digits, or a bare number
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	if err := dec.Decode(&p); err != nil {
+		return SignedRequest{}, ErrSignedRequestMalformed
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return SignedRequest{}, ErrSignedRequestMalformed
+	}
+	if !strings.EqualFold(p.Algorithm, "HMAC-SHA256") {
+		return SignedRequest{}, ErrSignedRequestAlgorithm
+	}
+	uid := string(p.UserID)
+	if uid == "" || len(uid) > 32 || strings.Trim(uid, "0123456789") != "" {
+		return SignedRequest{}, ErrSignedRequestMalformed
+	}
+	out := SignedRequest{Algorithm: "HMAC-SHA256", UserID: uid}
+	if p.IssuedAt != "" {
+		if n, err := p.IssuedAt.Int64(); err == nil {
+			out.IssuedAt = n
+		}
+	}
+	return out, nil
+}
+
+// decodeB64URL accepts base64url with or without padding.
+func decodeB64URL(s string) ([]byte, error) {
+	return base64.RawURLEncoding.Strict().DecodeString(strings.TrimRight(s, "="))
+}
+
+// confirmationCode is 24 alphanumeric characters (~142 bits).
+func (s *Service) confirmationCode() (string, error) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	const n = 24
+	out := make([]byte, 0, n)
+	var buf [64]byte
+	for len(out) < n {
+		if _, err := io.ReadFull(s.rand, buf[:]); err != nil {
+			return "", fmt.Errorf("auth: random code: %w", err)
+		}
+		for _, b := range buf {
+			if b < 248 && len(out) < n { // 248 = 4×62: no modulo bias
+				out = append(out, alphabet[int(b)%len(alphabet)])
+			}
+		}
+	}
+	return string(out), nil
+}
+
+// ValidConfirmationCode reports whether code could be one feedd issued.
+func ValidConfirmationCode(code string) bool {
+	if len(code) != 24 {
+		return false
+	}
+	for i := 0; i < len(code); i++ {
+		c := code[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// MetaCallback handles a verified deauthorize or data-deletion request:
+// every feed bound to the user loses its token, account data, posts and
+// stored media (the feed itself stays, not_connected), and the request
+// is recorded. An unknown user still gets a recorded request.
+func (s *Service) MetaCallback(ctx context.Context, kind, signedRequest string) (DeletionRequest, error) {
+	sr, err := ParseSignedRequest(signedRequest, s.appSecret)
+	if err != nil {
+		return DeletionRequest{}, err
+	}
+	code, err := s.confirmationCode()
+	if err != nil {
+		return DeletionRequest{}, err
+	}
+	req := DeletionRequest{Code: code, Kind: kind, UserID: sr.UserID, RequestedAt: s.now()}
+	if err := s.store.CreateDeletionRequest(ctx, req); err != nil {
+		return DeletionRequest{}, fmt.Errorf("auth: record deletion request: %w", err)
+	}
+	ids, err := s.store.FeedsForInstagramUser(ctx, sr.UserID)
+	if err != nil {
+		return DeletionRequest{}, fmt.Errorf("auth: feeds for user: %w", err)
+	}
+	for _, id := range ids {
+		files, err := s.store.Disconnect(ctx, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return DeletionRequest{}, fmt.Errorf("auth: disconnect feed: %w", err)
+		}
+		s.removeFiles(files)
+		s.invalidate(id)
+		s.metrics.forget(id)
+	}
+	req.CompletedAt, req.FeedsAffected = s.now(), len(ids)
+	if err := s.store.CompleteDeletionRequest(ctx, code, req.CompletedAt, len(ids)); err != nil {
+		return DeletionRequest{}, fmt.Errorf("auth: complete deletion request: %w", err)
+	}
+	s.log.Info("meta callback handled", slog.String("kind", kind), slog.Int("feeds", len(ids)))
+	s.refreshReauthGauge(ctx)
+	return req, nil
+}
+
+// DeletionStatusURL is the status page of a deletion request.
+func (s *Service) DeletionStatusURL(code string) string {
+	return s.publicURL + "/auth/instagram/deletion?code=" + code
+}
+
+// Deletion returns a recorded deletion request (ErrNotFound when unknown).
+func (s *Service) Deletion(ctx context.Context, code string) (DeletionRequest, error) {
+	if !ValidConfirmationCode(code) {
+		return DeletionRequest{}, ErrNotFound
+	}
+	return s.store.DeletionRequest(ctx, code)
+}

@@ -1,0 +1,321 @@
+package auth
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/feedd/feedd/internal/graph"
+)
+
+const (
+	// expiringSoon is when a token that cannot be refreshed is announced as expiring.
+	expiringSoon = 7 * 24 * time.Hour
+	maxBackoff   = 6 * time.Hour
+	baseBackoff  = 5 * time.Minute
+)
+
+// ErrReauth reports that a feed's token is dead and the owner must reconnect.
+var ErrReauth = errors.New("auth: token invalid; the owner must reconnect")
+
+type metrics struct {
+	expiry   *prometheus.GaugeVec
+	reauth   prometheus.Gauge
+	refreshs *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "feedd_token_expiry_seconds", Help: "Seconds until each feed's Instagram token expires.",
+		}, []string{"feed"}),
+		reauth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "feedd_feeds_needing_reauth", Help: "Feeds whose owner must reconnect Instagram.",
+		}),
+		refreshs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedd_token_refreshes_total", Help: "Token refresh attempts by outcome.",
+		}, []string{"outcome"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.expiry, m.reauth, m.refreshs} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("auth: register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) setExpiry(feed string, left time.Duration) {
+	m.expiry.WithLabelValues(feed).Set(left.Seconds())
+}
+
+func (m *metrics) forget(feed string) { m.expiry.DeleteLabelValues(feed) }
+
+// Run checks tokens every CheckInterval until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(s.interval)
+	defer t.Stop()
+	s.checkLogged(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			s.checkLogged(ctx)
+		}
+	}
+}
+
+func (s *Service) checkLogged(ctx context.Context) {
+	if err := s.CheckTokens(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("token check failed", errAttr(err))
+	}
+}
+
+// CheckTokens runs one check: refreshes every due token, marks dead ones,
+// and updates the gauges and expiry warnings.
+func (s *Service) CheckTokens(ctx context.Context) error {
+	now := s.now()
+	due, err := s.store.TokensDue(ctx, now, s.window)
+	if err != nil {
+		return fmt.Errorf("auth: tokens due: %w", err)
+	}
+	for _, id := range due {
+		// Spread refreshes so a restart after downtime does not burst the Graph API.
+		if err := s.sleep(ctx, s.randDuration(s.jitter)); err != nil {
+			return err
+		}
+		if err := s.RefreshToken(ctx, id); err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return s.updateGauges(ctx)
+}
+
+// updateGauges sets the expiry gauges and sends token_expiring events.
+func (s *Service) updateGauges(ctx context.Context) error {
+	feeds, err := s.store.Feeds(ctx)
+	if err != nil {
+		return fmt.Errorf("auth: feeds: %w", err)
+	}
+	now := s.now()
+	s.metrics.expiry.Reset()
+	reauth := 0
+	for _, f := range feeds {
+		if f.Status == StatusNeedsReauth {
+			reauth++
+		}
+		if f.Token == nil {
+			continue
+		}
+		left := f.Token.ExpiresAt.Sub(now)
+		s.metrics.setExpiry(f.ID, left)
+		// Refreshable tokens are handled by the refresher; warn only when it keeps failing or cannot run.
+		if left < expiringSoon && f.Status != StatusNeedsReauth && (f.Token.RefreshFailures > 0 || left <= 0) {
+			s.warnExpiring(f, left)
+		}
+	}
+	s.metrics.reauth.Set(float64(reauth))
+	return nil
+}
+
+func (s *Service) refreshReauthGauge(ctx context.Context) {
+	if err := s.updateGauges(ctx); err != nil {
+		s.log.Warn("updating token gauges", errAttr(err))
+	}
+}
+
+func (s *Service) warnExpiring(f FeedRecord, left time.Duration) {
+	now := s.now()
+	s.mu.Lock()
+	last, ok := s.warned[f.ID]
+	if ok && now.Sub(last) < 24*time.Hour {
+		s.mu.Unlock()
+		return
+	}
+	s.warned[f.ID] = now
+	s.mu.Unlock()
+	s.log.Warn("token expiring and not refreshable", feedAttr(f.ID), slog.Duration("left", left.Round(time.Minute)),
+		slog.String("last_error", f.Token.LastRefreshError))
+	s.notify(Event{Event: EventTokenExpiring, FeedID: f.ID, FeedName: f.Name, ExpiresAt: f.Token.ExpiresAt,
+		Message: "the token expires soon and could not be refreshed: " + f.Token.LastRefreshError})
+}
+
+// RefreshToken refreshes one feed's token if it is due. Concurrent calls for
+// the same feed share one Graph call; the result is stored by
+// compare-and-swap so a racing reconnect is never overwritten.
+func (s *Service) RefreshToken(ctx context.Context, feedID string) error {
+	_, err, _ := s.refreshing.Do(feedID, func() (any, error) {
+		return nil, s.refreshOnce(context.WithoutCancel(ctx), feedID)
+	})
+	return err
+}
+
+func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
+	f, err := s.store.Feed(ctx, feedID)
+	if err != nil {
+		return err
+	}
+	if f.Status == StatusNeedsReauth {
+		return ErrReauth
+	}
+	old, err := s.store.Token(ctx, feedID)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	// Re-check under the flight: a refresh that just finished made the token young again.
+	if !s.isDue(old.TokenMeta, now) {
+		return nil
+	}
+	if !old.ExpiryAssumed && !old.ExpiresAt.IsZero() && !now.Before(old.ExpiresAt) {
+		s.metrics.refreshs.WithLabelValues("expired").Inc()
+		return s.markReauth(ctx, f, old.AccessToken, "the token expired before it could be refreshed")
+	}
+	acct := ""
+	if f.Account != nil {
+		acct = f.Account.IGUserID
+	}
+	fresh, err := s.graph.Refresh(ctx, acct, old.AccessToken)
+	now = s.now()
+	switch {
+	case err == nil:
+		tok := Token{AccessToken: fresh.AccessToken, TokenMeta: TokenMeta{ObtainedAt: now, ExpiresAt: fresh.ExpiresAt, RefreshedAt: now}}
+		if tok.ExpiresAt.IsZero() {
+			tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
+		}
+		if err := s.store.ReplaceToken(ctx, feedID, old.AccessToken, tok); err != nil {
+			if errors.Is(err, ErrTokenChanged) {
+				return nil // reconnected meanwhile: the newer token wins
+			}
+			return fmt.Errorf("auth: store refreshed token: %w", err)
+		}
+		s.metrics.refreshs.WithLabelValues("ok").Inc()
+		s.metrics.setExpiry(feedID, tok.ExpiresAt.Sub(now))
+		s.invalidate(feedID)
+		s.log.Info("token refreshed", feedAttr(feedID), slog.Time("expires_at", tok.ExpiresAt))
+		return nil
+	case errors.Is(err, graph.ErrTokenTooYoung):
+		s.metrics.refreshs.WithLabelValues("too_young").Inc()
+		next := old.ObtainedAt.Add(MinTokenAge + time.Minute)
+		if !next.After(now) {
+			next = now.Add(MinTokenAge)
+		}
+		return s.recordFailure(ctx, feedID, "Instagram says the token is less than 24 hours old; trying again later", next)
+	case graph.NeedsReauth(err):
+		s.metrics.refreshs.WithLabelValues("invalid").Inc()
+		return s.markReauth(ctx, f, old.AccessToken, "Instagram no longer accepts the token (password changed, access removed or expired): reconnect")
+	default:
+		s.metrics.refreshs.WithLabelValues("failed").Inc()
+		d := backoff(old.RefreshFailures + 1)
+		if ra := graph.RetryAfter(err); ra > d {
+			d = ra
+		}
+		msg := ownerMessage(err)
+		s.log.Warn("token refresh failed", feedAttr(feedID), slog.Int("failures", old.RefreshFailures+1),
+			slog.Duration("retry_in", d), errAttr(err))
+		return s.recordFailure(ctx, feedID, msg, now.Add(d))
+	}
+}
+
+func (s *Service) recordFailure(ctx context.Context, feedID, msg string, next time.Time) error {
+	if err := s.store.RecordRefreshFailure(ctx, feedID, msg, next); err != nil {
+		return fmt.Errorf("auth: record refresh failure: %w", err)
+	}
+	return nil
+}
+
+// isDue applies Instagram's rules: at least 24 hours old, and inside the
+// refresh window or past a scheduled retry.
+func (s *Service) isDue(t TokenMeta, now time.Time) bool {
+	if !t.NextRefreshAt.IsZero() && !now.Before(t.NextRefreshAt) {
+		return true
+	}
+	return now.Sub(t.ObtainedAt) >= MinTokenAge && t.ExpiresAt.Sub(now) < s.window
+}
+
+// markReauth flags the feed, but only if the failed token is still the
+// current one: a poll racing a refresh may hold a string already replaced.
+func (s *Service) markReauth(ctx context.Context, f FeedRecord, failed, reason string) error {
+	cur, err := s.store.Token(ctx, f.ID)
+	if err != nil {
+		return err
+	}
+	if cur.AccessToken != failed {
+		return nil
+	}
+	if err := s.store.SetStatus(ctx, f.ID, StatusNeedsReauth, reason); err != nil {
+		return err
+	}
+	s.invalidate(f.ID)
+	s.log.Warn("feed needs reauth", feedAttr(f.ID), slog.String("reason", reason))
+	ev := Event{Event: EventNeedsReauth, FeedID: f.ID, FeedName: f.Name, ExpiresAt: cur.ExpiresAt, Message: reason}
+	if f.Account != nil {
+		ev.Username = f.Account.Username
+	}
+	s.notify(ev)
+	s.refreshReauthGauge(ctx)
+	return ErrReauth
+}
+
+// MarkTokenInvalid is for other users of a token (the poller) that got a
+// 190: it flags the feed needs_reauth unless the token was replaced meanwhile.
+func (s *Service) MarkTokenInvalid(ctx context.Context, feedID, failedToken string) error {
+	f, err := s.store.Feed(ctx, feedID)
+	if err != nil {
+		return err
+	}
+	if f.Status == StatusNeedsReauth {
+		return nil
+	}
+	err = s.markReauth(ctx, f, failedToken, "Instagram no longer accepts the token (password changed, access removed or expired): reconnect")
+	if errors.Is(err, ErrReauth) {
+		return nil
+	}
+	return err
+}
+
+// backoff is the wait before retry number n (1-based): capped exponential.
+func backoff(n int) time.Duration {
+	d := baseBackoff
+	for i := 1; i < n && d < maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxBackoff)
+}
+
+// ownerMessage says what failed without internals or secrets.
+func ownerMessage(err error) string {
+	switch {
+	case errors.Is(err, graph.ErrThrottled):
+		return "Instagram's rate limit holds; will retry"
+	case errors.Is(err, graph.ErrUnreachable), errors.Is(err, graph.ErrTransient):
+		return "Instagram could not be reached; will retry"
+	case errors.Is(err, graph.ErrPermission):
+		return "a permission is missing; reconnect"
+	default:
+		return "Instagram refused the refresh; will retry"
+	}
+}
+
+func (s *Service) randDuration(max time.Duration) time.Duration {
+	if max <= 0 {
+		return 0
+	}
+	var b [8]byte
+	if _, err := io.ReadFull(s.rand, b[:]); err != nil {
+		return 0
+	}
+	return time.Duration(binary.LittleEndian.Uint64(b[:]) % uint64(max))
+}
+
+func feedAttr(id string) slog.Attr      { return slog.String("feed", id) }
+func intAttr(k string, v int) slog.Attr { return slog.Int(k, v) }
+func errAttr(err error) slog.Attr       { return slog.Any("error", err) }

@@ -1,0 +1,262 @@
+package auth
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/feedd/feedd/internal/httperr"
+)
+
+// RegisterSetup mounts the setup pages on the /setup group.
+func (h *Handler) RegisterSetup(g Router) {
+	g.GET("", h.setupIndex)
+	g.GET("/", h.setupIndex)
+	g.POST("/feeds", h.setupCreate)
+	g.GET("/feeds/:id", h.setupFeed)
+	g.POST("/feeds/:id/rename", h.setupRename)
+	g.POST("/feeds/:id/origins", h.setupOrigins)
+	g.POST("/feeds/:id/connect", h.setupConnect)
+	g.POST("/feeds/:id/disconnect", h.setupDisconnect)
+	g.POST("/feeds/:id/token", h.setupToken)
+	g.POST("/feeds/:id/refresh", h.setupRefresh)
+	g.POST("/feeds/:id/delete", h.setupDelete)
+}
+
+const flashCookie = "feedd_flash"
+
+type flash struct {
+	Kind string `json:"k"` // "ok" or "error"
+	Msg  string `json:"m"`
+}
+
+func (h *Handler) setFlash(c *echo.Context, f flash) {
+	b, _ := json.Marshal(f)
+	c.SetCookie(&http.Cookie{
+		Name: flashCookie, Value: base64.RawURLEncoding.EncodeToString(b), Path: "/setup",
+		MaxAge: 120, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(h.svc.publicURL, "https://"),
+	})
+}
+
+// takeFlash reads and clears the flash message (post-redirect-get).
+func (h *Handler) takeFlash(c *echo.Context) *flash {
+	ck, err := c.Cookie(flashCookie)
+	if err != nil {
+		return nil
+	}
+	c.SetCookie(&http.Cookie{Name: flashCookie, Value: "", Path: "/setup", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	b, err := base64.RawURLEncoding.DecodeString(ck.Value)
+	if err != nil || len(b) > 2048 {
+		return nil
+	}
+	var f flash
+	if json.Unmarshal(b, &f) != nil || f.Msg == "" {
+		return nil
+	}
+	if f.Kind != "ok" {
+		f.Kind = "error"
+	}
+	return &f
+}
+
+// back redirects (303) to the page after a form, with a flash message;
+// client errors become error flashes, anything else is a real error.
+func (h *Handler) back(c *echo.Context, to string, err error, okMsg string) error {
+	if err != nil {
+		he, ok := httperr.As(err)
+		if !ok {
+			return err
+		}
+		if he.Status == http.StatusNotFound && strings.HasPrefix(to, "/setup/feeds/") {
+			to = "/setup"
+		}
+		h.setFlash(c, flash{Kind: "error", Msg: he.Message})
+	} else if okMsg != "" {
+		h.setFlash(c, flash{Kind: "ok", Msg: okMsg})
+	}
+	return c.Redirect(http.StatusSeeOther, to)
+}
+
+type pageData struct {
+	Flash         *flash
+	CSRF          string
+	AppConfigured bool
+	MissingVars   []string
+	RedirectURI   string
+	PublicURL     string
+	Feeds         []feedView
+	Feed          *feedView
+}
+
+type feedView struct {
+	Status
+	Snippet     string
+	OriginsText string
+	ExpiresIn   string
+	Banner      string // loud status line, empty when all is well
+}
+
+func (h *Handler) basePage(c *echo.Context) pageData {
+	d := pageData{
+		Flash: h.takeFlash(c), CSRF: h.csrf(c), AppConfigured: h.svc.AppConfigured(),
+		RedirectURI: h.svc.RedirectURI(), PublicURL: h.svc.PublicURL(),
+	}
+	if h.svc.appID == "" {
+		d.MissingVars = append(d.MissingVars, "FEEDD_INSTAGRAM_APP_ID")
+	}
+	if h.svc.appSecret == "" {
+		d.MissingVars = append(d.MissingVars, "FEEDD_INSTAGRAM_APP_SECRET")
+	}
+	return d
+}
+
+func (h *Handler) view(st Status) feedView {
+	v := feedView{
+		Status:      st,
+		Snippet:     `<div data-feedd="` + st.ID + `"></div><script src="` + h.svc.PublicURL() + `/widget.js" async></script>`,
+		OriginsText: strings.Join(st.AllowedOrigins, "\n"),
+	}
+	now := h.svc.now()
+	if st.Token != nil {
+		left := st.Token.ExpiresAt.Sub(now)
+		switch {
+		case left <= 0:
+			v.ExpiresIn = "expired"
+		case left < 48*time.Hour:
+			v.ExpiresIn = "in " + left.Round(time.Hour).String()
+		default:
+			v.ExpiresIn = "in " + itoa(int(left.Hours()/24)) + " days"
+		}
+		if st.Token.ExpiryAssumed {
+			v.ExpiresIn += " (estimated)"
+		}
+	}
+	switch st.Status {
+	case StatusNeedsReauth:
+		v.Banner = "Instagram no longer accepts this feed's token: press Connect to reconnect. Visitors see the last posts meanwhile."
+		if st.StatusReason != "" {
+			v.Banner += " (" + st.StatusReason + ")"
+		}
+	case StatusError:
+		v.Banner = "This feed has a problem: " + st.StatusReason
+	case StatusActive:
+		if st.Token != nil && st.Token.ExpiresAt.Sub(now) < expiringSoon {
+			v.Banner = "The token expires " + v.ExpiresIn + " and could not be refreshed yet: reconnect to be safe."
+		}
+	}
+	return v
+}
+
+func itoa(n int) string {
+	if n == 0 {
+		return "0"
+	}
+	var b [20]byte
+	i := len(b)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for n > 0 {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}
+
+func (h *Handler) setupIndex(c *echo.Context) error {
+	fs, err := h.svc.Feeds(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	d := h.basePage(c)
+	for _, f := range fs {
+		d.Feeds = append(d.Feeds, h.view(f))
+	}
+	return h.render(c, http.StatusOK, "setup_index", "Feeds", d)
+}
+
+func (h *Handler) setupFeed(c *echo.Context) error {
+	st, err := h.svc.Feed(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		if he, ok := httperr.As(err); ok && he.Status == http.StatusNotFound {
+			h.setFlash(c, flash{Kind: "error", Msg: "That feed does not exist (any more)."})
+			return c.Redirect(http.StatusSeeOther, "/setup")
+		}
+		return err
+	}
+	d := h.basePage(c)
+	v := h.view(st)
+	d.Feed = &v
+	return h.render(c, http.StatusOK, "setup_feed", st.Name, d)
+}
+
+// splitOrigins reads a textarea: one origin per line (commas and spaces also separate).
+func splitOrigins(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' || r == ',' || r == ' ' || r == '\t' })
+}
+
+func (h *Handler) setupCreate(c *echo.Context) error {
+	st, err := h.svc.CreateFeed(c.Request().Context(), c.FormValue("name"), splitOrigins(c.FormValue("allowed_origins")))
+	if err != nil {
+		return h.back(c, "/setup", err, "")
+	}
+	return h.back(c, "/setup/feeds/"+st.ID, nil, "Feed created. Connect an Instagram account next.")
+}
+
+func feedPage(c *echo.Context) string { return "/setup/feeds/" + c.Param("id") }
+
+func (h *Handler) setupRename(c *echo.Context) error {
+	name := c.FormValue("name")
+	_, err := h.svc.UpdateFeed(c.Request().Context(), c.Param("id"), Patch{Name: &name})
+	return h.back(c, feedPage(c), err, "Name saved.")
+}
+
+func (h *Handler) setupOrigins(c *echo.Context) error {
+	o := splitOrigins(c.FormValue("allowed_origins"))
+	_, err := h.svc.UpdateFeed(c.Request().Context(), c.Param("id"), Patch{AllowedOrigins: &o})
+	return h.back(c, feedPage(c), err, "Allowed sites saved.")
+}
+
+func (h *Handler) setupConnect(c *echo.Context) error {
+	u, err := h.svc.Connect(c.Request().Context(), c.Param("id"), h.sessionBinding(c))
+	if err != nil {
+		return h.back(c, feedPage(c), err, "")
+	}
+	return c.Redirect(http.StatusSeeOther, u)
+}
+
+func (h *Handler) setupDisconnect(c *echo.Context) error {
+	_, err := h.svc.Disconnect(c.Request().Context(), c.Param("id"))
+	return h.back(c, feedPage(c), err, "Disconnected: the token, posts and stored images are deleted.")
+}
+
+func (h *Handler) setupToken(c *echo.Context) error {
+	_, err := h.svc.PasteToken(c.Request().Context(), c.Param("id"), c.FormValue("access_token"))
+	return h.back(c, feedPage(c), err, "Token accepted. feedd keeps it alive from now on.")
+}
+
+func (h *Handler) setupRefresh(c *echo.Context) error {
+	st, err := h.svc.FetchNow(c.Request().Context(), c.Param("id"))
+	if err == nil && st.LastFetch != nil && !st.LastFetch.OK {
+		return h.back(c, feedPage(c), &httperr.Error{Status: http.StatusBadGateway, Message: "Fetching failed: " + st.LastFetch.Error}, "")
+	}
+	return h.back(c, feedPage(c), err, "Fetched.")
+}
+
+func (h *Handler) setupDelete(c *echo.Context) error {
+	if c.FormValue("confirm") != "yes" {
+		return h.back(c, feedPage(c), httperr.BadRequest("confirm", "Tick the box to confirm the deletion."), "")
+	}
+	err := h.svc.DeleteFeed(c.Request().Context(), c.Param("id"))
+	return h.back(c, "/setup", err, "Feed deleted with its token, posts and images.")
+}
