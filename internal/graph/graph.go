@@ -298,8 +298,15 @@ func (c *Client) Media(ctx context.Context, acct, token string, n int) ([]Media,
 	q.Set("limit", strconv.Itoa(min(n, MaxPageSize)))
 	q.Set("access_token", token)
 	next := c.graphBase + "/" + c.version + "/me/media?" + q.Encode()
+	// Pages may hold fewer items than asked, even none (deleted posts keep
+	// their slot), so walk on, but never in circles or without end.
+	maxPages := (n+MaxPageSize-1)/MaxPageSize + (n+min(n, MaxPageSize)-1)/min(n, MaxPageSize) + 4
 	var out []Media
-	for next != "" && len(out) < n {
+	seen := make(map[string]struct{}, min(n, MaxPageSize))
+	for pages := 0; next != "" && len(out) < n; pages++ {
+		if pages == maxPages {
+			return nil, errorf(KindTransient, endpointMedia, "paging did not end after %d pages", pages)
+		}
 		var page mediaPage
 		err := c.do(ctx, request{
 			endpoint: endpointMedia, acct: acct, method: http.MethodGet, url: next, idempotent: true,
@@ -311,12 +318,22 @@ func (c *Client) Media(ctx context.Context, acct, token string, n int) ([]Media,
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, page.Items...)
-		if len(page.Items) == 0 || page.Next == "" {
-			break // a page without items ends the walk even if it names a next one
+		for _, m := range page.Items {
+			// A post can shift onto the next page while we walk; keep it once.
+			if _, dup := seen[m.ID]; !dup {
+				seen[m.ID] = struct{}{}
+				out = append(out, m)
+			}
 		}
+		if page.Next == "" {
+			break
+		}
+		cur := next
 		if next, err = c.nextPage(page.Next, token); err != nil {
 			return nil, err
+		}
+		if next == cur {
+			break // a next link to the same page would loop forever
 		}
 	}
 	if len(out) > n {

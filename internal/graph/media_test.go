@@ -169,15 +169,44 @@ func TestMediaRejectsBadCount(t *testing.T) {
 	}
 }
 
-func TestMediaEmptyPageWithNextEndsWalk(t *testing.T) {
+func TestMediaWalksPastEmptyPages(t *testing.T) {
 	var self string
 	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, []byte(`{"data":[],"paging":{"next":"`+self+`/v25.0/me/media?after=again"}}`))
+		switch r.URL.Query().Get("after") {
+		case "":
+			reply(w, 200, []byte(`{"data":[],"paging":{"next":"`+self+`/v25.0/me/media?after=p2"}}`))
+		default:
+			reply(w, 200, []byte(`{"data":[{"id":"7","media_type":"IMAGE"}]}`))
+		}
 	})
 	self = e.f.graphURL()
 	items, err := e.c.Media(context.Background(), testAcct, testToken, 5)
-	if err != nil || len(items) != 0 || e.f.count() != 1 {
-		t.Fatalf("items=%d err=%v calls=%d; an empty page must end the walk", len(items), err, e.f.count())
+	if err != nil || len(items) != 1 || e.f.count() != 2 {
+		t.Fatalf("items=%d err=%v calls=%d; a page emptied by deletions must not end the walk", len(items), err, e.f.count())
+	}
+}
+
+func TestMediaPagingLoopsEnd(t *testing.T) {
+	var self string
+	var n atomic.Int32
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		// Every page is empty and names a fresh next page: a walk without end.
+		reply(w, 200, []byte(`{"data":[],"paging":{"next":"`+self+`/v25.0/me/media?after=`+strconv.Itoa(int(n.Add(1)))+`"}}`))
+	})
+	self = e.f.graphURL()
+	_, err := e.c.Media(context.Background(), testAcct, testToken, 5)
+	if err == nil || e.f.count() > 10 {
+		t.Fatalf("err=%v calls=%d; want an error after a bounded number of pages", err, e.f.count())
+	}
+
+	// A next link back to the same page ends the walk at once.
+	e2 := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		reply(w, 200, []byte(`{"data":[{"id":"1","media_type":"IMAGE"}],"paging":{"next":"`+self+`/v25.0/me/media?after=same"}}`))
+	})
+	self = e2.f.graphURL()
+	items, err := e2.c.Media(context.Background(), testAcct, testToken, 5)
+	if err != nil || e2.f.count() != 2 || len(items) != 1 {
+		t.Fatalf("items=%d err=%v calls=%d", len(items), err, e2.f.count())
 	}
 }
 
