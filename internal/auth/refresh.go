@@ -21,6 +21,8 @@ const (
 	baseBackoff  = 5 * time.Minute
 )
 
+const reauthReason = "Instagram no longer accepts the token (password changed, access removed or expired): reconnect"
+
 // ErrReauth reports that a feed's token is dead and the owner must reconnect.
 var ErrReauth = errors.New("auth: token invalid; the owner must reconnect")
 
@@ -87,6 +89,7 @@ func (s *Service) CheckTokens(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("auth: tokens due: %w", err)
 	}
+	checked := make(map[string]bool, len(due))
 	for _, id := range due {
 		// Spread refreshes so a restart after downtime does not burst the Graph API.
 		if err := s.sleep(ctx, s.randDuration(s.jitter)); err != nil {
@@ -95,8 +98,52 @@ func (s *Service) CheckTokens(ctx context.Context) error {
 		if err := s.RefreshToken(ctx, id); err != nil && ctx.Err() != nil {
 			return ctx.Err()
 		}
+		checked[id] = true
+	}
+	if err := s.probeIdle(ctx, checked, now); err != nil {
+		return err
 	}
 	return s.updateGauges(ctx)
+}
+
+// probeIdle asks /me with each active token that nothing has proven alive
+// since the last check (no refresh now, no good poll within the interval),
+// so a token killed early (password change, app removed) flips the feed to
+// needs_reauth within one check even when nobody views it. That is at most
+// one call per idle feed per check.
+func (s *Service) probeIdle(ctx context.Context, skip map[string]bool, now time.Time) error {
+	feeds, err := s.store.Feeds(ctx)
+	if err != nil {
+		return fmt.Errorf("auth: feeds: %w", err)
+	}
+	for _, f := range feeds {
+		if f.Status != StatusActive || f.Token == nil || skip[f.ID] {
+			continue
+		}
+		if f.LastFetchOK && now.Sub(f.LastFetchAt) < s.interval {
+			continue
+		}
+		tok, err := s.store.Token(ctx, f.ID)
+		if err != nil {
+			continue
+		}
+		acct := ""
+		if f.Account != nil {
+			acct = f.Account.IGUserID
+		}
+		if _, err := s.graph.Me(ctx, acct, tok.AccessToken); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if graph.NeedsReauth(err) {
+				s.metrics.refreshs.WithLabelValues("probe_invalid").Inc()
+				if err := s.markReauth(ctx, f, tok.AccessToken, reauthReason); err != nil && !errors.Is(err, ErrReauth) {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // updateGauges sets the expiry gauges and sends token_expiring events.
@@ -211,7 +258,7 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 		return s.recordFailure(ctx, feedID, "Instagram says the token is less than 24 hours old; trying again later", next)
 	case graph.NeedsReauth(err):
 		s.metrics.refreshs.WithLabelValues("invalid").Inc()
-		return s.markReauth(ctx, f, old.AccessToken, "Instagram no longer accepts the token (password changed, access removed or expired): reconnect")
+		return s.markReauth(ctx, f, old.AccessToken, reauthReason)
 	default:
 		s.metrics.refreshs.WithLabelValues("failed").Inc()
 		d := backoff(old.RefreshFailures + 1)
@@ -275,7 +322,7 @@ func (s *Service) MarkTokenInvalid(ctx context.Context, feedID, failedToken stri
 	if f.Status == StatusNeedsReauth {
 		return nil
 	}
-	err = s.markReauth(ctx, f, failedToken, "Instagram no longer accepts the token (password changed, access removed or expired): reconnect")
+	err = s.markReauth(ctx, f, failedToken, reauthReason)
 	if errors.Is(err, ErrReauth) {
 		return nil
 	}

@@ -94,6 +94,7 @@ type pageData struct {
 
 type feedView struct {
 	Status
+	State       string // the status value (Status.Status, which the embedded struct's name shadows)
 	Snippet     string
 	OriginsText string
 	ExpiresIn   string
@@ -117,6 +118,7 @@ func (h *Handler) basePage(c *echo.Context) pageData {
 func (h *Handler) view(st Status) feedView {
 	v := feedView{
 		Status:      st,
+		State:       st.Status,
 		Snippet:     `<div data-feedd="` + st.ID + `"></div><script src="` + h.svc.PublicURL() + `/widget.js" async></script>`,
 		OriginsText: strings.Join(st.AllowedOrigins, "\n"),
 	}

@@ -1,0 +1,351 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v5"
+
+	"github.com/feedd/feedd/internal/graph"
+	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/sandbox"
+)
+
+const (
+	testAdminToken = "admin-token-for-tests"
+	testSession    = "session-cookie-value-0123456789"
+)
+
+// env runs feedd's auth routes on a real HTTP server against the sandbox,
+// with a stand-in for the server's admin auth (bearer or session cookie +
+// CSRF), an injected clock and an in-memory store.
+type env struct {
+	t       *testing.T
+	clock   *clock
+	sb      *sandbox.Sandbox
+	sbSrv   *httptest.Server
+	store   *memStore
+	files   *fakeFiles
+	inval   *fakeInval
+	fetcher *fakeFetcher
+	logs    *syncBuffer
+	svc     *Service
+	gc      *graph.Client
+	srv     *httptest.Server
+	handler atomic.Pointer[http.Handler]
+	browser *http.Client
+	opts    func(*Options)
+
+	hookMu sync.Mutex
+	events []Event
+	hook   *httptest.Server
+}
+
+func newEnv(t *testing.T, mod ...func(*Options)) *env {
+	t.Helper()
+	e := &env{t: t, clock: newClock(), store: newMemStore(), files: &fakeFiles{}, inval: &fakeInval{}, logs: &syncBuffer{}}
+	e.fetcher = &fakeFetcher{store: e.store, now: e.clock.Now}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*e.handler.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(e.srv.Close)
+	e.sb = sandbox.New(sandbox.Options{
+		RedirectURIs: []string{e.srv.URL + "/auth/instagram/callback"}, Now: e.clock.Now, Seed: 7,
+		DisableImageGenerator: true, AccountCallBudget: 1 << 30, AppCallBudget: 1 << 30,
+	})
+	e.sbSrv = httptest.NewServer(e.sb)
+	t.Cleanup(e.sbSrv.Close)
+	if err := e.sb.SetBaseURL(e.sbSrv.URL); err != nil {
+		t.Fatal(err)
+	}
+	e.hook = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ev Event
+		b, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(b, &ev); err != nil {
+			t.Errorf("webhook body is not an event: %v", err)
+		}
+		e.hookMu.Lock()
+		e.events = append(e.events, ev)
+		e.hookMu.Unlock()
+		e.logs.Write(append([]byte("WEBHOOK "), b...)) // so secret scans cover webhook bodies too
+	}))
+	t.Cleanup(e.hook.Close)
+	if len(mod) > 0 {
+		e.opts = mod[0]
+	}
+	e.gc = e.newGraph(e.srv.URL+"/auth/instagram/callback", e.sb.AppID(), e.sb.AppSecret())
+	e.start()
+	jar, _ := cookiejar.New(nil)
+	u, _ := url.Parse(e.srv.URL)
+	jar.SetCookies(u, []*http.Cookie{{Name: "feedd_session", Value: testSession, Path: "/"}})
+	e.browser = &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(e.logs.String())
+		}
+		e.svc.Close()
+		e.assertNoSecrets()
+	})
+	return e
+}
+
+func (e *env) newGraph(redirect, appID, secret string) *graph.Client {
+	gc, err := graph.New(graph.Config{
+		AppID: appID, AppSecret: secret, RedirectURI: redirect,
+		AuthorizeURL: e.sb.AuthorizeURL(), TokenURL: e.sb.TokenURL(), GraphURL: e.sb.GraphURL(),
+		HTTPClient: e.sbSrv.Client(), Now: e.clock.Now,
+		Sleep:      func(ctx context.Context, d time.Duration) error { e.clock.Advance(d); return ctx.Err() },
+		Logger:     slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return gc
+}
+
+// start builds a fresh service and router over the same store: also a "restart".
+func (e *env) start() {
+	o := Options{
+		Store: e.store, Graph: e.gc, Fetcher: e.fetcher, Files: e.files, Invalidator: e.inval,
+		PublicURL: e.srv.URL, AppID: e.sb.AppID(), AppSecret: e.sb.AppSecret(),
+		CheckInterval: time.Hour, RefreshWindow: 720 * time.Hour, NotifyWebhook: e.hook.URL,
+		Now: e.clock.Now, Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if e.opts != nil {
+		e.opts(&o)
+	}
+	svc, err := New(o)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if e.svc != nil {
+		e.svc.Close()
+	}
+	e.svc = svc
+	var h http.Handler = newRouter(svc)
+	e.handler.Store(&h)
+}
+
+// newRouter mounts the handlers the way internal/server will.
+func newRouter(svc *Service) *echo.Echo {
+	ec := echo.New()
+	ec.HTTPErrorHandler = func(c *echo.Context, err error) {
+		if he, ok := httperr.As(err); ok {
+			_ = c.JSON(he.Status, map[string]any{"error": he})
+			return
+		}
+		var sc interface{ StatusCode() int }
+		if errors.As(err, &sc) {
+			_ = c.JSON(sc.StatusCode(), map[string]any{"error": map[string]string{"code": "http", "message": http.StatusText(sc.StatusCode())}})
+			return
+		}
+		svc.log.Error("internal error", errAttr(err))
+		_ = c.JSON(http.StatusInternalServerError, map[string]any{"error": map[string]string{"code": "internal", "message": "internal error"}})
+	}
+	h := NewHandler(svc, HTTPOptions{CSRFToken: func(c *echo.Context) string {
+		if ck, err := c.Cookie("feedd_session"); err == nil {
+			return "csrf-" + ck.Value
+		}
+		return ""
+	}})
+	h.RegisterCallbacks(ec)
+	h.RegisterAdmin(ec.Group("/api/admin", fakeAdmin))
+	h.RegisterSetup(ec.Group("/setup", fakeAdmin))
+	return ec
+}
+
+// fakeAdmin stands in for the server's RequireAdmin + CSRF middleware.
+func fakeAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		r := c.Request()
+		if r.Header.Get("Authorization") == "Bearer "+testAdminToken {
+			return next(c)
+		}
+		ck, err := c.Cookie("feedd_session")
+		if err != nil || ck.Value != testSession {
+			return httperr.Unauthorized()
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if r.FormValue("_csrf") != "csrf-"+testSession && r.Header.Get("X-CSRF-Token") != "csrf-"+testSession {
+				return httperr.New(http.StatusForbidden, "csrf", "missing or wrong CSRF token")
+			}
+		}
+		return next(c)
+	}
+}
+
+// api calls the admin API with the bearer token and decodes the JSON answer.
+func (e *env) api(method, path, body string, out any) int {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	e.logs.Write(append([]byte("RESPONSE "), b...))
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+type apiError struct {
+	Error struct{ Code, Message string } `json:"error"`
+}
+
+func (e *env) createFeed(name string) Status {
+	e.t.Helper()
+	var st Status
+	if code := e.api("POST", "/api/admin/feeds", `{"name":"`+name+`","allowed_origins":[]}`, &st); code != http.StatusCreated {
+		e.t.Fatalf("create feed: %d", code)
+	}
+	return st
+}
+
+func (e *env) status(id string) Status {
+	e.t.Helper()
+	var st Status
+	if code := e.api("GET", "/api/admin/feeds/"+id, "", &st); code != http.StatusOK {
+		e.t.Fatalf("get feed: %d", code)
+	}
+	return st
+}
+
+// get fetches a URL with the browser (cookies, no redirect following).
+func (e *env) get(u string) (*http.Response, string) {
+	e.t.Helper()
+	resp, err := e.browser.Get(u)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	e.logs.Write(append([]byte("RESPONSE "), b...))
+	return resp, string(b)
+}
+
+// post submits a setup form with the session's CSRF token.
+func (e *env) post(path string, v url.Values) (*http.Response, string) {
+	e.t.Helper()
+	if v == nil {
+		v = url.Values{}
+	}
+	if v.Get("_csrf") == "" {
+		v.Set("_csrf", "csrf-"+testSession)
+	}
+	resp, err := e.browser.PostForm(e.srv.URL+path, v)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	e.logs.Write(append([]byte("RESPONSE "), b...))
+	return resp, string(b)
+}
+
+// authorize plays the owner on the sandbox's consent page: Allow as acct
+// (or Cancel when acct is ""), returning the callback URL Instagram redirects to.
+func (e *env) authorize(authorizeURL, acct string) string {
+	e.t.Helper()
+	u, err := url.Parse(authorizeURL)
+	if err != nil || !strings.HasPrefix(authorizeURL, e.sb.AuthorizeURL()+"?") {
+		e.t.Fatalf("authorize URL %q does not point at the sandbox", authorizeURL)
+	}
+	resp, body := e.get(authorizeURL)
+	if resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("consent page: %d %s", resp.StatusCode, body)
+	}
+	form := u.Query()
+	if acct == "" {
+		form.Set("decision", "cancel")
+	} else {
+		form.Set("decision", "allow")
+		form.Set("account", acct)
+	}
+	resp, err = e.browser.PostForm(e.sb.AuthorizeURL(), form)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, e.srv.URL+"/auth/instagram/callback?") {
+		e.t.Fatalf("consent answer: %d, Location %q", resp.StatusCode, loc)
+	}
+	return loc
+}
+
+func (e *env) webhookEvents() []Event {
+	e.svc.Close() // wait for deliveries
+	e.hookMu.Lock()
+	defer e.hookMu.Unlock()
+	return append([]Event(nil), e.events...)
+}
+
+func (e *env) graphCalls(endpoint string) int {
+	n := 0
+	for _, c := range e.sb.Calls() {
+		if c.Endpoint == endpoint {
+			n++
+		}
+	}
+	return n
+}
+
+// secrets holds every token, code and secret the test saw, to scan logs and answers for.
+var secretsMu sync.Mutex
+
+func (e *env) assertNoSecrets() {
+	e.t.Helper()
+	logs := e.logs.String()
+	if strings.Contains(logs, e.sb.AppSecret()) {
+		e.t.Errorf("app secret leaked into logs or answers")
+	}
+	e.store.mu.Lock()
+	var toks []string
+	for _, f := range e.store.feeds {
+		if f.tok != nil {
+			toks = append(toks, f.tok.AccessToken)
+		}
+	}
+	e.store.mu.Unlock()
+	for _, tok := range append(toks, e.extraSecrets()...) {
+		if tok != "" && strings.Contains(logs, tok) {
+			e.t.Errorf("a token or code leaked into logs or answers")
+		}
+	}
+}
+
+var extra = map[*testing.T][]string{}
+
+func (e *env) addSecret(s string) {
+	secretsMu.Lock()
+	extra[e.t] = append(extra[e.t], s)
+	secretsMu.Unlock()
+}
+
+func (e *env) extraSecrets() []string {
+	secretsMu.Lock()
+	defer secretsMu.Unlock()
+	return extra[e.t]
+}
