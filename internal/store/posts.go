@@ -1,0 +1,392 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Post is one stored post of a feed's snapshot.
+type Post struct {
+	ID            string
+	MediaType     string // IMAGE, VIDEO or CAROUSEL_ALBUM
+	IsReel        bool
+	Permalink     string
+	Timestamp     time.Time
+	Caption       *string
+	AltText       *string
+	LikeCount     *int64
+	CommentsCount *int64
+	MediaKey      string // cover image; "" when none; may have no media row yet
+	Children      []Child
+}
+
+// Child is one item of a carousel.
+type Child struct {
+	ID        string  `json:"id"`
+	MediaType string  `json:"media_type"`
+	AltText   *string `json:"alt_text,omitempty"`
+	MediaKey  string  `json:"media_key,omitempty"`
+}
+
+// Media is a stored image in all its sizes, under a key chosen by the
+// caller from its source (e.g. "post:<id>", "avatar:<hash>").
+type Media struct {
+	Key       string
+	Width     int
+	Height    int
+	Color     string // dominant colour, e.g. "#a0b1c2"
+	Variants  []Variant
+	Bytes     int64
+	CreatedAt time.Time
+}
+
+// Variant is one stored size of an image.
+type Variant struct {
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+	File   string `json:"file"` // relative to the media dir
+	Bytes  int64  `json:"bytes"`
+}
+
+// ReplacePosts replaces the feed's snapshot with posts (newest first) and,
+// when acct is not nil, its account profile (username, name, type, avatar,
+// counts), and sets fetched_at to at, in one transaction. It returns the
+// files of images no feed references any more, to delete after commit.
+// ErrNotConnected: the feed was disconnected meanwhile; nothing is written.
+func (s *Store) ReplacePosts(ctx context.Context, feedID string, acct *Account, posts []Post, at time.Time) ([]string, error) {
+	if !ValidFeedID(feedID) {
+		return nil, ErrNotFound
+	}
+	var files []string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := rowsAffected(tx.ExecContext(ctx, `UPDATE feeds SET fetched_at = ? WHERE id = ?`, unix(at), feedID)); err != nil {
+			return err
+		}
+		// A poll that finishes after a disconnect must not bring posts back.
+		var connected int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM accounts WHERE feed_id = ?`, feedID).Scan(&connected); err != nil {
+			return err
+		}
+		if connected == 0 {
+			return ErrNotConnected
+		}
+		cands, err := feedRefs(ctx, tx, feedID)
+		if err != nil {
+			return err
+		}
+		if acct != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET username = ?, name = ?, account_type = ?, avatar_key = ?,
+				followers_count = ?, follows_count = ?, media_count = ? WHERE feed_id = ?`,
+				acct.Username, nullString(acct.Name), acct.AccountType, nullString(acct.AvatarKey),
+				nullInt(acct.FollowersCount), nullInt(acct.FollowsCount), nullInt(acct.MediaCount), feedID); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM posts WHERE feed_id = ?`, feedID); err != nil {
+			return err
+		}
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO posts (feed_id, id, position, media_type, is_reel, permalink,
+			timestamp, caption, alt_text, like_count, comments_count, media_key, children)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		seen := make(map[string]bool, len(posts))
+		pos := 0
+		for _, p := range posts {
+			if p.ID == "" || seen[p.ID] {
+				continue // Instagram may repeat a post across pages
+			}
+			seen[p.ID] = true
+			children := p.Children
+			if children == nil {
+				children = []Child{}
+			}
+			cj, err := json.Marshal(children)
+			if err != nil {
+				return err
+			}
+			if _, err := stmt.ExecContext(ctx, feedID, p.ID, pos, p.MediaType, boolInt(p.IsReel), p.Permalink,
+				unix(p.Timestamp), nullPtrString(p.Caption), nullPtrString(p.AltText), nullInt(p.LikeCount),
+				nullInt(p.CommentsCount), nullString(p.MediaKey), string(cj)); err != nil {
+				return err
+			}
+			pos++
+		}
+		if err := recomputeRefs(ctx, tx, feedID); err != nil {
+			return err
+		}
+		files, err = dropOrphans(ctx, tx, cands)
+		return err
+	})
+	return files, wrap("replace posts", err)
+}
+
+// Posts returns the feed's snapshot, newest first (the order it was stored in).
+func (s *Store) Posts(ctx context.Context, feedID string) ([]Post, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, media_type, is_reel, permalink, timestamp, caption, alt_text,
+		like_count, comments_count, media_key, children FROM posts WHERE feed_id = ? ORDER BY position`, feedID)
+	if err != nil {
+		return nil, fmt.Errorf("store: read posts: %w", err)
+	}
+	defer rows.Close()
+	out := []Post{}
+	for rows.Next() {
+		var (
+			p                 Post
+			reel, ts          int64
+			caption, alt, key sql.NullString
+			likes, comments   sql.NullInt64
+			children          string
+		)
+		if err := rows.Scan(&p.ID, &p.MediaType, &reel, &p.Permalink, &ts, &caption, &alt, &likes, &comments, &key, &children); err != nil {
+			return nil, fmt.Errorf("store: read posts: %w", err)
+		}
+		p.IsReel, p.Timestamp = reel != 0, fromUnix(ts)
+		p.Caption, p.AltText, p.LikeCount, p.CommentsCount = ptrString(caption), ptrString(alt), ptrInt(likes), ptrInt(comments)
+		p.MediaKey = key.String
+		if children != "" && children != "[]" {
+			if err := json.Unmarshal([]byte(children), &p.Children); err != nil {
+				return nil, fmt.Errorf("store: post %s children: %w", p.ID, err)
+			}
+		}
+		out = append(out, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: read posts: %w", err)
+	}
+	return out, nil
+}
+
+const mediaSelect = `SELECT key, width, height, color, variants, bytes, created_at FROM media`
+
+func scanMedia(sc scanner) (Media, error) {
+	var (
+		m        Media
+		variants string
+		created  int64
+	)
+	if err := sc.Scan(&m.Key, &m.Width, &m.Height, &m.Color, &variants, &m.Bytes, &created); err != nil {
+		return Media{}, err
+	}
+	if err := json.Unmarshal([]byte(variants), &m.Variants); err != nil {
+		return Media{}, fmt.Errorf("media %s variants: %w", m.Key, err)
+	}
+	m.CreatedAt = fromUnix(created)
+	return m, nil
+}
+
+// Media returns the image stored under key, or ErrNotFound.
+func (s *Store) Media(ctx context.Context, key string) (Media, error) {
+	m, err := scanMedia(s.r.QueryRowContext(ctx, mediaSelect+` WHERE key = ?`, key))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Media{}, ErrNotFound
+	}
+	if err != nil {
+		return Media{}, fmt.Errorf("store: read media: %w", err)
+	}
+	return m, nil
+}
+
+// MediaByKeys returns the stored images among keys (missing keys are absent).
+func (s *Store) MediaByKeys(ctx context.Context, keys []string) (map[string]Media, error) {
+	out := make(map[string]Media, len(keys))
+	const chunk = 500 // well under SQLite's bound-parameter limit
+	for start := 0; start < len(keys); start += chunk {
+		part := keys[start:min(start+chunk, len(keys))]
+		args := make([]any, len(part))
+		for i, k := range part {
+			args[i] = k
+		}
+		q := mediaSelect + ` WHERE key IN (?` + strings.Repeat(",?", len(part)-1) + `)`
+		rows, err := s.r.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: read media: %w", err)
+		}
+		for rows.Next() {
+			m, err := scanMedia(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: read media: %w", err)
+			}
+			out[m.Key] = m
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("store: read media: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// PutMedia stores (or replaces) the image under m.Key.
+func (s *Store) PutMedia(ctx context.Context, m Media) error {
+	if m.Key == "" {
+		return fmt.Errorf("%w: media without a key", ErrInvalid)
+	}
+	variants := m.Variants
+	if variants == nil {
+		variants = []Variant{}
+	}
+	vj, err := json.Marshal(variants)
+	if err != nil {
+		return err
+	}
+	if m.CreatedAt.IsZero() {
+		m.CreatedAt = s.now()
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO media (key, width, height, color, variants, bytes, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (key) DO UPDATE SET width = excluded.width, height = excluded.height, color = excluded.color,
+				variants = excluded.variants, bytes = excluded.bytes`,
+			m.Key, m.Width, m.Height, m.Color, string(vj), m.Bytes, unix(m.CreatedAt))
+		return err
+	})
+	return wrap("put media", err)
+}
+
+// ReferencedFiles returns every file named by a media row, for a start-up
+// sweep that deletes files no row names.
+func (s *Store) ReferencedFiles(ctx context.Context) (map[string]struct{}, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT json_extract(v.value, '$.file') FROM media, json_each(media.variants) v`)
+	if err != nil {
+		return nil, fmt.Errorf("store: referenced files: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]struct{}{}
+	for rows.Next() {
+		var f sql.NullString
+		if err := rows.Scan(&f); err != nil {
+			return nil, fmt.Errorf("store: referenced files: %w", err)
+		}
+		if f.Valid && f.String != "" {
+			out[f.String] = struct{}{}
+		}
+	}
+	return out, rows.Err()
+}
+
+// SweepMedia deletes media rows created before `before` that no feed
+// references (left behind by a poll that failed after downloading) and
+// returns their files, to delete after this commit.
+func (s *Store) SweepMedia(ctx context.Context, before time.Time) ([]string, error) {
+	var files []string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT key FROM media WHERE created_at < ?
+			AND NOT EXISTS (SELECT 1 FROM media_refs r WHERE r.key = media.key)`, unix(before))
+		if err != nil {
+			return err
+		}
+		var keys []string
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return err
+			}
+			keys = append(keys, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		files, err = dropOrphans(ctx, tx, keys)
+		return err
+	})
+	return files, wrap("sweep media", err)
+}
+
+// feedRefs lists the media keys the feed references now.
+func feedRefs(ctx context.Context, tx *sql.Tx, feedID string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT key FROM media_refs WHERE feed_id = ?`, feedID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
+// recomputeRefs rebuilds the feed's media_refs from its posts, carousel
+// children and account avatar.
+func recomputeRefs(ctx context.Context, tx *sql.Tx, feedID string) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM media_refs WHERE feed_id = ?`, feedID); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO media_refs (feed_id, key)
+		SELECT ?1, media_key FROM posts WHERE feed_id = ?1 AND coalesce(media_key, '') != ''
+		UNION
+		SELECT ?1, json_extract(c.value, '$.media_key') FROM posts p, json_each(p.children) c
+			WHERE p.feed_id = ?1 AND coalesce(json_extract(c.value, '$.media_key'), '') != ''
+		UNION
+		SELECT ?1, avatar_key FROM accounts WHERE feed_id = ?1 AND coalesce(avatar_key, '') != ''`, feedID)
+	return err
+}
+
+// dropOrphans deletes the media rows among keys that no feed references
+// and returns their files, except files another media row still names
+// (files are content-addressed, so two keys may share one).
+func dropOrphans(ctx context.Context, tx *sql.Tx, keys []string) ([]string, error) {
+	var files []string
+	for _, k := range keys {
+		var referenced int
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM media_refs WHERE key = ?)`, k).Scan(&referenced); err != nil {
+			return nil, err
+		}
+		if referenced != 0 {
+			continue
+		}
+		var variants sql.NullString
+		err := tx.QueryRowContext(ctx, `DELETE FROM media WHERE key = ? RETURNING variants`, k).Scan(&variants)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		var vs []Variant
+		if err := json.Unmarshal([]byte(variants.String), &vs); err != nil {
+			continue // a corrupt row: its files are left for the start-up sweep
+		}
+		for _, v := range vs {
+			if v.File != "" {
+				files = append(files, v.File)
+			}
+		}
+	}
+	if len(files) == 0 {
+		return nil, nil
+	}
+	out := files[:0]
+	seen := map[string]bool{}
+	for _, f := range files {
+		if seen[f] {
+			continue
+		}
+		seen[f] = true
+		var shared int
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM media, json_each(media.variants) v
+			WHERE json_extract(v.value, '$.file') = ?)`, f).Scan(&shared); err != nil {
+			return nil, err
+		}
+		if shared == 0 {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}

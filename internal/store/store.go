@@ -1,0 +1,435 @@
+// Package store keeps feedd's state in SQLite (modernc.org/sqlite, no cgo):
+// feeds, connected Instagram accounts, encrypted tokens, post snapshots,
+// stored images, OAuth states, admin credentials and deletion requests.
+//
+// One writer connection serialises writes (transactions begin IMMEDIATE, so
+// they never fail half-way with SQLITE_BUSY); a separate pool serves reads
+// from the WAL. Tokens are sealed with a secret.Box bound to their feed id,
+// so the database file never holds one in the clear.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/feedd/feedd/internal/secret"
+
+	"modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Sentinel errors.
+var (
+	ErrNotFound      = errors.New("store: not found")
+	ErrConflict      = errors.New("store: already exists")
+	ErrStateNotFound = errors.New("store: unknown oauth state")
+	ErrStateUsed     = errors.New("store: oauth state already used")
+	ErrStateExpired  = errors.New("store: oauth state expired")
+	ErrLinkUsed      = errors.New("store: setup link already used")
+	ErrLinkExpired   = errors.New("store: setup link expired")
+	ErrTokenChanged  = errors.New("store: token changed since it was read")
+	ErrNotConnected  = errors.New("store: feed not connected")
+	ErrWrongKey      = errors.New("store: FEEDD_SECRET_KEY does not match the key this data was encrypted with")
+	ErrSchemaTooNew  = errors.New("store: database schema is newer than this feedd; upgrade feedd")
+	ErrInvalid       = errors.New("store: invalid value")
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// Options configures a Store.
+type Options struct {
+	Now    func() time.Time // default time.Now
+	Logger *slog.Logger     // default: discard
+}
+
+// Store is feedd's database. It is safe for concurrent use.
+type Store struct {
+	w   *sql.DB // the single writer connection
+	r   *sql.DB // read pool
+	box *secret.Box
+	now func() time.Time
+	log *slog.Logger
+}
+
+// DSN returns the driver data source name for path with feedd's pragmas.
+// busy_timeout comes first so that switching to WAL waits for other
+// connections instead of failing.
+func DSN(path string, readOnly bool) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("store: database path: %w", err)
+	}
+	q := []string{"_pragma=busy_timeout(5000)"}
+	if readOnly {
+		q = append(q, "_pragma=foreign_keys(1)", "_pragma=query_only(1)")
+	} else {
+		q = append(q, "_pragma=journal_mode(WAL)", "_pragma=foreign_keys(1)", "_pragma=synchronous(NORMAL)", "_txlock=immediate")
+	}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: strings.Join(q, "&")}
+	return u.String(), nil
+}
+
+// Open opens (creating if needed) the database at path, applies pending
+// migrations, checks that box holds the key the data was sealed with
+// (ErrWrongKey otherwise) and re-seals tokens sealed with a previous key.
+func Open(ctx context.Context, path string, box *secret.Box, opts Options) (*Store, error) {
+	if box == nil {
+		return nil, errors.New("store: no secret box")
+	}
+	s := &Store{box: box, now: opts.Now, log: opts.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	wdsn, err := DSN(path, false)
+	if err != nil {
+		return nil, err
+	}
+	rdsn, _ := DSN(path, true)
+	if s.w, err = sql.Open("sqlite", wdsn); err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxLifetime(0)
+	s.w.SetConnMaxIdleTime(0)
+	if err := s.w.PingContext(ctx); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.w.Close()
+		return nil, err
+	}
+	if s.r, err = sql.Open("sqlite", rdsn); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	s.r.SetMaxOpenConns(n)
+	s.r.SetMaxIdleConns(n)
+	if err := s.checkKey(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database; the WAL is checkpointed by SQLite on the last close.
+func (s *Store) Close() error {
+	var err error
+	if s.r != nil {
+		err = s.r.Close()
+	}
+	if s.w != nil {
+		err = errors.Join(err, s.w.Close())
+	}
+	return err
+}
+
+// Ping reports whether the database answers a query (for /readyz).
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Checkpoint moves the WAL's content into the main database file.
+func (s *Store) Checkpoint(ctx context.Context) error {
+	_, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	return err
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		base, ok := strings.CutSuffix(e.Name(), ".sql")
+		if !ok {
+			continue
+		}
+		num, name, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("store: bad migration file name %q", e.Name())
+		}
+		body, err := migrationFS.ReadFile("migrations/" + e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: name, sql: string(body)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	for i := 1; i < len(out); i++ {
+		if out[i].version == out[i-1].version {
+			return nil, fmt.Errorf("store: two migrations numbered %d", out[i].version)
+		}
+	}
+	return out, nil
+}
+
+// SchemaVersion is the newest migration this build knows.
+func SchemaVersion() int {
+	ms, err := migrations()
+	if err != nil || len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at INTEGER NOT NULL
+	) STRICT`); err != nil {
+		return fmt.Errorf("store: migrations table: %w", err)
+	}
+	var cur int
+	if err := s.w.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
+		return fmt.Errorf("store: read schema version: %w", err)
+	}
+	if len(ms) > 0 && cur > ms[len(ms)-1].version {
+		return fmt.Errorf("%w (database at %d, feedd knows %d)", ErrSchemaTooNew, cur, ms[len(ms)-1].version)
+	}
+	for _, m := range ms {
+		if m.version <= cur {
+			continue
+		}
+		err := s.write(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.version, m.name, s.now().Unix())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
+		}
+		s.log.Info("database migrated", slog.Int("version", m.version), slog.String("name", m.name))
+	}
+	return nil
+}
+
+const (
+	keyCheckName  = "key_check"
+	keyCheckValue = "feedd key check"
+)
+
+var keyCheckAAD = []byte("feedd/meta/key_check")
+
+func tokenAAD(feedID string) []byte { return []byte("feedd/token/" + feedID) }
+
+// checkKey verifies the box against the sealed key_check row (sealing one
+// on first start) and re-seals values sealed with a previous key.
+func (s *Store) checkKey(ctx context.Context) error {
+	return s.write(ctx, func(tx *sql.Tx) error {
+		var sealed []byte
+		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, keyCheckName).Scan(&sealed)
+		if errors.Is(err, sql.ErrNoRows) {
+			v, err := s.box.Seal([]byte(keyCheckValue), keyCheckAAD)
+			if err != nil {
+				return err
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)`, keyCheckName, v)
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("store: read key check: %w", err)
+		}
+		pt, err := s.box.Open(sealed, keyCheckAAD)
+		if err != nil || string(pt) != keyCheckValue {
+			return ErrWrongKey
+		}
+		if !s.box.NeedsRotation(sealed) {
+			return nil
+		}
+		v, err := s.box.Seal([]byte(keyCheckValue), keyCheckAAD)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE meta SET value = ? WHERE key = ?`, v, keyCheckName); err != nil {
+			return err
+		}
+		return s.rotateTokens(ctx, tx)
+	})
+}
+
+func (s *Store) rotateTokens(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT feed_id, sealed FROM tokens`)
+	if err != nil {
+		return err
+	}
+	type row struct {
+		id     string
+		sealed []byte
+	}
+	var todo []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.sealed); err != nil {
+			rows.Close()
+			return err
+		}
+		if s.box.NeedsRotation(r.sealed) {
+			todo = append(todo, r)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	n := 0
+	for _, r := range todo {
+		pt, err := s.box.Open(r.sealed, tokenAAD(r.id))
+		if err != nil {
+			s.log.Warn("token cannot be decrypted; the feed must be reconnected", slog.String("feed", r.id))
+			continue
+		}
+		v, err := s.box.Seal(pt, tokenAAD(r.id))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET sealed = ? WHERE feed_id = ?`, v, r.id); err != nil {
+			return err
+		}
+		n++
+	}
+	s.log.Info("tokens re-encrypted with the current key", slog.Int("tokens", n))
+	return nil
+}
+
+// write runs fn in one IMMEDIATE transaction on the writer connection:
+// all of it commits or none of it does.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// Time helpers: INTEGER unix seconds, NULL for the zero time.
+
+func unix(t time.Time) int64 { return t.Unix() }
+
+func nullUnix(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.Unix()
+}
+
+func fromUnix(n int64) time.Time { return time.Unix(n, 0).UTC() }
+
+func fromNullUnix(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return fromUnix(n.Int64)
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullInt(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func ptrInt(n sql.NullInt64) *int64 {
+	if !n.Valid {
+		return nil
+	}
+	v := n.Int64
+	return &v
+}
+
+func ptrString(n sql.NullString) *string {
+	if !n.Valid {
+		return nil
+	}
+	v := n.String
+	return &v
+}
+
+func nullPtrString(p *string) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func boolInt(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func rowsAffected(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// isConstraint reports a UNIQUE or PRIMARY KEY violation.
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	// SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE
+	return se.Code() == 1555 || se.Code() == 2067
+}

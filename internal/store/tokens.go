@@ -1,0 +1,253 @@
+package store
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Connect stores the feed's account and sealed token and marks the feed
+// active, all in one transaction: a failed connect writes nothing. When the
+// feed was connected to another Instagram account, that account's posts are
+// dropped; the files of images no feed references any more are returned,
+// for the caller to delete after this commit.
+func (s *Store) Connect(ctx context.Context, feedID string, acct Account, tok Token) ([]string, error) {
+	if !ValidFeedID(feedID) {
+		return nil, ErrNotFound
+	}
+	if tok.AccessToken == "" || acct.IGUserID == "" {
+		return nil, fmt.Errorf("%w: connect needs an access token and an account id", ErrInvalid)
+	}
+	sealed, err := s.box.Seal([]byte(tok.AccessToken), tokenAAD(feedID))
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	if acct.ConnectedAt.IsZero() {
+		acct.ConnectedAt = now
+	}
+	if tok.ObtainedAt.IsZero() {
+		tok.ObtainedAt = now
+	}
+	var files []string
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		var exists int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM feeds WHERE id = ?`, feedID).Scan(&exists); err != nil {
+			return err
+		}
+		if exists == 0 {
+			return ErrNotFound
+		}
+		cands, err := feedRefs(ctx, tx, feedID)
+		if err != nil {
+			return err
+		}
+		var oldIG string
+		err = tx.QueryRowContext(ctx, `SELECT ig_user_id FROM accounts WHERE feed_id = ?`, feedID).Scan(&oldIG)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if oldIG != "" && oldIG != acct.IGUserID {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM posts WHERE feed_id = ?`, feedID); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE feeds SET fetched_at = NULL WHERE id = ?`, feedID); err != nil {
+				return err
+			}
+		}
+		if err := upsertAccount(ctx, tx, feedID, acct); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO tokens (feed_id, sealed, obtained_at, expires_at, expiry_assumed,
+				refreshed_at, next_refresh_at, refresh_failures, last_refresh_error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 0, NULL)
+			ON CONFLICT (feed_id) DO UPDATE SET sealed = excluded.sealed, obtained_at = excluded.obtained_at,
+				expires_at = excluded.expires_at, expiry_assumed = excluded.expiry_assumed,
+				refreshed_at = excluded.refreshed_at, next_refresh_at = excluded.next_refresh_at,
+				refresh_failures = 0, last_refresh_error = NULL`,
+			feedID, sealed, unix(tok.ObtainedAt), unix(tok.ExpiresAt), boolInt(tok.ExpiryAssumed),
+			nullUnix(tok.RefreshedAt), nullUnix(tok.NextRefreshAt)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE feeds SET status = 'active', status_reason = '', updated_at = ?,
+				next_fetch_at = ?, fetch_failures = 0 WHERE id = ?`, unix(now), unix(now), feedID); err != nil {
+			return err
+		}
+		if err := recomputeRefs(ctx, tx, feedID); err != nil {
+			return err
+		}
+		files, err = dropOrphans(ctx, tx, cands)
+		return err
+	})
+	return files, wrap("connect", err)
+}
+
+func upsertAccount(ctx context.Context, tx *sql.Tx, feedID string, a Account) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO accounts (feed_id, app_user_id, ig_user_id, username, name, account_type,
+			avatar_key, followers_count, follows_count, media_count, connected_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (feed_id) DO UPDATE SET app_user_id = excluded.app_user_id, ig_user_id = excluded.ig_user_id,
+			username = excluded.username, name = excluded.name, account_type = excluded.account_type,
+			avatar_key = excluded.avatar_key, followers_count = excluded.followers_count,
+			follows_count = excluded.follows_count, media_count = excluded.media_count,
+			connected_at = excluded.connected_at`,
+		feedID, a.AppUserID, a.IGUserID, a.Username, nullString(a.Name), a.AccountType, nullString(a.AvatarKey),
+		nullInt(a.FollowersCount), nullInt(a.FollowsCount), nullInt(a.MediaCount), unix(a.ConnectedAt))
+	return err
+}
+
+const tokenSelect = `SELECT feed_id, sealed, obtained_at, expires_at, expiry_assumed, refreshed_at, next_refresh_at,
+	refresh_failures, last_refresh_error FROM tokens`
+
+func (s *Store) scanToken(sc scanner) (Token, error) {
+	var (
+		t                          Token
+		sealed                     []byte
+		obtained, expires, assumed int64
+		refreshed, next            sql.NullInt64
+		lastErr                    sql.NullString
+	)
+	if err := sc.Scan(&t.FeedID, &sealed, &obtained, &expires, &assumed, &refreshed, &next, &t.RefreshFailures, &lastErr); err != nil {
+		return Token{}, err
+	}
+	pt, err := s.box.Open(sealed, tokenAAD(t.FeedID))
+	if err != nil {
+		return Token{}, fmt.Errorf("store: token of feed %s: %w", t.FeedID, err)
+	}
+	t.AccessToken = string(pt)
+	t.ObtainedAt, t.ExpiresAt, t.ExpiryAssumed = fromUnix(obtained), fromUnix(expires), assumed != 0
+	t.RefreshedAt, t.NextRefreshAt, t.LastRefreshError = fromNullUnix(refreshed), fromNullUnix(next), lastErr.String
+	return t, nil
+}
+
+// Token returns the feed's token, decrypted; ErrNotFound when there is none.
+func (s *Store) Token(ctx context.Context, feedID string) (Token, error) {
+	if !ValidFeedID(feedID) {
+		return Token{}, ErrNotFound
+	}
+	t, err := s.scanToken(s.r.QueryRowContext(ctx, tokenSelect+` WHERE feed_id = ?`, feedID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Token{}, ErrNotFound
+	}
+	if err != nil {
+		return Token{}, wrap("read token", err)
+	}
+	return t, nil
+}
+
+// ReplaceToken swaps in a refreshed token if the stored one is still
+// oldAccessToken (ErrTokenChanged otherwise: a reconnect or another refresh
+// won). Refresh failures are cleared.
+func (s *Store) ReplaceToken(ctx context.Context, feedID, oldAccessToken string, nt Token) error {
+	if !ValidFeedID(feedID) {
+		return ErrNotFound
+	}
+	if nt.AccessToken == "" {
+		return fmt.Errorf("%w: empty access token", ErrInvalid)
+	}
+	sealed, err := s.box.Seal([]byte(nt.AccessToken), tokenAAD(feedID))
+	if err != nil {
+		return err
+	}
+	if nt.ObtainedAt.IsZero() {
+		nt.ObtainedAt = s.now()
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		cur, err := s.scanToken(tx.QueryRowContext(ctx, tokenSelect+` WHERE feed_id = ?`, feedID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if subtle.ConstantTimeCompare([]byte(cur.AccessToken), []byte(oldAccessToken)) != 1 {
+			return ErrTokenChanged
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE tokens SET sealed = ?, obtained_at = ?, expires_at = ?, expiry_assumed = ?,
+			refreshed_at = ?, next_refresh_at = ?, refresh_failures = 0, last_refresh_error = NULL WHERE feed_id = ?`,
+			sealed, unix(nt.ObtainedAt), unix(nt.ExpiresAt), boolInt(nt.ExpiryAssumed),
+			nullUnix(nt.RefreshedAt), nullUnix(nt.NextRefreshAt), feedID)
+		return err
+	})
+	return wrap("replace token", err)
+}
+
+// RecordRefreshFailure counts a failed refresh, keeps its owner-facing
+// message and schedules the next attempt at nextAt.
+func (s *Store) RecordRefreshFailure(ctx context.Context, feedID, errText string, nextAt time.Time) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		return rowsAffected(tx.ExecContext(ctx, `UPDATE tokens SET refresh_failures = refresh_failures + 1,
+			last_refresh_error = ?, next_refresh_at = ? WHERE feed_id = ?`, errText, nullUnix(nextAt), feedID))
+	})
+	return wrap("record refresh failure", err)
+}
+
+// TokensDue returns the decrypted tokens to refresh now: those with a
+// scheduled attempt that has come, and unscheduled ones at least 24 hours
+// old that expire within window. Feeds that need reauthorization are
+// skipped: their token is dead.
+func (s *Store) TokensDue(ctx context.Context, now time.Time, window time.Duration) ([]Token, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT t.feed_id, t.sealed, t.obtained_at, t.expires_at, t.expiry_assumed,
+			t.refreshed_at, t.next_refresh_at, t.refresh_failures, t.last_refresh_error
+		FROM tokens t JOIN feeds f ON f.id = t.feed_id
+		WHERE f.status != 'needs_reauth' AND (
+			(t.next_refresh_at IS NOT NULL AND t.next_refresh_at <= ?)
+			OR (t.next_refresh_at IS NULL AND t.obtained_at <= ? AND t.expires_at <= ?))
+		ORDER BY t.expires_at`,
+		unix(now), unix(now.Add(-24*time.Hour)), unix(now.Add(window)))
+	if err != nil {
+		return nil, fmt.Errorf("store: tokens due: %w", err)
+	}
+	defer rows.Close()
+	out := []Token{}
+	for rows.Next() {
+		t, err := s.scanToken(rows)
+		if err != nil {
+			s.log.Warn("skip token that cannot be read", slog.Any("error", err))
+			continue
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: tokens due: %w", err)
+	}
+	return out, nil
+}
+
+// Disconnect removes the feed's token, account and posts and marks it
+// not_connected. It returns the files of images no feed references any
+// more, for the caller to delete after this commit.
+func (s *Store) Disconnect(ctx context.Context, feedID string) ([]string, error) {
+	if !ValidFeedID(feedID) {
+		return nil, ErrNotFound
+	}
+	var files []string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		cands, err := feedRefs(ctx, tx, feedID)
+		if err != nil {
+			return err
+		}
+		if err := rowsAffected(tx.ExecContext(ctx, `UPDATE feeds SET status = 'not_connected', status_reason = '',
+				updated_at = ?, last_fetch_at = NULL, last_fetch_ok = NULL, last_fetch_error = NULL, fetched_at = NULL,
+				next_fetch_at = NULL, fetch_failures = 0 WHERE id = ?`, unix(s.now()), feedID)); err != nil {
+			return err
+		}
+		for _, q := range []string{
+			`DELETE FROM tokens WHERE feed_id = ?`,
+			`DELETE FROM accounts WHERE feed_id = ?`,
+			`DELETE FROM posts WHERE feed_id = ?`,
+			`DELETE FROM media_refs WHERE feed_id = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, feedID); err != nil {
+				return err
+			}
+		}
+		files, err = dropOrphans(ctx, tx, cands)
+		return err
+	})
+	return files, wrap("disconnect", err)
+}
