@@ -55,6 +55,10 @@ type Config struct {
 	GraphBurst int     // FEEDD_GRAPH_BURST: token-bucket burst for GraphRate
 	RateLimit  float64 // FEEDD_RATE_LIMIT: visitor requests per second per client IP
 
+	// NotifyWebhook (FEEDD_NOTIFY_WEBHOOK, optional) receives owner
+	// notifications; treated as a secret since such URLs often embed one.
+	NotifyWebhook string
+
 	TrustedProxies []netip.Prefix // FEEDD_TRUSTED_PROXIES
 	LogFormat      string         // FEEDD_LOG_FORMAT: "text" or "json"
 	LogLevel       slog.Level     // FEEDD_LOG_LEVEL
@@ -140,6 +144,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Float64("graph_rate", c.GraphRate),
 		slog.Int("graph_burst", c.GraphBurst),
 		slog.Float64("rate_limit", c.RateLimit),
+		slog.String("notify_webhook", set(c.NotifyWebhook != "")),
 		slog.String("trusted_proxies", strings.Join(proxies, ",")),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel.String()),
@@ -176,6 +181,7 @@ func Load(lookup func(string) (string, bool)) (Config, []string, error) {
 	p.rate("FEEDD_GRAPH_RATE", &c.GraphRate)
 	p.burst("FEEDD_GRAPH_BURST", &c.GraphBurst)
 	p.rate("FEEDD_RATE_LIMIT", &c.RateLimit)
+	p.webhook("FEEDD_NOTIFY_WEBHOOK")
 	p.proxies("FEEDD_TRUSTED_PROXIES")
 	p.logFormat("FEEDD_LOG_FORMAT")
 	p.logLevel("FEEDD_LOG_LEVEL")
@@ -508,6 +514,20 @@ func (p *parser) proxies(name string) {
 		out = append(out, pfx.Masked())
 	}
 	p.cfg.TrustedProxies = out
+}
+
+// webhook reads an optional http(s) URL as a secret: errors never show it.
+func (p *parser) webhook(name string) {
+	v, ok := p.secretValue(name)
+	if !ok {
+		return
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.fail(name, "is not an http(s) URL")
+		return
+	}
+	p.cfg.NotifyWebhook = v
 }
 
 func (p *parser) logFormat(name string) {

@@ -138,6 +138,7 @@ func TestLoadRejects(t *testing.T) {
 		{"FEEDD_RATE_LIMIT", "fast", "not a number"},
 		{"FEEDD_GRAPH_BURST", "0", "not a positive whole number"},
 		{"FEEDD_ADDR", "8080", "not a listen address"},
+		{"FEEDD_NOTIFY_WEBHOOK", "hooks.example.org/x", "FEEDD_NOTIFY_WEBHOOK: is not an http(s) URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
@@ -216,6 +217,7 @@ func TestLogValueRedacts(t *testing.T) {
 		"FEEDD_ADMIN_TOKEN":          "admin-token-value",
 		"FEEDD_SECRET_KEY":           key(9),
 		"FEEDD_INSTAGRAM_APP_ID":     "app-id-value",
+		"FEEDD_NOTIFY_WEBHOOK":       "https://hooks.example.org/services/webhook-secret-value",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +229,7 @@ func TestLogValueRedacts(t *testing.T) {
 		var buf bytes.Buffer
 		slog.New(newH(&buf)).Info("config", "config", c)
 		out := buf.String()
-		for _, secret := range []string{"app-secret-value", "admin-token-value", key(9), "app-id-value", "CQkJ"} {
+		for _, secret := range []string{"app-secret-value", "admin-token-value", key(9), "app-id-value", "CQkJ", "webhook-secret-value"} {
 			if strings.Contains(out, secret) {
 				t.Errorf("log output contains %q: %s", secret, out)
 			}

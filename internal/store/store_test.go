@@ -227,8 +227,11 @@ func TestConnectTokenAndDue(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
 	f := must[Feed](t)(e.s.CreateFeed(ctx, "f", nil))
-	if _, err := e.s.Token(ctx, f.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.Token(ctx, f.ID); !errors.Is(err, ErrNotConnected) {
 		t.Errorf("token before connect: %v", err)
+	}
+	if _, err := e.s.Token(ctx, "zzzzzzzzzz"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("token of unknown feed: %v", err)
 	}
 	connect(t, e.s, f.ID, "17841", "IGAAfirst")
 	got := must[Feed](t)(e.s.Feed(ctx, f.ID))
@@ -317,7 +320,7 @@ func TestConnectTokenAndDue(t *testing.T) {
 	if got.Status != StatusNotConnected || got.Account != nil || got.Token != nil {
 		t.Errorf("after disconnect %+v", got)
 	}
-	if _, err := e.s.Token(ctx, f.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.Token(ctx, f.ID); !errors.Is(err, ErrNotConnected) {
 		t.Errorf("token after disconnect: %v", err)
 	}
 }

@@ -124,14 +124,22 @@ func (s *Store) scanToken(sc scanner) (Token, error) {
 	return t, nil
 }
 
-// Token returns the feed's token, decrypted; ErrNotFound when there is none.
+// Token returns the feed's token, decrypted: ErrNotFound for an unknown
+// feed, ErrNotConnected for a feed without a token.
 func (s *Store) Token(ctx context.Context, feedID string) (Token, error) {
 	if !ValidFeedID(feedID) {
 		return Token{}, ErrNotFound
 	}
 	t, err := s.scanToken(s.r.QueryRowContext(ctx, tokenSelect+` WHERE feed_id = ?`, feedID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Token{}, ErrNotFound
+		var n int
+		if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM feeds WHERE id = ?`, feedID).Scan(&n); err != nil {
+			return Token{}, fmt.Errorf("store: read token: %w", err)
+		}
+		if n == 0 {
+			return Token{}, ErrNotFound
+		}
+		return Token{}, ErrNotConnected
 	}
 	if err != nil {
 		return Token{}, wrap("read token", err)
