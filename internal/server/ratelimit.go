@@ -1,0 +1,196 @@
+package server
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v5"
+)
+
+// Failed admin credentials per client IP: a burst of 10, then one every 6s.
+const (
+	failureRate  = 1.0 / 6
+	failureBurst = 10
+)
+
+const (
+	limiterShards   = 16
+	maxPerShard     = 8192 // bounds memory: at most 16×8192 tracked IPs
+	minSweepEvery   = time.Second
+	defaultSweepMax = time.Minute
+)
+
+// ipLimiter is a token bucket per client IP with bounded memory: buckets
+// that have refilled completely are forgotten (they are the same as new
+// ones), and a full shard evicts an arbitrary bucket rather than grow.
+type ipLimiter struct {
+	rate       float64 // tokens per second
+	burst      float64
+	now        func() time.Time
+	sweepEvery time.Duration
+	shards     [limiterShards]limiterShard
+}
+
+type limiterShard struct {
+	mu        sync.Mutex
+	buckets   map[netip.Addr]bucket
+	lastSweep time.Time
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newIPLimiter(rate, burst float64, now func() time.Time) *ipLimiter {
+	if burst < 1 {
+		burst = 1
+	}
+	l := &ipLimiter{rate: rate, burst: burst, now: now}
+	// A bucket idle for burst/rate seconds is full again and can go.
+	l.sweepEvery = time.Duration(burst / rate * float64(time.Second))
+	l.sweepEvery = min(max(l.sweepEvery, minSweepEvery), defaultSweepMax)
+	for i := range l.shards {
+		l.shards[i].buckets = make(map[netip.Addr]bucket)
+	}
+	return l
+}
+
+func (l *ipLimiter) shard(ip netip.Addr) *limiterShard {
+	b := ip.As16() // the low bytes vary most, for v4 and v6 alike
+	h := b[15] ^ b[14]*7 ^ b[13]*31 ^ b[11]*131
+	return &l.shards[h%limiterShards]
+}
+
+// allow takes one token for ip. When none is left it reports how long
+// until one will be.
+func (l *ipLimiter) allow(ip netip.Addr) (bool, time.Duration) {
+	return l.allowAt(ip, l.now())
+}
+
+// allowAt is allow at a time the caller already read.
+func (l *ipLimiter) allowAt(ip netip.Addr, now time.Time) (bool, time.Duration) {
+	sh := l.shard(ip)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if now.Sub(sh.lastSweep) >= l.sweepEvery {
+		l.sweep(sh, now)
+	}
+	b, ok := sh.buckets[ip]
+	if !ok {
+		if len(sh.buckets) >= maxPerShard {
+			for k := range sh.buckets {
+				delete(sh.buckets, k)
+				break
+			}
+		}
+		b = bucket{tokens: l.burst, last: now}
+	} else if dt := now.Sub(b.last); dt > 0 {
+		b.tokens = min(l.burst, b.tokens+dt.Seconds()*l.rate)
+		b.last = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		sh.buckets[ip] = b
+		return true, 0
+	}
+	sh.buckets[ip] = b
+	wait := time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	return false, wait
+}
+
+// peek reports whether ip has a token left, without taking one.
+func (l *ipLimiter) peek(ip netip.Addr) (bool, time.Duration) {
+	now := l.now()
+	sh := l.shard(ip)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	b, ok := sh.buckets[ip]
+	if !ok {
+		return true, 0
+	}
+	tokens := min(l.burst, b.tokens+max(0, now.Sub(b.last).Seconds())*l.rate)
+	if tokens >= 1 {
+		return true, 0
+	}
+	return false, time.Duration((1 - tokens) / l.rate * float64(time.Second))
+}
+
+func (l *ipLimiter) sweep(sh *limiterShard, now time.Time) {
+	sh.lastSweep = now
+	for k, b := range sh.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+			delete(sh.buckets, k)
+		}
+	}
+}
+
+// size is the number of tracked IPs (tests).
+func (l *ipLimiter) size() int {
+	n := 0
+	for i := range l.shards {
+		l.shards[i].mu.Lock()
+		n += len(l.shards[i].buckets)
+		l.shards[i].mu.Unlock()
+	}
+	return n
+}
+
+// ClientIP is the request's client IP: the direct peer, or the nearest
+// untrusted address in X-Forwarded-For when the peer is a trusted proxy.
+func ClientIP(c *echo.Context) string { return c.RealIP() }
+
+// clientAddr finds the client address without allocating for IPv4.
+func (s *Server) clientAddr(r *http.Request) netip.Addr {
+	peer := parseHostPort(r.RemoteAddr)
+	if len(s.opts.TrustedProxies) == 0 || !s.trusted(peer) {
+		return peer
+	}
+	// Walk X-Forwarded-For from the right: each trusted hop vouches for the
+	// address to its left; the first untrusted one is the client.
+	client := peer
+	xff := r.Header["X-Forwarded-For"]
+	for i := len(xff) - 1; i >= 0; i-- {
+		v := xff[i]
+		for v != "" {
+			part := v
+			if j := strings.LastIndexByte(v, ','); j >= 0 {
+				part, v = v[j+1:], v[:j]
+			} else {
+				v = ""
+			}
+			a, err := netip.ParseAddr(strings.TrimSpace(part))
+			if err != nil {
+				return client
+			}
+			a = a.Unmap()
+			if !s.trusted(a) {
+				return a
+			}
+			client = a
+		}
+	}
+	return client
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.opts.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func parseHostPort(hp string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(hp); err == nil {
+		return ap.Addr().Unmap()
+	}
+	if a, err := netip.ParseAddr(hp); err == nil {
+		return a.Unmap()
+	}
+	return netip.Addr{}
+}

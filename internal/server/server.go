@@ -1,0 +1,320 @@
+// Package server is feedd's HTTP front: the Echo instance, its middleware
+// (recover, request id, request log, security headers, body limit, rate
+// limit, gzip), the one error handler, health and metrics routes, and the
+// admin authentication shared by the setup pages and the admin API.
+//
+// Other packages register their routes on the groups it hands out:
+// Public (rate limited, embeddable), Admin (/api/admin, JSON, admin only),
+// Setup (/setup, HTML, admin only) and Echo for anything else. It knows
+// nothing of feeds, Instagram or rendering.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/feedd/feedd/internal/ui"
+)
+
+// Server timeouts (issue 2): slow clients cannot hold connections open.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 30 * time.Second
+	WriteTimeout      = 60 * time.Second
+	IdleTimeout       = 120 * time.Second
+)
+
+// DefaultBodyLimit bounds request bodies when Options.BodyLimit is zero.
+const DefaultBodyLimit = 1 << 20
+
+// DefaultShutdownTimeout is how long Run waits for in-flight requests.
+const DefaultShutdownTimeout = 10 * time.Second
+
+// Options configures a Server. Registry and AdminStore are required.
+type Options struct {
+	Addr      string   // listen address, e.g. ":8080" or "127.0.0.1:0"
+	PublicURL *url.URL // how browsers reach feedd; https makes cookies Secure
+	Logger    *slog.Logger
+	// Registry receives the HTTP metrics and the Go and process collectors;
+	// /metrics serves it.
+	Registry *prometheus.Registry
+	// RateLimit is visitor requests per second per client IP on the public
+	// group (burst twice that); zero or less disables the limit.
+	RateLimit float64
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	BodyLimit      int64 // request body limit in bytes; DefaultBodyLimit when 0
+	AdminStore     AdminStore
+	Now            func() time.Time
+	// Ready reports whether feedd can serve (database reachable) for /readyz.
+	Ready func(ctx context.Context) error
+	// FormActionOrigins are origins that setup forms may submit or redirect
+	// to besides feedd itself (the Instagram authorize URL's origin), for
+	// the setup pages' Content-Security-Policy.
+	FormActionOrigins []string
+	ShutdownTimeout   time.Duration // DefaultShutdownTimeout when 0
+}
+
+// Server is feedd's HTTP server.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	now    func() time.Time
+	echo   *echo.Echo
+	public *echo.Group
+	admin  *echo.Group
+	setup  *echo.Group
+
+	prefix     string // PublicURL's path, without a trailing slash
+	origin     string // PublicURL's scheme://host
+	secure     bool   // PublicURL is https: Secure cookies
+	bodyLimit  int64
+	metrics    *httpMetrics
+	visitors   *ipLimiter // public group rate limit; nil when disabled
+	failures   *ipLimiter // failed admin credentials
+	setupCSP   []string
+	publicMark uintptr // code pointer of the public group's middleware
+
+	routesMu     sync.RWMutex
+	publicRoutes map[string]struct{} // route patterns registered on Public
+
+	mu       sync.Mutex
+	listener net.Listener
+	http     *http.Server
+}
+
+// New builds the server and registers its own routes.
+func New(opts Options) (*Server, error) {
+	if opts.Registry == nil {
+		return nil, errors.New("server: Options.Registry is required")
+	}
+	if opts.AdminStore == nil {
+		return nil, errors.New("server: Options.AdminStore is required")
+	}
+	if opts.PublicURL == nil {
+		opts.PublicURL = &url.URL{Scheme: "http", Host: "localhost:8080"}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Ready == nil {
+		opts.Ready = func(context.Context) error { return nil }
+	}
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	s := &Server{
+		opts:         opts,
+		log:          opts.Logger,
+		now:          opts.Now,
+		prefix:       strings.TrimRight(opts.PublicURL.Path, "/"),
+		origin:       opts.PublicURL.Scheme + "://" + opts.PublicURL.Host,
+		secure:       opts.PublicURL.Scheme == "https",
+		bodyLimit:    opts.BodyLimit,
+		publicRoutes: map[string]struct{}{},
+		failures:     newIPLimiter(failureRate, failureBurst, opts.Now),
+	}
+	if s.bodyLimit <= 0 {
+		s.bodyLimit = DefaultBodyLimit
+	}
+	if opts.RateLimit > 0 {
+		s.visitors = newIPLimiter(opts.RateLimit, 2*opts.RateLimit, opts.Now)
+	}
+	s.setupCSP = []string{setupCSP(opts.FormActionOrigins)}
+
+	if err := opts.Registry.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("server: register go collector: %w", err)
+	}
+	if err := opts.Registry.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("server: register process collector: %w", err)
+	}
+	m, err := newHTTPMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+
+	publicMW := s.publicGroup
+	s.publicMark = reflect.ValueOf(echo.MiddlewareFunc(publicMW)).Pointer()
+	e := echo.NewWithConfig(echo.Config{
+		Logger:           opts.Logger,
+		HTTPErrorHandler: s.handleError,
+		IPExtractor:      func(r *http.Request) string { return s.clientAddr(r).String() },
+		OnAddRoute:       s.onAddRoute,
+		// Groups' middleware should run for their own routes only; unknown
+		// paths are answered by the core middleware's 404.
+		NoGroupAutoRegister404Routes: true,
+	})
+	e.Use(s.core)
+	s.echo = e
+	s.public = e.Group("", publicMW)
+	s.admin = e.Group("/api/admin", s.gzip, s.requireAdmin(false), s.csrf)
+	s.setup = e.Group("/setup", s.gzip, s.setupHeaders, s.requireAdmin(true), s.csrf)
+
+	e.GET("/healthz", s.healthz)
+	e.HEAD("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.HEAD("/readyz", s.readyz)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})))
+	e.GET(ui.CSSRoute, s.css)
+	e.HEAD(ui.CSSRoute, s.css)
+	e.GET("/setup/login", s.loginPage, s.gzip, s.setupHeaders)
+	e.POST("/setup/login", s.loginSubmit, s.gzip, s.setupHeaders)
+	s.setup.POST("/logout", s.logout)
+	return s, nil
+}
+
+// onAddRoute records which route patterns belong to the public group, so
+// the core middleware leaves them embeddable and logs them cheaply.
+func (s *Server) onAddRoute(r echo.Route) error {
+	for _, m := range r.Middlewares {
+		if reflect.ValueOf(m).Pointer() == s.publicMark {
+			s.routesMu.Lock()
+			s.publicRoutes[r.Path] = struct{}{}
+			s.routesMu.Unlock()
+			break
+		}
+	}
+	return nil
+}
+
+func (s *Server) isPublic(route string) bool {
+	s.routesMu.RLock()
+	_, ok := s.publicRoutes[route]
+	s.routesMu.RUnlock()
+	return ok
+}
+
+// Echo returns the Echo instance, for routes outside the groups.
+func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// Public returns the group for visitor routes: rate limited per client IP,
+// embeddable in other sites' frames, no gzip (handlers that benefit wrap
+// themselves with Gzip).
+func (s *Server) Public() *echo.Group { return s.public }
+
+// Admin returns the /api/admin group: admin credential required (401 JSON),
+// CSRF checked for cookie sessions.
+func (s *Server) Admin() *echo.Group { return s.admin }
+
+// Setup returns the /setup group: admin credential required (browsers
+// without a session are redirected to the sign-in page), CSRF checked,
+// strict Content-Security-Policy.
+func (s *Server) Setup() *echo.Group { return s.setup }
+
+// Handler returns the server's http.Handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Prefix is the public URL's path prefix ("" at the root), for links.
+func (s *Server) Prefix() string { return s.prefix }
+
+// Listen binds the listen address; Run calls it when it was not called.
+// Calling it first lets the caller learn Addr before serving.
+func (s *Server) Listen() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("server: listen on %s: %w", s.opts.Addr, err)
+	}
+	s.listener = ln
+	return nil
+}
+
+// Addr is the bound address, or nil before Listen.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.listener == nil {
+		return nil
+	}
+	return s.listener.Addr()
+}
+
+// Run serves until ctx is done, then stops accepting connections and waits
+// up to the shutdown timeout for in-flight requests before returning, so
+// the caller can stop workers and close the database after it.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	srv := &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.http = srv
+	ln := s.listener
+	s.mu.Unlock()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("http server listening", slog.String("addr", ln.Addr().String()))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("server: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("http server shutting down", slog.Duration("timeout", s.opts.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if err != nil {
+		// In-flight requests outlived the timeout: cut them off.
+		_ = srv.Close()
+		err = fmt.Errorf("server: shutdown: %w", err)
+	}
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = fmt.Errorf("server: serve: %w", serr)
+	}
+	return err
+}
+
+func (s *Server) healthz(c *echo.Context) error {
+	h := c.Response().Header()
+	h["Cache-Control"] = hdrNoStore
+	return c.String(http.StatusOK, "ok")
+}
+
+func (s *Server) readyz(c *echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	c.Response().Header()["Cache-Control"] = hdrNoStore
+	if err := s.opts.Ready(ctx); err != nil {
+		s.log.Warn("not ready", slog.Any("error", err))
+		return c.String(http.StatusServiceUnavailable, "not ready")
+	}
+	return c.String(http.StatusOK, "ready")
+}
+
+func (s *Server) css(c *echo.Context) error {
+	ui.ServeCSS(c.Response(), c.Request())
+	return nil
+}
