@@ -332,7 +332,7 @@ func TestSandboxRevokedTokenAndRestartWhileDown(t *testing.T) {
 }
 
 func TestSandboxColdStartOneGraphCall(t *testing.T) {
-	env := newSandboxEnv(t, sandbox.AccountCreator, false)
+	env := newSandboxEnv(t, sandbox.AccountCreator, true)
 	env.sb.SetLatency(50 * time.Millisecond) // the fetch is in flight while requests pile up
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -363,10 +363,23 @@ func TestSandboxColdStartOneGraphCall(t *testing.T) {
 		t.Fatalf("%d profile calls", n)
 	}
 	t.Logf("slowest cold request: %v", slowest)
-	// Real pictures this time: every stored size exists, smallest first.
+	if d := env.doc(t); len(d.Posts) == 0 {
+		t.Fatal("feed empty after the first fetch")
+	}
+}
+
+func TestSandboxRealPictures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("decodes and resizes the creator's pictures")
+	}
+	env := newSandboxEnv(t, sandbox.AccountCreator, false)
+	if err := env.svc.FetchNow(context.Background(), "feed1"); err != nil {
+		t.Fatal(err)
+	}
+	// Every stored size exists, smallest first, with its real size.
 	d := env.doc(t)
 	if len(d.Posts) == 0 {
-		t.Fatal("feed empty after the first fetch")
+		t.Fatal("no posts")
 	}
 	for _, p := range d.Posts {
 		if len(p.Images) < 2 || p.Color == "" {
