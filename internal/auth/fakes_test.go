@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/feedd/feedd/internal/graph"
 	"slices"
 	"sync"
 	"time"
@@ -375,3 +376,5 @@ func (s *syncBuffer) String() string {
 }
 
 var errTest = errors.New("test: injected failure")
+
+type graphToken = graph.Token

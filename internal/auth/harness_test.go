@@ -106,8 +106,8 @@ func (e *env) newGraph(redirect, appID, secret string) *graph.Client {
 		AppID: appID, AppSecret: secret, RedirectURI: redirect,
 		AuthorizeURL: e.sb.AuthorizeURL(), TokenURL: e.sb.TokenURL(), GraphURL: e.sb.GraphURL(),
 		HTTPClient: e.sbSrv.Client(), Now: e.clock.Now,
-		Sleep:      func(ctx context.Context, d time.Duration) error { e.clock.Advance(d); return ctx.Err() },
-		Logger:     slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Sleep:  func(ctx context.Context, d time.Duration) error { e.clock.Advance(d); return ctx.Err() },
+		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		e.t.Fatal(err)

@@ -1,0 +1,282 @@
+package auth
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/feedd/feedd/internal/sandbox"
+)
+
+// connectAPI connects a new feed to acct through the API flow.
+func (e *env) connectAPI(name, acct string) string {
+	e.t.Helper()
+	id := e.createFeed(name).ID
+	var out struct {
+		AuthorizeURL string `json:"authorize_url"`
+	}
+	e.api("POST", "/api/admin/feeds/"+id+"/connect", "", &out)
+	resp, _ := e.get(e.authorize(out.AuthorizeURL, acct))
+	if resp.StatusCode != http.StatusSeeOther {
+		e.t.Fatalf("connect %s: %d", acct, resp.StatusCode)
+	}
+	return id
+}
+
+func TestRefresherKeepsTokenAliveForAYear(t *testing.T) {
+	e := newEnv(t)
+	id := e.connectAPI("Year", sandbox.AccountBusiness)
+	ctx := context.Background()
+	e.sb.ResetCalls()
+	var refreshTimes []time.Time
+	lastObtained, _ := e.store.Token(ctx, id)
+	for step := 0; step < 365*24; step++ {
+		e.clock.Advance(time.Hour)
+		now := e.clock.Now()
+		// The feed is viewed and polled, as a live one is: the idle probe stays quiet.
+		e.store.setFetched(id, now, true)
+		if err := e.svc.CheckTokens(ctx); err != nil {
+			t.Fatalf("check at hour %d: %v", step, err)
+		}
+		tok, err := e.store.Token(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !tok.ExpiresAt.After(now.Add(time.Hour)) {
+			t.Fatalf("token lapses at hour %d (expires %v)", step, tok.ExpiresAt)
+		}
+		if tok.AccessToken != lastObtained.AccessToken {
+			if age := now.Sub(lastObtained.ObtainedAt); age < MinTokenAge {
+				t.Fatalf("refreshed a token %v old", age)
+			}
+			refreshTimes = append(refreshTimes, now)
+			lastObtained = tok
+		}
+	}
+	if got := e.graphCalls(sandbox.EndpointRefresh); got != len(refreshTimes) {
+		t.Fatalf("%d refresh calls for %d refreshes", got, len(refreshTimes))
+	}
+	if got := e.graphCalls(sandbox.EndpointMe); got != 0 {
+		t.Fatalf("%d /me probes for a feed the poller keeps proving alive", got)
+	}
+	if n := len(refreshTimes); n < 11 || n > 14 {
+		t.Fatalf("%d refreshes in a year, want about one per 30 days", n)
+	}
+	if s := e.status(id); s.Status != StatusActive || s.Token.RefreshedAt == nil {
+		t.Fatalf("after a year: %+v", s)
+	}
+	// The current token still works on Instagram.
+	tok, _ := e.store.Token(ctx, id)
+	if _, err := e.gc.Me(ctx, "", tok.AccessToken); err != nil {
+		t.Fatalf("token after a year: %v", err)
+	}
+}
+
+func TestNoRefreshBefore24Hours(t *testing.T) {
+	// A window longer than the token's life makes it due at once; only the 24h rule holds it back.
+	e := newEnv(t, func(o *Options) { o.RefreshWindow = 90 * 24 * time.Hour })
+	id := e.connectAPI("Young", sandbox.AccountBusiness)
+	ctx := context.Background()
+	e.sb.ResetCalls()
+	for h := 0; h < 23; h++ {
+		e.clock.Advance(time.Hour)
+		e.store.setFetched(id, e.clock.Now(), true)
+		if err := e.svc.CheckTokens(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.graphCalls(sandbox.EndpointRefresh); n != 0 {
+		t.Fatalf("%d refresh calls within 24h of issue", n)
+	}
+	e.clock.Advance(90 * time.Minute)
+	if err := e.svc.CheckTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.graphCalls(sandbox.EndpointRefresh); n != 1 {
+		t.Fatalf("%d refresh calls after 24h, want 1", n)
+	}
+	if s := e.status(id); s.Status != StatusActive || s.Token.RefreshedAt == nil {
+		t.Fatalf("status: %+v", s)
+	}
+}
+
+func TestRevokedTokenFlipsToNeedsReauthWithinOneCheck(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, func(o *Options) { o.Registerer = reg })
+	id := e.connectAPI("Revoked", sandbox.AccountBusiness)
+	other := e.connectAPI("Other", sandbox.AccountCreator)
+	ctx := context.Background()
+	if err := e.svc.CheckTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(e.svc.metrics.expiry.WithLabelValues(id)); got < 59*86400 {
+		t.Fatalf("expiry gauge %v", got)
+	}
+	if err := e.sb.RevokeTokens(sandbox.AccountBusiness); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Hour)
+	if err := e.svc.CheckTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := e.status(id)
+	if s.Status != StatusNeedsReauth || !strings.Contains(s.StatusReason, "reconnect") {
+		t.Fatalf("after one check: %+v", s)
+	}
+	if s := e.status(other); s.Status != StatusActive {
+		t.Fatalf("other feed: %+v", s)
+	}
+	if got := testutil.ToFloat64(e.svc.metrics.reauth); got != 1 {
+		t.Fatalf("feedd_feeds_needing_reauth = %v", got)
+	}
+	_, page := e.get(e.srv.URL + "/setup/feeds/" + id)
+	if !strings.Contains(page, `role="alert" class="banner banner-loud"`) || !strings.Contains(page, "Reconnect") {
+		t.Fatalf("setup page has no loud banner:\n%s", page)
+	}
+	if !strings.Contains(e.logs.String(), `level=WARN msg="feed needs reauth" feed=`+id) {
+		t.Fatal("no warning log")
+	}
+	// Reconnecting clears it and says so.
+	var out struct {
+		AuthorizeURL string `json:"authorize_url"`
+	}
+	e.api("POST", "/api/admin/feeds/"+id+"/connect", "", &out)
+	e.get(e.authorize(out.AuthorizeURL, sandbox.AccountBusiness))
+	if s := e.status(id); s.Status != StatusActive {
+		t.Fatalf("after reconnect: %+v", s)
+	}
+	evs := e.webhookEvents()
+	var names []string
+	for _, ev := range evs {
+		if ev.FeedID == id {
+			names = append(names, ev.Event)
+		}
+	}
+	if strings.Join(names, ",") != EventNeedsReauth+","+EventReconnected {
+		t.Fatalf("webhook events %v", names)
+	}
+	if got := testutil.ToFloat64(e.svc.metrics.reauth); got != 0 {
+		t.Fatalf("feedd_feeds_needing_reauth after reconnect = %v", got)
+	}
+}
+
+func TestConcurrentRefreshesMakeOneCall(t *testing.T) {
+	e := newEnv(t)
+	id := e.connectAPI("Concurrent", sandbox.AccountBusiness)
+	e.clock.Advance(31 * 24 * time.Hour) // inside the 30-day window
+	e.sb.SetLatency(20 * time.Millisecond)
+	e.sb.ResetCalls()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(2)
+		go func() { defer wg.Done(); _ = e.svc.RefreshToken(ctx, id) }()
+		go func() { defer wg.Done(); _ = e.svc.CheckTokens(ctx) }()
+	}
+	wg.Wait()
+	if n := e.graphCalls(sandbox.EndpointRefresh); n != 1 {
+		t.Fatalf("%d refresh calls, want exactly 1", n)
+	}
+	tok, _ := e.store.Token(ctx, id)
+	if _, err := e.gc.Me(ctx, "", tok.AccessToken); err != nil {
+		t.Fatalf("stored token is not the live one: %v", err)
+	}
+}
+
+func TestRefreshIsCompareAndSwap(t *testing.T) {
+	e := newEnv(t)
+	id := e.connectAPI("CAS", sandbox.AccountBusiness)
+	e.clock.Advance(31 * 24 * time.Hour)
+	ctx := context.Background()
+	// Between our read and our write, the owner reconnects: the newer token must win.
+	old, _ := e.store.Token(ctx, id)
+	e.svc.graph = graphWithHook{Graph: e.gc, beforeRefresh: func() {
+		_ = e.store.Connect(ctx, id, Account{Username: "re"}, Token{AccessToken: "reconnected-token", TokenMeta: TokenMeta{ObtainedAt: e.clock.Now(), ExpiresAt: e.clock.Now().Add(AssumedLifetime)}})
+	}}
+	if err := e.svc.RefreshToken(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := e.store.Token(ctx, id)
+	if tok.AccessToken != "reconnected-token" || tok.AccessToken == old.AccessToken {
+		t.Fatal("refresh overwrote a newer token")
+	}
+}
+
+func TestFailedRefreshBacksOffAndWarnsBeforeExpiry(t *testing.T) {
+	e := newEnv(t)
+	id := e.connectAPI("Backoff", sandbox.AccountBusiness)
+	ctx := context.Background()
+	e.clock.Advance(54 * 24 * time.Hour) // under 7 days left
+	e.sb.SetOutage(true)
+	if err := e.svc.CheckTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := e.store.Token(ctx, id)
+	if tok.RefreshFailures != 1 || tok.NextRefreshAt.Sub(e.clock.Now()) < baseBackoff/2 {
+		t.Fatalf("after a failed refresh: failures %d, next in %v", tok.RefreshFailures, tok.NextRefreshAt.Sub(e.clock.Now()))
+	}
+	if s := e.status(id); s.Status != StatusActive || s.Token.LastRefreshError == "" {
+		t.Fatalf("a transient failure must not flip the feed: %+v", s)
+	}
+	e.sb.SetOutage(false)
+	e.clock.Advance(time.Hour)
+	if err := e.svc.CheckTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.status(id); s.Token.ExpiresAt.Sub(e.clock.Now()) < 59*24*time.Hour {
+		t.Fatalf("not refreshed after the outage: %+v", s.Token)
+	}
+	var expiring int
+	for _, ev := range e.webhookEvents() {
+		if ev.Event == EventTokenExpiring && ev.FeedID == id {
+			expiring++
+		}
+	}
+	if expiring != 1 {
+		t.Fatalf("%d token_expiring events, want 1", expiring)
+	}
+}
+
+func TestBackoffIsCappedExponential(t *testing.T) {
+	want := []time.Duration{5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 40 * time.Minute}
+	for i, w := range want {
+		if got := backoff(i + 1); got != w {
+			t.Errorf("backoff(%d) = %v, want %v", i+1, got, w)
+		}
+	}
+	if got := backoff(50); got != maxBackoff {
+		t.Errorf("backoff(50) = %v", got)
+	}
+}
+
+func TestRunStopsOnCancel(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- e.svc.Run(ctx) }()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+}
+
+type graphWithHook struct {
+	Graph
+	beforeRefresh func()
+}
+
+func (g graphWithHook) Refresh(ctx context.Context, acct, token string) (tok graphToken, err error) {
+	g.beforeRefresh()
+	return g.Graph.Refresh(ctx, acct, token)
+}
