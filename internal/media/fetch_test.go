@@ -539,3 +539,36 @@ func TestNewValidatesOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestConcurrentFetchesOfOneImageCountBytesOnce(t *testing.T) {
+	src := newSource(t, false, serveBytes(jpegBytes(t, 700, 500)))
+	s := newStore(t, Options{Hosts: []HostPattern{hostOf(t, src.Server)}, AllowPrivate: true})
+	const n = 6
+	imgs := make([]Image, n)
+	errs := make([]error, n)
+	done := make(chan int)
+	for i := range n {
+		go func() {
+			imgs[i], errs[i] = s.Fetch(context.Background(), fmt.Sprintf("%s/%d.jpg", src.URL, i))
+			done <- i
+		}()
+	}
+	for range n {
+		<-done
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("fetch %d: %v", i, err)
+		}
+		if fmt.Sprint(imgs[i]) != fmt.Sprint(imgs[0]) {
+			t.Errorf("fetch %d stored %+v, fetch 0 %+v", i, imgs[i], imgs[0])
+		}
+	}
+	files := listFiles(t, s.dir)
+	if len(files) != len(imgs[0].Variants) || hasTemp(files) {
+		t.Errorf("files = %v", files)
+	}
+	if s.BytesStored() != imgs[0].Bytes {
+		t.Errorf("BytesStored = %d, want %d", s.BytesStored(), imgs[0].Bytes)
+	}
+}

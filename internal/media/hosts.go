@@ -79,16 +79,19 @@ func parseHost(entry string) (HostPattern, error) {
 		}
 		if port != "" || strings.HasSuffix(entry, ":") {
 			n, err := strconv.Atoi(port)
-			if err != nil || n < 1 || n > 65535 || port != strconv.Itoa(n) {
+			if err != nil || n < 1 || n > 65535 || strings.Trim(port, "0123456789") != "" {
 				return bad("port must be 1-65535")
 			}
+			port = strconv.Itoa(n) // "0443" and "443" are one port
 		}
 	}
 	p := HostPattern{Port: port}
 	if rest, ok := strings.CutPrefix(host, "*."); ok {
 		p.Wildcard = true
 		host = rest
-		if !strings.Contains(host, ".") {
+		// A bare TLD would allow half the internet; "localhost" is the
+		// exception, for development.
+		if !strings.Contains(host, ".") && host != "localhost" {
 			return bad("a wildcard needs a domain with a dot, such as *.example.com")
 		}
 	}

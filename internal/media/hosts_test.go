@@ -24,6 +24,8 @@ func TestParseHostsAccepts(t *testing.T) {
 		{"::1", []HostPattern{{Host: "::1"}}},
 		{"localhost", []HostPattern{{Host: "localhost"}}},
 		{"scontent_x.cdn.com", []HostPattern{{Host: "scontent_x.cdn.com"}}},
+		{"cdn.example.com:0443", []HostPattern{{Host: "cdn.example.com", Port: "443"}}},
+		{"*.localhost", []HostPattern{{Host: "localhost", Wildcard: true}}},
 	}
 	for _, tt := range tests {
 		got, err := ParseHosts(tt.in)
@@ -41,7 +43,7 @@ func TestParseHostsRejectsWithTheEntryNamed(t *testing.T) {
 	for _, in := range []string{
 		"https://cdn.example.com", "cdn.example.com/path", "user@cdn.example.com",
 		"cdn.example.com:", "cdn.example.com:0", "cdn.example.com:65536", "cdn.example.com:http",
-		"cdn.example.com:080", "*.com", "*", "*.", "*.127.0.0.1", "-bad.example.com",
+		"cdn.example.com:+443", "cdn.example.com:-1", "*.com", "*", "*.", "*.127.0.0.1", "-bad.example.com",
 		"bad-.example.com", "a..b", "exa mple.com", "*.*.example.com", "ex!ample.com",
 		"[::1", "fe80::1%eth0", strings.Repeat("a", 64) + ".com",
 	} {
