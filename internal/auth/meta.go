@@ -56,9 +56,13 @@ func ParseSignedRequest(sr, appSecret string) (SignedRequest, error) {
 	if err != nil || len(sig) != sha256.Size {
 		return SignedRequest{}, ErrSignedRequestMalformed
 	}
-	mac := hmac.New(sha256.New, []byte(appSecret))
-	mac.Write([]byte(payloadPart))
-	if !hmac.Equal(sig, mac.Sum(nil)) {
+	// The signature covers the segment as sent; a sender that pads may have
+	// signed the unpadded form, so that is accepted too.
+	ok = hmac.Equal(sig, sign(appSecret, payloadPart))
+	if trimmed := strings.TrimRight(payloadPart, "="); trimmed != payloadPart {
+		ok = hmac.Equal(sig, sign(appSecret, trimmed)) || ok
+	}
+	if !ok {
 		return SignedRequest{}, ErrSignedRequestSignature
 	}
 	payload, err := decodeB64URL(payloadPart)
@@ -92,6 +96,12 @@ func ParseSignedRequest(sr, appSecret string) (SignedRequest, error) {
 		}
 	}
 	return out, nil
+}
+
+func sign(secret, segment string) []byte {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(segment))
+	return mac.Sum(nil)
 }
 
 // decodeB64URL accepts base64url with or without padding.

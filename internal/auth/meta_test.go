@@ -1,0 +1,188 @@
+package auth
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/feedd/feedd/internal/sandbox"
+)
+
+func signed(secret string, payload map[string]any) string {
+	b, _ := json.Marshal(payload)
+	return sandbox.SignRequest(secret, b)
+}
+
+func TestParseSignedRequest(t *testing.T) {
+	const secret = "s3cret"
+	valid := signed(secret, map[string]any{"algorithm": "HMAC-SHA256", "issued_at": 1700000000, "user_id": "17841400000000001"})
+	sig, payload, _ := strings.Cut(valid, ".")
+	padded := func(s string) string {
+		for len(s)%4 != 0 {
+			s += "="
+		}
+		return s
+	}
+	tests := []struct {
+		name, sr string
+		want     error
+		user     string
+	}{
+		{"valid", valid, nil, "17841400000000001"},
+		{"padded", padded(sig) + "." + padded(payload), nil, "17841400000000001"},
+		{"numeric user id", signed(secret, map[string]any{"algorithm": "HMAC-SHA256", "user_id": json.Number("27640875392278831")}), nil, "27640875392278831"},
+		{"wrong key", signed("other", map[string]any{"algorithm": "HMAC-SHA256", "user_id": "1"}), ErrSignedRequestSignature, ""},
+		{"tampered payload", sig + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"algorithm":"HMAC-SHA256","user_id":"2"}`)), ErrSignedRequestSignature, ""},
+		{"wrong algorithm", signed(secret, map[string]any{"algorithm": "HMAC-SHA1", "user_id": "1"}), ErrSignedRequestAlgorithm, ""},
+		{"no algorithm", signed(secret, map[string]any{"user_id": "1"}), ErrSignedRequestAlgorithm, ""},
+		{"no dot", sig + payload, ErrSignedRequestMalformed, ""},
+		{"three parts", valid + ".x", ErrSignedRequestMalformed, ""},
+		{"bad base64", "!!!." + payload, ErrSignedRequestMalformed, ""},
+		{"short signature", "abcd." + payload, ErrSignedRequestMalformed, ""},
+		{"user id not digits", signed(secret, map[string]any{"algorithm": "HMAC-SHA256", "user_id": "1 OR 1=1"}), ErrSignedRequestMalformed, ""},
+		{"no user id", signed(secret, map[string]any{"algorithm": "HMAC-SHA256"}), ErrSignedRequestMalformed, ""},
+		{"payload not json", sandbox.SignRequest(secret, []byte("hello")), ErrSignedRequestMalformed, ""},
+		{"oversized", strings.Repeat("a", MaxSignedRequest+1), ErrSignedRequestMalformed, ""},
+		{"empty", "", ErrSignedRequestMalformed, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseSignedRequest(tt.sr, secret)
+			if err != tt.want {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if got.UserID != tt.user {
+				t.Fatalf("user = %q, want %q", got.UserID, tt.user)
+			}
+		})
+	}
+	if _, err := ParseSignedRequest(valid, ""); err != ErrNoAppSecret {
+		t.Fatalf("no secret: %v", err)
+	}
+}
+
+func FuzzParseSignedRequest(f *testing.F) {
+	f.Add(signed("k", map[string]any{"algorithm": "HMAC-SHA256", "user_id": "1"}))
+	f.Add("a.b")
+	f.Fuzz(func(t *testing.T, sr string) {
+		got, err := ParseSignedRequest(sr, "k")
+		if err == nil && strings.Trim(got.UserID, "0123456789") != "" {
+			t.Fatalf("accepted user id %q", got.UserID)
+		}
+	})
+}
+
+func (e *env) postCallback(path string, body string) (int, string) {
+	e.t.Helper()
+	resp, err := http.Post(e.srv.URL+path, "application/x-www-form-urlencoded", strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestMetaDeletionCallback(t *testing.T) {
+	e := newEnv(t)
+	bakery := e.connectAPI("Bakery", sandbox.AccountBusiness)
+	bakery2 := e.connectAPI("Bakery again", sandbox.AccountBusiness)
+	studio := e.connectAPI("Studio", sandbox.AccountCreator)
+	for _, id := range []string{bakery, bakery2, studio} {
+		e.store.setFetched(id, e.clock.Now(), true, "media/"+id+".jpg")
+	}
+	acct, _ := e.sb.Account(sandbox.AccountBusiness)
+	snapshot := func() []Status {
+		fs, _ := e.svc.Feeds(t.Context())
+		return fs
+	}
+	before := snapshot()
+
+	// Refused requests change nothing.
+	forged := signed("not-the-secret", map[string]any{"algorithm": "HMAC-SHA256", "user_id": acct.UserID})
+	badAlg := signed(e.sb.AppSecret(), map[string]any{"algorithm": "HMAC-SHA1", "user_id": acct.UserID})
+	refused := []struct {
+		name, body string
+		status     int
+	}{
+		{"forged", "signed_request=" + url.QueryEscape(forged), 403},
+		{"wrong algorithm", "signed_request=" + url.QueryEscape(badAlg), 400},
+		{"malformed", "signed_request=abc", 400},
+		{"missing", "other=1", 400},
+		{"oversized", "signed_request=" + strings.Repeat("a", 9<<10), 413},
+	}
+	for _, path := range []string{"/auth/instagram/delete", "/auth/instagram/deauthorize"} {
+		for _, r := range refused {
+			if code, body := e.postCallback(path, r.body); code != r.status || !strings.Contains(body, `"error"`) {
+				t.Errorf("%s %s: %d %s", path, r.name, code, body)
+			}
+		}
+	}
+	if after := snapshot(); !slices.EqualFunc(before, after, func(a, b Status) bool { return a.Status == b.Status && a.PostCount == b.PostCount }) {
+		t.Fatal("a refused callback changed feeds")
+	}
+
+	// A valid deletion request naming the professional id.
+	code, body := e.postCallback("/auth/instagram/delete", "signed_request="+url.QueryEscape(e.sb.SignedRequest(acct.UserID)))
+	if code != 200 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	var out struct {
+		URL              string `json:"url"`
+		ConfirmationCode string `json:"confirmation_code"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^[A-Za-z0-9]{24}$`).MatchString(out.ConfirmationCode) ||
+		out.URL != e.srv.URL+"/auth/instagram/deletion?code="+out.ConfirmationCode {
+		t.Fatalf("answer %+v", out)
+	}
+	for _, id := range []string{bakery, bakery2} {
+		st := e.status(id)
+		if st.Status != StatusNotConnected || st.Account != nil || st.Token != nil || st.PostCount != 0 || st.Name == "" {
+			t.Fatalf("feed %s after deletion: %+v", id, st)
+		}
+	}
+	if st := e.status(studio); st.Status != StatusActive || st.PostCount != 1 {
+		t.Fatalf("another account's feed was touched: %+v", st)
+	}
+	removed := e.files.list()
+	if !slices.Contains(removed, "media/"+bakery+".jpg") || slices.Contains(removed, "media/"+studio+".jpg") {
+		t.Fatalf("removed files %v", removed)
+	}
+	resp, page := e.get(out.URL)
+	if resp.StatusCode != 200 || !strings.Contains(page, "Completed") || !strings.Contains(page, "of 2 feeds") || strings.Contains(page, acct.UserID) {
+		t.Fatalf("status page %d:\n%s", resp.StatusCode, page)
+	}
+
+	// Deauthorize naming the app-scoped id.
+	studioAcct, _ := e.sb.Account(sandbox.AccountCreator)
+	if code, body := e.postCallback("/auth/instagram/deauthorize", "signed_request="+url.QueryEscape(e.sb.SignedRequest(studioAcct.ID))); code != 200 {
+		t.Fatalf("deauthorize: %d %s", code, body)
+	}
+	if st := e.status(studio); st.Status != StatusNotConnected || st.Token != nil {
+		t.Fatalf("studio after deauthorize: %+v", st)
+	}
+
+	// An unknown user gets a valid answer; nothing is deleted.
+	code, body = e.postCallback("/auth/instagram/delete", "signed_request="+url.QueryEscape(e.sb.SignedRequest("17840000000000999")))
+	if code != 200 || !strings.Contains(body, "confirmation_code") {
+		t.Fatalf("unknown user: %d %s", code, body)
+	}
+	json.Unmarshal([]byte(body), &out)
+	if _, page := e.get(out.URL); !strings.Contains(page, "none were stored") {
+		t.Fatalf("unknown user's status page:\n%s", page)
+	}
+	for _, c := range []string{"nosuchcode", strings.Repeat("A", 24), "<script>"} {
+		if resp, page := e.get(e.srv.URL + "/auth/instagram/deletion?code=" + url.QueryEscape(c)); resp.StatusCode != 404 || strings.Contains(page, "<script>") {
+			t.Fatalf("unknown code %q: %d", c, resp.StatusCode)
+		}
+	}
+}
