@@ -47,6 +47,8 @@ type AccountRecord struct {
 	Name        string
 	AccountType string
 	AvatarKey   string // media key of the stored profile picture; "" when none
+	// Counts from the last profile read (nil when unknown).
+	FollowersCount, FollowsCount, MediaCount *int64
 }
 
 // PostRecord is a stored post, newest first in a snapshot.
@@ -149,6 +151,9 @@ type GraphProfile struct {
 	Name              string
 	AccountType       string
 	ProfilePictureURL string
+	FollowersCount    *int64
+	FollowsCount      *int64
+	MediaCount        *int64
 }
 
 // ErrorKind is the Graph client's classification of a failed call.

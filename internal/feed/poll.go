@@ -132,6 +132,10 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 		if profile.Name != "" {
 			a.Name = profile.Name
 		}
+		if profile.AccountType != "" {
+			a.AccountType = profile.AccountType
+		}
+		a.FollowersCount, a.FollowsCount, a.MediaCount = profile.FollowersCount, profile.FollowsCount, profile.MediaCount
 		if k := avatarKey(profile.ProfilePictureURL); profile.ProfilePictureURL != "" && stored[k] {
 			a.AvatarKey = k
 		} else if profile.ProfilePictureURL != "" {
