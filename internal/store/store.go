@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -98,6 +99,16 @@ func Open(ctx context.Context, path string, box *secret.Box, opts Options) (*Sto
 	wdsn, err := DSN(path, false)
 	if err != nil {
 		return nil, err
+	}
+	// Create the file private before SQLite does (it would use 0644); the
+	// WAL and shared-memory files inherit its mode.
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data dir: %w", err)
+	}
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("store: create database: %w", err)
 	}
 	rdsn, _ := DSN(path, true)
 	if s.w, err = sql.Open("sqlite", wdsn); err != nil {

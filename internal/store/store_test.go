@@ -51,7 +51,7 @@ type env struct {
 
 func open(t testing.TB) *env {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "feedd.db")
+	path := filepath.Join(t.TempDir(), "data", "feedd.db") // Open creates the dir
 	clk := &clock{t: t0}
 	s, err := Open(context.Background(), path, box(t, key(1)), Options{Now: clk.Now})
 	if err != nil {
@@ -717,6 +717,11 @@ func TestTokenNeverOnDisk(t *testing.T) {
 					t.Errorf("%s: %s holds token %q", stage, filepath.Base(p), tok)
 				}
 			}
+		}
+	}
+	for _, p := range []string{e.path, e.path + "-wal"} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, %v; want 0600", filepath.Base(p), fi.Mode().Perm(), err)
 		}
 	}
 	scan("before checkpoint")
