@@ -169,6 +169,11 @@ func New(opts Options) (*Server, error) {
 	s.admin = e.Group("/api/admin", s.gzip, s.requireAdmin(false), s.csrf)
 	s.setup = e.Group("/setup", s.gzip, s.setupHeaders, s.requireAdmin(true), s.csrf)
 
+	// Unknown paths under the owner groups still require the credential,
+	// so they do not reveal which admin routes exist.
+	s.admin.RouteNotFound("/*", notFound)
+	s.setup.RouteNotFound("/*", notFound)
+
 	e.GET("/healthz", s.healthz)
 	e.HEAD("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
@@ -296,6 +301,8 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	return err
 }
+
+func notFound(*echo.Context) error { return echo.ErrNotFound }
 
 func (s *Server) healthz(c *echo.Context) error {
 	h := c.Response().Header()
