@@ -1,0 +1,69 @@
+package feed
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/feedd/feedd/internal/server"
+)
+
+// BenchmarkServerStack measures the warm feed request through the
+// production server: every public middleware plus the feed handler.
+func BenchmarkServerStack(b *testing.B) {
+	fx := newFixture(b)
+	if err := fx.svc.FetchNow(context.Background(), "feed1"); err != nil {
+		b.Fatal(err)
+	}
+	pub, _ := url.Parse("https://feeds.example.com")
+	srv, err := server.New(server.Options{
+		Addr: "127.0.0.1:0", PublicURL: pub, Logger: quietLogger(), Registry: prometheus.NewRegistry(),
+		RateLimit: 1e9, AdminStore: noAdmin{}, Ready: func(context.Context) error { return nil },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	NewHandler(fx.svc).Register(srv.Public())
+	h := srv.Handler()
+	etag := func() string { e, _ := fx.svc.Entry(context.Background(), "feed1", DefaultQuery); return e.ETag }()
+	for _, bc := range []struct{ name, key, value string }{
+		{"200", "", ""},
+		{"gzip", "Accept-Encoding", "gzip, deflate, br"},
+		{"304", "If-None-Match", etag},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := httptest.NewRequest("GET", "/api/v1/feeds/feed1", nil)
+			r.RemoteAddr = "192.0.2.1:1234"
+			r.Header.Set("Origin", "https://site.example")
+			if bc.key != "" {
+				r.Header.Set(bc.key, bc.value)
+			}
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				h.ServeHTTP(w, r)
+			}
+			if want := map[string]int{"200": 200, "gzip": 200, "304": 304}[bc.name]; w.code != want {
+				b.Fatalf("status %d, want %d", w.code, want)
+			}
+		})
+	}
+}
+
+type noAdmin struct{}
+
+func (noAdmin) AdminTokenHash(context.Context) ([]byte, error)           { return nil, nil }
+func (noAdmin) SetAdminTokenHash(context.Context, []byte) error          { return nil }
+func (noAdmin) CreateSession(context.Context, server.Session) error      { return nil }
+func (noAdmin) DeleteSession(context.Context, []byte) error              { return nil }
+func (noAdmin) CreateSetupLink(context.Context, []byte, time.Time) error { return nil }
+func (noAdmin) Session(context.Context, []byte) (server.Session, error) {
+	return server.Session{}, server.ErrNotFound
+}
+func (noAdmin) ConsumeSetupLink(context.Context, []byte, time.Time) error { return server.ErrNotFound }
