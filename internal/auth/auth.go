@@ -117,8 +117,10 @@ type Store interface {
 	// returns the media files no longer referenced, to delete after commit.
 	DeleteFeed(ctx context.Context, id string) ([]string, error)
 	SetStatus(ctx context.Context, id, status, reason string) error
-	// Connect stores account and token and sets the feed active, in one transaction.
-	Connect(ctx context.Context, feedID string, acct Account, tok Token) error
+	// Connect stores account and token and sets the feed active, in one
+	// transaction; it returns media files no longer referenced (when the
+	// feed switched accounts), to delete after commit.
+	Connect(ctx context.Context, feedID string, acct Account, tok Token) ([]string, error)
 	// Disconnect removes token, account and posts; status not_connected.
 	Disconnect(ctx context.Context, feedID string) ([]string, error)
 	Token(ctx context.Context, feedID string) (Token, error) // ErrNoToken / ErrNotFound
@@ -198,6 +200,7 @@ type Service struct {
 	files      FileRemover
 	inval      Invalidator
 	publicURL  string
+	prefix     string // the public URL's path ("" at the root), for links and redirects
 	redirect   string
 	appID      string
 	appSecret  string
@@ -247,6 +250,7 @@ func New(opts Options) (*Service, error) {
 		webhook: opts.NotifyWebhook, hc: opts.HTTPClient, now: opts.Now, sleep: opts.Sleep,
 		rand: opts.Rand, log: opts.Logger, warned: map[string]time.Time{},
 	}
+	s.prefix = strings.TrimRight(pu.Path, "/")
 	if s.redirect == "" {
 		s.redirect = s.publicURL + "/auth/instagram/callback"
 	}

@@ -150,20 +150,24 @@ func (m *memStore) SetStatus(_ context.Context, id, status, reason string) error
 	return nil
 }
 
-func (m *memStore) Connect(_ context.Context, id string, acct Account, tok Token) error {
+func (m *memStore) Connect(_ context.Context, id string, acct Account, tok Token) ([]string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls["connect"]++
 	if m.connectErr != nil {
-		return m.connectErr
+		return nil, m.connectErr
 	}
 	f, ok := m.feeds[id]
 	if !ok {
-		return ErrNotFound
+		return nil, ErrNotFound
+	}
+	var files []string
+	if f.rec.Account != nil && f.rec.Account.IGUserID != acct.IGUserID {
+		files, f.files, f.rec.PostCount = f.files, nil, 0
 	}
 	f.rec.Account, f.tok = &acct, &tok
 	f.rec.Status, f.rec.StatusReason = StatusActive, ""
-	return nil
+	return files, nil
 }
 
 func (m *memStore) Disconnect(_ context.Context, id string) ([]string, error) {

@@ -212,12 +212,14 @@ func (s *Service) Callback(ctx context.Context, p CallbackParams, sessionHash []
 	if tok.ExpiresAt.IsZero() {
 		tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
 	}
-	if err := s.store.Connect(ctx, st.FeedID, accountOf(prof, short.UserID, now), tok); err != nil {
+	files, err := s.store.Connect(ctx, st.FeedID, accountOf(prof, short.UserID, now), tok)
+	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return "", flowErr(http.StatusNotFound, "feed_gone", "The feed this sign-in was for has been deleted.", "Create a feed on the setup page and connect it.")
 		}
 		return "", fmt.Errorf("auth: store connection: %w", err)
 	}
+	s.removeFiles(files)
 	s.afterConnect(ctx, st.FeedID, prev, prof, tok)
 	return st.FeedID, nil
 }
@@ -357,9 +359,11 @@ func (s *Service) PasteToken(ctx context.Context, feedID, token string) (Status,
 		tok.NextRefreshAt = now.Add(backoff(1))
 		tok.RefreshFailures, tok.LastRefreshError = 1, ownerMessage(err)
 	}
-	if err := s.store.Connect(ctx, feedID, accountOf(prof, "", now), tok); err != nil {
+	files, err := s.store.Connect(ctx, feedID, accountOf(prof, "", now), tok)
+	if err != nil {
 		return Status{}, mapStoreErr(err)
 	}
+	s.removeFiles(files)
 	s.afterConnect(ctx, feedID, prev, prof, tok)
 	return s.Feed(ctx, feedID)
 }

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"embed"
 	"encoding/json"
@@ -12,10 +11,13 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/server"
+	"github.com/feedd/feedd/internal/ui"
 )
 
 // Router is what routes register on: *echo.Echo and *echo.Group both fit.
@@ -26,18 +28,16 @@ type Router interface {
 	DELETE(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
 }
 
-// Layout wraps a rendered page body in the shared owner-page layout.
-type Layout func(w io.Writer, title string, body template.HTML) error
-
 // HTTPOptions connects the handlers to the server's session machinery.
 type HTTPOptions struct {
-	// CSRFToken returns the session's token for the hidden _csrf field of every form.
+	// CSRFToken returns the session's token for the hidden _csrf field of
+	// every form (default server.CSRFToken).
 	CSRFToken func(c *echo.Context) string
-	// SessionCookie is the admin session cookie's name (default feedd_session);
-	// connect states issued by the setup pages are bound to it.
+	// SessionCookie is the admin session cookie's name (default
+	// server.SessionCookie); connect states issued by the setup pages are
+	// bound to a hash of it, which the public callback route can check
+	// without the admin middleware.
 	SessionCookie string
-	// Layout renders owner pages in the shared layout; nil uses a minimal built-in one.
-	Layout Layout
 }
 
 // Handler serves the auth routes.
@@ -45,39 +45,30 @@ type Handler struct {
 	svc    *Service
 	csrf   func(c *echo.Context) string
 	cookie string
-	layout Layout
 }
 
 //go:embed templates/*.html
 var templateFS embed.FS
 
-var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"date": func(t any) string {
-		switch v := t.(type) {
-		case interface{ Format(string) string }:
-			return v.Format("2 Jan 2006 15:04 MST")
-		}
-		return ""
-	},
-}).ParseFS(templateFS, "templates/*.html"))
+// pages are parsed each on the shared layout (each defines "content").
+var pages = func() map[string]*template.Template {
+	m := map[string]*template.Template{}
+	for _, n := range []string{"setup_index", "setup_feed", "flow_error", "deletion"} {
+		m[n] = ui.Must(ui.Parse(templateFS, "templates/partials.html", "templates/"+n+".html"))
+	}
+	return m
+}()
 
 // NewHandler returns the auth routes over svc.
 func NewHandler(svc *Service, opts HTTPOptions) *Handler {
-	h := &Handler{svc: svc, csrf: opts.CSRFToken, cookie: opts.SessionCookie, layout: opts.Layout}
+	h := &Handler{svc: svc, csrf: opts.CSRFToken, cookie: opts.SessionCookie}
 	if h.csrf == nil {
-		h.csrf = func(*echo.Context) string { return "" }
+		h.csrf = server.CSRFToken
 	}
 	if h.cookie == "" {
-		h.cookie = "feedd_session"
-	}
-	if h.layout == nil {
-		h.layout = builtinLayout
+		h.cookie = server.SessionCookie
 	}
 	return h
-}
-
-func builtinLayout(w io.Writer, title string, body template.HTML) error {
-	return pages.ExecuteTemplate(w, "layout", map[string]any{"Title": title, "Body": body})
 }
 
 // RegisterCallbacks mounts the public /auth/instagram routes (on the root router).
@@ -112,18 +103,10 @@ func (h *Handler) sessionBinding(c *echo.Context) []byte {
 	return sum[:]
 }
 
-// render executes a page template into the layout with status.
-func (h *Handler) render(c *echo.Context, status int, name, title string, data any) error {
-	var body bytes.Buffer
-	if err := pages.ExecuteTemplate(&body, name, data); err != nil {
-		return fmt.Errorf("auth: render %s: %w", name, err)
-	}
-	var page bytes.Buffer
-	if err := h.layout(&page, title, template.HTML(body.String())); err != nil {
-		return fmt.Errorf("auth: layout: %w", err)
-	}
-	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.HTMLBlob(status, page.Bytes())
+// render executes a page on the shared layout with status.
+func (h *Handler) render(c *echo.Context, status int, name, title string, p ui.Page) error {
+	p.Title, p.Prefix = title, h.svc.prefix
+	return ui.Render(c.Response(), status, pages[name], p)
 }
 
 // --- OAuth callback and Meta's callbacks ---
@@ -141,10 +124,10 @@ func (h *Handler) callback(c *echo.Context) error {
 			return err
 		}
 		h.svc.log.Info("connect failed", errAttr(fe))
-		return h.render(c, fe.Status, "flow_error", "Connecting failed", fe)
+		return h.render(c, fe.Status, "flow_error", "Connecting failed", ui.Page{Data: fe})
 	}
 	h.setFlash(c, flash{Kind: "ok", Msg: "Connected. feedd keeps the token alive from now on."})
-	return c.Redirect(http.StatusSeeOther, "/setup/feeds/"+id)
+	return c.Redirect(http.StatusSeeOther, h.svc.prefix+"/setup/feeds/"+id)
 }
 
 // maxCallbackBody bounds Meta's callback requests.
@@ -195,13 +178,26 @@ func (h *Handler) deletion(c *echo.Context) error {
 	code := c.QueryParam("code")
 	req, err := h.svc.Deletion(c.Request().Context(), code)
 	if errors.Is(err, ErrNotFound) {
-		return h.render(c, http.StatusNotFound, "deletion", "Deletion request", map[string]any{"Found": false})
+		return h.render(c, http.StatusNotFound, "deletion", "Deletion request", ui.Page{Data: deletionView{}})
 	}
 	if err != nil {
 		return err
 	}
-	return h.render(c, http.StatusOK, "deletion", "Deletion request", map[string]any{"Found": true, "R": req})
+	v := deletionView{Found: true, Code: req.Code, RequestedAt: fmtTime(req.RequestedAt), FeedsAffected: req.FeedsAffected}
+	if !req.CompletedAt.IsZero() {
+		v.Completed, v.CompletedAt = true, fmtTime(req.CompletedAt)
+	}
+	return h.render(c, http.StatusOK, "deletion", "Deletion request", ui.Page{Data: v})
 }
+
+type deletionView struct {
+	Found, Completed         bool
+	Code                     string
+	RequestedAt, CompletedAt string
+	FeedsAffected            int
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") }
 
 // --- admin JSON API ---
 
@@ -275,7 +271,7 @@ func (h *Handler) apiCreate(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set("Location", "/api/admin/feeds/"+st.ID)
+	c.Response().Header().Set("Location", h.svc.prefix+"/api/admin/feeds/"+st.ID)
 	return c.JSON(http.StatusCreated, st)
 }
 

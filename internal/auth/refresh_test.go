@@ -136,7 +136,7 @@ func TestRevokedTokenFlipsToNeedsReauthWithinOneCheck(t *testing.T) {
 		t.Fatalf("feedd_feeds_needing_reauth = %v", got)
 	}
 	_, page := e.get(e.srv.URL + "/setup/feeds/" + id)
-	if !strings.Contains(page, `role="alert" class="banner banner-loud"`) || !strings.Contains(page, "Reconnect") {
+	if !strings.Contains(page, `role="alert" class="flash error banner-loud"`) || !strings.Contains(page, "Reconnect") {
 		t.Fatalf("setup page has no loud banner:\n%s", page)
 	}
 	if !strings.Contains(e.logs.String(), `level=WARN msg="feed needs reauth" feed=`+id) {
@@ -197,7 +197,7 @@ func TestRefreshIsCompareAndSwap(t *testing.T) {
 	// Between our read and our write, the owner reconnects: the newer token must win.
 	old, _ := e.store.Token(ctx, id)
 	e.svc.graph = graphWithHook{Graph: e.gc, beforeRefresh: func() {
-		_ = e.store.Connect(ctx, id, Account{Username: "re"}, Token{AccessToken: "reconnected-token", TokenMeta: TokenMeta{ObtainedAt: e.clock.Now(), ExpiresAt: e.clock.Now().Add(AssumedLifetime)}})
+		_, _ = e.store.Connect(ctx, id, Account{Username: "re"}, Token{AccessToken: "reconnected-token", TokenMeta: TokenMeta{ObtainedAt: e.clock.Now(), ExpiresAt: e.clock.Now().Add(AssumedLifetime)}})
 	}}
 	if err := e.svc.RefreshToken(ctx, id); err != nil {
 		t.Fatal(err)

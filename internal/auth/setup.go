@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/ui"
 )
 
 // RegisterSetup mounts the setup pages on the /setup group.
@@ -37,7 +38,7 @@ type flash struct {
 func (h *Handler) setFlash(c *echo.Context, f flash) {
 	b, _ := json.Marshal(f)
 	c.SetCookie(&http.Cookie{
-		Name: flashCookie, Value: base64.RawURLEncoding.EncodeToString(b), Path: "/setup",
+		Name: flashCookie, Value: base64.RawURLEncoding.EncodeToString(b), Path: h.svc.prefix + "/setup",
 		MaxAge: 120, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: strings.HasPrefix(h.svc.publicURL, "https://"),
 	})
 }
@@ -48,7 +49,7 @@ func (h *Handler) takeFlash(c *echo.Context) *flash {
 	if err != nil {
 		return nil
 	}
-	c.SetCookie(&http.Cookie{Name: flashCookie, Value: "", Path: "/setup", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	c.SetCookie(&http.Cookie{Name: flashCookie, Value: "", Path: h.svc.prefix + "/setup", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	b, err := base64.RawURLEncoding.DecodeString(ck.Value)
 	if err != nil || len(b) > 2048 {
 		return nil
@@ -74,16 +75,17 @@ func (h *Handler) back(c *echo.Context, to string, err error, okMsg string) erro
 		if he.Status == http.StatusNotFound && strings.HasPrefix(to, "/setup/feeds/") {
 			to = "/setup"
 		}
+		if he.Status >= 500 {
+			h.svc.log.Warn("setup action failed", errAttr(he))
+		}
 		h.setFlash(c, flash{Kind: "error", Msg: he.Message})
 	} else if okMsg != "" {
 		h.setFlash(c, flash{Kind: "ok", Msg: okMsg})
 	}
-	return c.Redirect(http.StatusSeeOther, to)
+	return c.Redirect(http.StatusSeeOther, h.svc.prefix+to)
 }
 
 type pageData struct {
-	Flash         *flash
-	CSRF          string
 	AppConfigured bool
 	MissingVars   []string
 	RedirectURI   string
@@ -98,13 +100,27 @@ type feedView struct {
 	Snippet     string
 	OriginsText string
 	ExpiresIn   string
-	Banner      string // loud status line, empty when all is well
+	// Times preformatted for the page.
+	ExpiresAtText, RefreshedAtText, LastFetchText string
+	Banner                                        string // loud status line, empty when all is well
 }
 
-func (h *Handler) basePage(c *echo.Context) pageData {
+// page starts an owner page: the flash message and the CSRF token.
+func (h *Handler) page(c *echo.Context, data pageData) ui.Page {
+	p := ui.Page{CSRF: h.csrf(c), Data: data}
+	if f := h.takeFlash(c); f != nil {
+		if f.Kind == "ok" {
+			p.Flash = f.Msg
+		} else {
+			p.Error = f.Msg
+		}
+	}
+	return p
+}
+
+func (h *Handler) basePage() pageData {
 	d := pageData{
-		Flash: h.takeFlash(c), CSRF: h.csrf(c), AppConfigured: h.svc.AppConfigured(),
-		RedirectURI: h.svc.RedirectURI(), PublicURL: h.svc.PublicURL(),
+		AppConfigured: h.svc.AppConfigured(), RedirectURI: h.svc.RedirectURI(), PublicURL: h.svc.PublicURL(),
 	}
 	if h.svc.appID == "" {
 		d.MissingVars = append(d.MissingVars, "FEEDD_INSTAGRAM_APP_ID")
@@ -123,7 +139,20 @@ func (h *Handler) view(st Status) feedView {
 		OriginsText: strings.Join(st.AllowedOrigins, "\n"),
 	}
 	now := h.svc.now()
+	if st.LastFetch != nil {
+		v.LastFetchText = fmtTime(st.LastFetch.At) + ": ok"
+		if !st.LastFetch.OK {
+			v.LastFetchText = fmtTime(st.LastFetch.At) + ": failed"
+			if st.LastFetch.Error != "" {
+				v.LastFetchText += ": " + st.LastFetch.Error
+			}
+		}
+	}
 	if st.Token != nil {
+		v.ExpiresAtText = fmtTime(st.Token.ExpiresAt)
+		if st.Token.RefreshedAt != nil {
+			v.RefreshedAtText = fmtTime(*st.Token.RefreshedAt)
+		}
 		left := st.Token.ExpiresAt.Sub(now)
 		switch {
 		case left <= 0:
@@ -180,11 +209,11 @@ func (h *Handler) setupIndex(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d := h.basePage(c)
+	d := h.basePage()
 	for _, f := range fs {
 		d.Feeds = append(d.Feeds, h.view(f))
 	}
-	return h.render(c, http.StatusOK, "setup_index", "Feeds", d)
+	return h.render(c, http.StatusOK, "setup_index", "Feeds", h.page(c, d))
 }
 
 func (h *Handler) setupFeed(c *echo.Context) error {
@@ -192,14 +221,14 @@ func (h *Handler) setupFeed(c *echo.Context) error {
 	if err != nil {
 		if he, ok := httperr.As(err); ok && he.Status == http.StatusNotFound {
 			h.setFlash(c, flash{Kind: "error", Msg: "That feed does not exist (any more)."})
-			return c.Redirect(http.StatusSeeOther, "/setup")
+			return c.Redirect(http.StatusSeeOther, h.svc.prefix+"/setup")
 		}
 		return err
 	}
-	d := h.basePage(c)
+	d := h.basePage()
 	v := h.view(st)
 	d.Feed = &v
-	return h.render(c, http.StatusOK, "setup_feed", st.Name, d)
+	return h.render(c, http.StatusOK, "setup_feed", st.Name, h.page(c, d))
 }
 
 // splitOrigins reads a textarea: one origin per line (commas and spaces also separate).
