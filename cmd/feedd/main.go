@@ -1,7 +1,7 @@
 // Command feedd is the self-hosted backend for embeddable Instagram feeds.
 //
 //	feedd [serve]             run the server (configured by FEEDD_* variables)
-//	feedd demo                the server plus a built-in Instagram sandbox
+//	feedd demo [--data-dir D]  the server plus a built-in Instagram sandbox
 //	feedd healthcheck         exit 0 when the local server's /healthz answers 200
 //	feedd admin reset-token   print a new admin token; the old one stops working
 //	feedd version             version, commit and Go version
@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/feedd/feedd/internal/app"
 	"github.com/feedd/feedd/internal/config"
+	"github.com/feedd/feedd/internal/demo"
 )
 
 // Set at build time: -ldflags "-X main.version=1.2.3 -X main.commit=abc123".
@@ -50,7 +52,7 @@ const usage = `feedd: a self-hosted backend for embeddable Instagram feeds.
 
 Usage:
   feedd [serve]             run the server
-  feedd demo                the server plus a built-in Instagram sandbox (no Meta app needed)
+  feedd demo [--data-dir D]  the server plus a built-in Instagram sandbox (no Meta app needed)
   feedd healthcheck         exit 0 when the local server's /healthz answers 200
   feedd admin reset-token   print a new admin token; the old one and all sessions stop working
   feedd version             print version, commit and Go version
@@ -73,9 +75,7 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 		}
 		return serve(ctx, env, stdout, stderr)
 	case "demo":
-		// The demo (server + sandbox + demo feed) lands with its own issue.
-		fmt.Fprintln(stderr, "feedd: demo is not available in this build yet")
-		return exitFailed
+		return runDemo(ctx, args, env, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, env, stderr)
 	case "admin":
@@ -153,8 +153,6 @@ func serve(ctx context.Context, env func(string) (string, bool), stdout, stderr 
 		fmt.Fprintln(stderr, "feedd: "+err.Error())
 		return exitFailed
 	}
-	// Other packages' routes and workers (feeds, media, auth, widget) are
-	// wired here as they land: m.Server groups and m.AddWorker.
 	if err := m.Run(ctx); err != nil {
 		log.Error("stopped with an error", slog.Any("error", err))
 		return exitFailed
@@ -223,4 +221,33 @@ func healthURL(addr string) (string, error) {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port) + "/healthz", nil
+}
+
+func runDemo(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "", "keep the demo's data in this directory (default: a temporary one, removed at exit)")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		return badUsage(stderr, "demo takes no arguments besides --data-dir")
+	}
+	cfg, _, ok := loadConfig(env, stderr)
+	if !ok {
+		return exitUsage
+	}
+	if _, set := env("FEEDD_LOG_LEVEL"); !set {
+		// The terminal is for the demo's instructions; warnings and errors
+		// still show.
+		cfg.LogLevel = slog.LevelWarn
+	}
+	log := newLogger(cfg, stderr)
+	slog.SetDefault(log)
+	err := demo.Run(ctx, demo.Options{DataDir: *dataDir, Env: env, Stdout: stdout, Logger: log})
+	if err != nil {
+		fmt.Fprintln(stderr, "feedd: "+err.Error())
+		return exitFailed
+	}
+	return exitOK
 }

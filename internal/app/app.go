@@ -19,7 +19,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/feedd/feedd/internal/auth"
 	"github.com/feedd/feedd/internal/config"
+	"github.com/feedd/feedd/internal/feed"
+	"github.com/feedd/feedd/internal/graph"
+	"github.com/feedd/feedd/internal/media"
 	"github.com/feedd/feedd/internal/secret"
 	"github.com/feedd/feedd/internal/server"
 	"github.com/feedd/feedd/internal/store"
@@ -35,6 +39,11 @@ type Options struct {
 	Stdout io.Writer
 	Logger *slog.Logger     // default: discard
 	Now    func() time.Time // default time.Now
+	// Listener, when set, is served instead of binding FEEDD_ADDR.
+	Listener net.Listener
+	// Mount, when set, is called with the server before anything listens,
+	// to add routes of the caller's own (the demo's sandbox and front page).
+	Mount func(m *Main) error
 }
 
 // Worker is a background loop (poller, token refresher...). Run blocks
@@ -63,6 +72,10 @@ type Main struct {
 	Store    *store.Store
 	Registry *prometheus.Registry
 	Server   *server.Server
+	Graph    *graph.Client
+	Media    *media.Store
+	Feeds    *feed.Service
+	Auth     *auth.Service
 
 	stdout  io.Writer
 	mu      sync.Mutex
@@ -118,6 +131,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Main, err err
 	}
 	m.Server, err = server.New(server.Options{
 		Addr:              cfg.Addr,
+		Listener:          opts.Listener,
 		PublicURL:         cfg.PublicURL,
 		Logger:            m.Logger,
 		Registry:          m.Registry,
@@ -130,6 +144,14 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Main, err err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if err := m.wire(ctx); err != nil {
+		return nil, err
+	}
+	if opts.Mount != nil {
+		if err := opts.Mount(m); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }

@@ -281,6 +281,7 @@ type fakeMedia struct {
 	fetched map[string]int
 	fail    map[string]bool
 	removed []string
+	gate    func(url string) // when set, runs before each fetch (outside the lock)
 }
 
 func newFakeMedia() *fakeMedia {
@@ -288,6 +289,9 @@ func newFakeMedia() *fakeMedia {
 }
 
 func (m *fakeMedia) Fetch(ctx context.Context, url string) (MediaRecord, error) {
+	if m.gate != nil {
+		m.gate(url)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.fetched[url]++

@@ -117,42 +117,31 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 	profile := s.readProfile(ctx, f, token)
 
 	posts, sources := s.convert(items)
+	var avatar []source
 	if profile != nil && profile.ProfilePictureURL != "" {
-		key := avatarKey(profile.ProfilePictureURL)
-		sources = append(sources, source{key: key, url: profile.ProfilePictureURL})
+		avatar = []source{{key: avatarKey(profile.ProfilePictureURL), url: profile.ProfilePictureURL}}
 	}
-	stored := s.download(ctx, sources)
-
-	var acctRec *AccountRecord
-	if profile != nil {
-		a := *f.Account
-		if profile.Username != "" {
-			a.Username = profile.Username
+	if f.FetchedAt.IsZero() && len(posts) > FirstPublish {
+		// A feed's first poll publishes as soon as the covers of its first
+		// page are stored, so a newly connected feed shows posts within a
+		// second or two instead of after every image of 50 posts.
+		early := append(coverSources(posts[:FirstPublish], sources), avatar...)
+		stored := s.download(ctx, early)
+		orphans, err := s.store.ReplacePosts(ctx, id, s.account(f, profile, stored, false), posts, s.now())
+		if err != nil {
+			return fmt.Errorf("feed: save first snapshot: %w", err)
 		}
-		if profile.Name != "" {
-			a.Name = profile.Name
-		}
-		if profile.AccountType != "" {
-			a.AccountType = profile.AccountType
-		}
-		a.FollowersCount, a.FollowsCount, a.MediaCount = profile.FollowersCount, profile.FollowsCount, profile.MediaCount
-		if k := avatarKey(profile.ProfilePictureURL); profile.ProfilePictureURL != "" && stored[k] {
-			a.AvatarKey = k
-		} else if profile.ProfilePictureURL != "" {
-			s.profileFailed(id) // keep the old avatar; try again soon
-		}
-		acctRec = &a
+		s.removeOrphans(id, orphans)
+		s.cache.Invalidate(id)
 	}
+	stored := s.download(ctx, append(sources, avatar...))
+	acctRec := s.account(f, profile, stored, true)
 	now := s.now()
 	orphans, err := s.store.ReplacePosts(ctx, id, acctRec, posts, now)
 	if err != nil {
 		return fmt.Errorf("feed: save snapshot: %w", err)
 	}
-	if len(orphans) > 0 {
-		if err := s.media.Remove(orphans); err != nil {
-			s.log.Warn("remove orphaned media", slog.String("feed", id), slog.Any("error", err))
-		}
-	}
+	s.removeOrphans(id, orphans)
 	next := now.Add(s.jittered(s.opts.FetchInterval))
 	if err := s.store.RecordFetch(ctx, id, FetchResult{At: now, OK: true, NextFetchAt: next}); err != nil {
 		s.log.Warn("record fetch", slog.String("feed", id), slog.Any("error", err))
@@ -162,6 +151,63 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 	s.metrics.polls("ok")
 	s.log.Debug("feed polled", slog.String("feed", id), slog.Int("posts", len(posts)))
 	return nil
+}
+
+func (s *Service) removeOrphans(id string, files []string) {
+	if len(files) == 0 {
+		return
+	}
+	if err := s.media.Remove(files); err != nil {
+		s.log.Warn("remove orphaned media", slog.String("feed", id), slog.Any("error", err))
+	}
+}
+
+// FirstPublish is how many of a feed's newest posts the first poll stores
+// images for before publishing the snapshot (then it stores the rest).
+const FirstPublish = 12
+
+// account is the account record a poll saves: the stored one updated from
+// a fresh profile read, with the avatar only once its image is stored. Only
+// the final call of a poll schedules the retry of a failed avatar.
+func (s *Service) account(f FeedRecord, profile *GraphProfile, stored map[string]bool, final bool) *AccountRecord {
+	if profile == nil {
+		return nil
+	}
+	a := *f.Account
+	if profile.Username != "" {
+		a.Username = profile.Username
+	}
+	if profile.Name != "" {
+		a.Name = profile.Name
+	}
+	if profile.AccountType != "" {
+		a.AccountType = profile.AccountType
+	}
+	a.FollowersCount, a.FollowsCount, a.MediaCount = profile.FollowersCount, profile.FollowsCount, profile.MediaCount
+	if k := avatarKey(profile.ProfilePictureURL); profile.ProfilePictureURL != "" && stored[k] {
+		a.AvatarKey = k
+	} else if profile.ProfilePictureURL != "" && final {
+		s.profileFailed(f.ID) // keep the old avatar; try again soon
+	}
+	return &a
+}
+
+// coverSources picks, from sources, the cover images of posts.
+func coverSources(posts []PostRecord, sources []source) []source {
+	want := make(map[string]bool, len(posts))
+	for _, p := range posts {
+		if p.MediaKey != "" {
+			want[p.MediaKey] = true
+		}
+	}
+	var out []source
+	for _, src := range sources {
+		if want[src.key] {
+			out = append(out, src)
+			delete(want, src.key)
+		}
+	}
+	return out
 }
 
 // profileRetry is the wait after a failed profile read.

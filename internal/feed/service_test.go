@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -679,5 +680,48 @@ feedd_feed_age_seconds{feed="feed1"} 90
 	n, _ := testutil.GatherAndCount(reg, "feedd_feed_cache_requests_total")
 	if n != 3 {
 		t.Errorf("cache metric series = %d", n)
+	}
+}
+
+// A newly connected feed shows its first page as soon as those covers are
+// stored, while the images of older posts are still downloading.
+func TestFirstPollPublishesFirstPageEarly(t *testing.T) {
+	fx := newFixture(t)
+	var items []GraphMedia
+	for i := range 20 {
+		id := strconv.Itoa(200 + i)
+		items = append(items, GraphMedia{ID: id, MediaType: "IMAGE", MediaURL: cdn("img" + id),
+			Permalink: "https://www.instagram.com/p/" + id + "/", Timestamp: ts(22).Add(-time.Duration(i) * time.Hour)})
+	}
+	fx.graph.set(items, nil)
+	early := map[string]bool{}
+	for _, m := range items[:FirstPublish] {
+		early[m.MediaURL] = true
+	}
+	early[fx.graph.profile.ProfilePictureURL] = true
+	reached, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	fx.media.gate = func(url string) {
+		if !early[url] {
+			once.Do(func() { close(reached) })
+			<-release
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- fx.svc.FetchNow(context.Background(), "feed1") }()
+	select {
+	case <-reached:
+	case err := <-done:
+		t.Fatalf("fetch ended (%v) before downloading older posts", err)
+	}
+	if d := fx.doc(t, "limit=50"); len(d.Posts) != FirstPublish || d.Posts[0].ID != "200" || d.Account == nil {
+		t.Fatalf("while older images download: %d posts (first %q), account %v; want the newest %d", len(d.Posts), ids(d), d.Account, FirstPublish)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if d := fx.doc(t, "limit=50"); len(d.Posts) != 20 {
+		t.Fatalf("after the poll: %d posts, want 20", len(d.Posts))
 	}
 }

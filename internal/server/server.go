@@ -47,7 +47,10 @@ const DefaultShutdownTimeout = 10 * time.Second
 
 // Options configures a Server. Registry and AdminStore are required.
 type Options struct {
-	Addr      string   // listen address, e.g. ":8080" or "127.0.0.1:0"
+	Addr string // listen address, e.g. ":8080" or "127.0.0.1:0"
+	// Listener, when set, is used instead of binding Addr (the demo binds
+	// first to learn its port before the rest is configured).
+	Listener  net.Listener
 	PublicURL *url.URL // how browsers reach feedd; https makes cookies Secure
 	Logger    *slog.Logger
 	// Registry receives the HTTP metrics and the Go and process collectors;
@@ -237,6 +240,10 @@ func (s *Server) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.listener != nil {
+		return nil
+	}
+	if s.opts.Listener != nil {
+		s.listener = s.opts.Listener
 		return nil
 	}
 	ln, err := net.Listen("tcp", s.opts.Addr)

@@ -1,0 +1,159 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+
+	"github.com/labstack/echo/v5"
+	"golang.org/x/time/rate"
+
+	"github.com/feedd/feedd/internal/auth"
+	"github.com/feedd/feedd/internal/feed"
+	"github.com/feedd/feedd/internal/graph"
+	"github.com/feedd/feedd/internal/media"
+	"github.com/feedd/feedd/internal/render"
+)
+
+// MediaDir is the stored images' directory inside the data dir.
+const MediaDir = "media"
+
+// wire builds the Instagram client, the media store, the feed service and
+// the auth service over the store, registers their routes on the server and
+// their loops as workers. It runs the start-up media sweep before anything
+// can download.
+func (m *Main) wire(ctx context.Context) error {
+	cfg := m.Config
+	var limiter *rate.Limiter
+	if cfg.GraphRate > 0 {
+		limiter = rate.NewLimiter(rate.Limit(cfg.GraphRate), max(cfg.GraphBurst, 1))
+	}
+	gc, err := graph.New(graph.Config{
+		AppID:        cfg.InstagramAppID,
+		AppSecret:    cfg.InstagramAppSecret,
+		RedirectURI:  cfg.RedirectURI(),
+		AuthorizeURL: cfg.AuthorizeURL,
+		TokenURL:     cfg.TokenURL,
+		GraphURL:     cfg.GraphURL,
+		APIVersion:   cfg.APIVersion,
+		Limiter:      limiter,
+		Now:          m.Now,
+		Logger:       m.Logger,
+		Registerer:   m.Registry,
+	})
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	m.Graph = gc
+
+	hosts, err := media.ParseHosts(strings.Join(cfg.MediaHosts, ","))
+	if err != nil {
+		return fmt.Errorf("app: FEEDD_MEDIA_HOSTS: %w", err)
+	}
+	ms, err := media.New(media.Options{
+		Dir:          filepath.Join(cfg.DataDir, MediaDir),
+		Hosts:        hosts,
+		AllowPrivate: cfg.MediaAllowPrivate,
+		Logger:       m.Logger,
+		Registerer:   m.Registry,
+		Now:          m.Now,
+	})
+	if err != nil {
+		return fmt.Errorf("app: media store: %w", err)
+	}
+	m.Media = ms
+	m.OnClose(func() error { return ms.Close() })
+	if err := m.sweepMedia(ctx); err != nil {
+		return err
+	}
+
+	fs, err := feed.New(feed.Options{
+		Store:         feed.NewStore(m.Store),
+		Graph:         feed.NewGraphClient(gc),
+		Media:         feed.NewMediaFetcher(ms),
+		PublicURL:     cfg.PublicBase(),
+		FetchInterval: cfg.FetchInterval,
+		Now:           m.Now,
+		Logger:        m.Logger,
+		Registerer:    m.Registry,
+	})
+	if err != nil {
+		return fmt.Errorf("app: feed service: %w", err)
+	}
+	m.Feeds = fs
+	m.OnClose(func() error { fs.Close(); return nil })
+
+	as, err := auth.New(auth.Options{
+		Store:         auth.NewStore(m.Store),
+		Graph:         gc,
+		Fetcher:       fs,
+		Files:         ms,
+		Invalidator:   fs,
+		PublicURL:     cfg.PublicBase(),
+		RedirectURI:   cfg.RedirectURI(),
+		AppID:         cfg.InstagramAppID,
+		AppSecret:     cfg.InstagramAppSecret,
+		CheckInterval: cfg.TokenCheckInterval,
+		RefreshWindow: cfg.TokenRefreshWindow,
+		NotifyWebhook: cfg.NotifyWebhook,
+		Now:           m.Now,
+		Logger:        m.Logger,
+		Registerer:    m.Registry,
+	})
+	if err != nil {
+		return fmt.Errorf("app: auth service: %w", err)
+	}
+	m.Auth = as
+	m.OnClose(func() error { as.Close(); return nil })
+
+	rh, err := render.NewHandlers(render.Config{Source: fs, PublicURL: cfg.PublicBase(), Logger: m.Logger})
+	if err != nil {
+		return fmt.Errorf("app: render: %w", err)
+	}
+
+	srv := m.Server
+	pub := srv.Public()
+	feed.NewHandler(fs).Register(pub)
+	rh.Register(pub)
+	mediaHandler := echo.WrapHandler(http.StripPrefix("/media", ms.Handler()))
+	pub.GET("/media/*", mediaHandler)
+	pub.HEAD("/media/*", mediaHandler)
+
+	ah := auth.NewHandler(as, auth.HTTPOptions{})
+	ah.RegisterSetup(srv.Setup())
+	ah.RegisterAdmin(srv.Admin())
+	ah.RegisterCallbacks(srv.Echo())
+
+	m.AddWorker("poller", WorkerFunc(fs.Run))
+	m.AddWorker("token_refresher", WorkerFunc(as.Run))
+	return nil
+}
+
+// sweepMedia drops media rows no feed references any more (left by a
+// poll that stopped half-way) and then every file no row names, so nothing
+// half-written or orphaned is ever served. Nothing downloads yet, so no
+// file can be mid-way between written and recorded.
+func (m *Main) sweepMedia(ctx context.Context) error {
+	files, err := m.Store.SweepMedia(ctx, m.Now())
+	if err != nil {
+		return fmt.Errorf("app: sweep media rows: %w", err)
+	}
+	if err := m.Media.Remove(files); err != nil {
+		m.Logger.Warn("could not delete orphaned media files", slog.Any("error", err))
+	}
+	keep, err := m.Store.ReferencedFiles(ctx)
+	if err != nil {
+		return fmt.Errorf("app: list media files: %w", err)
+	}
+	n, bytes, err := m.Media.Sweep(func(f string) bool { _, ok := keep[f]; return ok })
+	if err != nil {
+		return fmt.Errorf("app: sweep media dir: %w", err)
+	}
+	if n > 0 {
+		m.Logger.Info("removed orphaned media files", slog.Int("files", n), slog.Int64("bytes", bytes))
+	}
+	return nil
+}
