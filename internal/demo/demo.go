@@ -7,7 +7,9 @@ package demo
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +27,7 @@ import (
 	"github.com/feedd/feedd/internal/auth"
 	"github.com/feedd/feedd/internal/config"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/secret"
 	"github.com/feedd/feedd/internal/server"
 )
 
@@ -96,7 +99,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	base := baseURL(ln.Addr())
 
+	tokenKey, err := sandboxTokenKey(cfg, dir, temp, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	sb := sandbox.New(sandbox.Options{
+		TokenKey:     tokenKey,
 		RedirectURIs: []string{base + config.CallbackPath},
 		BaseURL:      base + SandboxPath,
 		Seed:         1,
@@ -183,6 +192,28 @@ Press Ctrl+C to stop.
 		opts.Ready(base)
 	}
 	return <-done
+}
+
+// sandboxTokenKey lets the sandbox of a demo kept in a data dir accept
+// the tokens of the previous run, so its feeds stay connected across
+// restarts. It is derived from the data dir's secret key.
+func sandboxTokenKey(cfg config.Config, dir string, temp bool, log *slog.Logger) ([]byte, error) {
+	if temp {
+		return nil, nil
+	}
+	var key []byte
+	if len(cfg.SecretKeys) > 0 {
+		key = cfg.SecretKeys[0]
+	} else {
+		k, _, err := secret.LoadOrCreateKey(dir, log)
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		key = k
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("feedd demo sandbox tokens"))
+	return mac.Sum(nil), nil
 }
 
 func tempNote(temp bool) string {

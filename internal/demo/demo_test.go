@@ -18,12 +18,15 @@ import (
 
 // startDemo runs the demo on a free loopback port and returns its base URL
 // once the demo feed has posts.
-func startDemo(t *testing.T, dataDir string) (string, func()) {
+func startDemo(t *testing.T, dataDir string, extraEnv ...string) (string, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	env := map[string]string{"FEEDD_ADDR": "127.0.0.1:0"}
+	for i := 0; i+1 < len(extraEnv); i += 2 {
+		env[extraEnv[i]] = extraEnv[i+1]
+	}
 	go func() {
 		done <- Run(ctx, Options{
 			DataDir: dataDir,
@@ -179,11 +182,31 @@ func TestDemoRestartsOnItsDataDir(t *testing.T) {
 	if _, err := os.Stat(dir + "/feedd.db"); err != nil {
 		t.Fatal(err)
 	}
-	base, stop = startDemo(t, dir)
+	const admin = "demo-admin-token-for-the-restart-test"
+	base, stop = startDemo(t, dir, "FEEDD_ADMIN_TOKEN", admin)
 	defer stop()
 	_, page = get(t, http.DefaultClient, base+"/")
 	if again := feedIDRE.FindStringSubmatch(page); first == nil || again == nil || again[1] != first[1] {
 		t.Fatalf("feed after restart %v, before %v", again, first)
+	}
+	// The sandbox of the new run still honours the token of the old one:
+	// a poll now succeeds and the feed stays connected.
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/admin/feeds/"+first[1]+"/refresh", nil)
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Status    string `json:"status"`
+		LastFetch struct {
+			OK bool `json:"ok"`
+		} `json:"last_fetch"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 || st.Status != "active" || !st.LastFetch.OK {
+		t.Fatalf("refresh after restart: %d %+v %v", resp.StatusCode, st, err)
 	}
 }
 

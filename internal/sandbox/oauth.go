@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -67,8 +68,56 @@ func secretString(prefix string, n int) string {
 func (s *Sandbox) issueTokenLocked(a *account, long bool, issued time.Time, ttl time.Duration) (string, *token) {
 	str := secretString("IGAA", 96)
 	t := &token{acct: a, long: long, issuedAt: issued, expiresAt: issued.Add(ttl)}
+	if s.opts.TokenKey != nil {
+		str = s.sealToken(t)
+	}
 	s.tokens[str] = t
 	return str, t
+}
+
+// sealToken makes a token string that carries its own account, kind and
+// lifetime under an HMAC of Options.TokenKey, so a sandbox restarted with
+// the same key still knows the tokens it issued (a demo kept in a data
+// dir). Revocations are not remembered across restarts.
+func (s *Sandbox) sealToken(t *token) string {
+	idx := slices.Index(s.accounts, t.acct)
+	b := make([]byte, 0, 16+1+1+16+16)
+	b = append(b, make([]byte, 16)...)
+	_, _ = rand.Read(b[:16])
+	long := byte(0)
+	if t.long {
+		long = 1
+	}
+	b = append(b, byte(idx), long)
+	b = binary.BigEndian.AppendUint64(b, uint64(t.issuedAt.Unix()))
+	b = binary.BigEndian.AppendUint64(b, uint64(t.expiresAt.Unix()))
+	mac := hmac.New(sha256.New, s.opts.TokenKey)
+	mac.Write(b)
+	b = mac.Sum(b)[:len(b)+16]
+	return "IGAA" + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// openTokenLocked accepts a sealed token this sandbox did not issue in
+// this run but whose seal verifies.
+func (s *Sandbox) openTokenLocked(str string) (*token, bool) {
+	if s.opts.TokenKey == nil || !strings.HasPrefix(str, "IGAA") {
+		return nil, false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(str[4:])
+	if err != nil || len(b) != 16+2+16+16 {
+		return nil, false
+	}
+	body, sum := b[:len(b)-16], b[len(b)-16:]
+	mac := hmac.New(sha256.New, s.opts.TokenKey)
+	mac.Write(body)
+	if !hmac.Equal(mac.Sum(nil)[:16], sum) || int(body[16]) >= len(s.accounts) {
+		return nil, false
+	}
+	t := &token{acct: s.accounts[body[16]], long: body[17] == 1,
+		issuedAt:  time.Unix(int64(binary.BigEndian.Uint64(body[18:26])), 0),
+		expiresAt: time.Unix(int64(binary.BigEndian.Uint64(body[26:34])), 0)}
+	s.tokens[str] = t
+	return t, true
 }
 
 // longLivedTTLLocked is a shade under 60 days, never exactly the same, as
@@ -500,6 +549,9 @@ func (s *Sandbox) tokenLocked(str string, rc *reqCtx) (*token, *apiError) {
 		return nil, &apiError{code: 2500, typ: "OAuthException", msg: "An active access token must be used to query information about the current user."}
 	}
 	t, ok := s.tokens[str]
+	if !ok {
+		t, ok = s.openTokenLocked(str)
+	}
 	if !ok {
 		return nil, &apiError{code: 190, typ: "OAuthException", msg: "Invalid OAuth access token - Cannot parse access token"}
 	}

@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -398,5 +400,32 @@ func TestSignedRequestVerifies(t *testing.T) {
 	}
 	if err := json.Unmarshal(raw, &p); err != nil || p.Algorithm != "HMAC-SHA256" || p.UserID != "17841400000000001" || p.IssuedAt != e.clock.Now().Unix() {
 		t.Fatalf("payload %s", raw)
+	}
+}
+
+// A sandbox restarted with the same TokenKey accepts the tokens an
+// earlier run issued; one with another key, or none, does not.
+func TestSealedTokensSurviveARestart(t *testing.T) {
+	key := []byte("demo data dir key")
+	now := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	first := New(Options{TokenKey: key, Now: func() time.Time { return now }})
+	tok := first.MintLongLivedToken(AccountBusiness, now)
+	for _, tc := range []struct {
+		name string
+		key  []byte
+		ok   bool
+	}{{"same key", key, true}, {"other key", []byte("other"), false}, {"no key", nil, false}} {
+		sb := New(Options{TokenKey: tc.key, Now: func() time.Time { return now.Add(time.Hour) }})
+		srv := httptest.NewServer(sb)
+		resp, err := http.Get(srv.URL + "/graph/v25.0/me?fields=username&access_token=" + url.QueryEscape(tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		if got := resp.StatusCode == 200 && strings.Contains(string(body), AccountBusiness); got != tc.ok {
+			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, body)
+		}
 	}
 }

@@ -102,6 +102,10 @@ type Options struct {
 	AccountCallBudget     int           // calls per account per rolling 24h that make 100% usage; default 1000
 	AppCallBudget         int           // calls per app per rolling hour that make 100% usage; default 2000
 	DisableImageGenerator bool          // serve a tiny placeholder JPEG instead of drawing (benchmarks of others)
+	// TokenKey, when set, seals the account and lifetime into each token
+	// string so that a sandbox restarted with the same key accepts the
+	// tokens an earlier run issued (the demo with --data-dir).
+	TokenKey []byte
 }
 
 // Defaults used when Options leave them empty.
