@@ -90,6 +90,10 @@ func TestAdminAPIRefreshNow(t *testing.T) {
 		t.Fatalf("refresh of an unconnected feed: %+v", ae)
 	}
 	id := e.connectAPI("Live", sandbox.AccountBusiness)
+	e.settle()
+	if e.fetcher.calls != 1 {
+		t.Fatalf("connect started %d fetches, want 1", e.fetcher.calls)
+	}
 	var st Status
 	if code := e.api("POST", "/api/admin/feeds/"+id+"/refresh", "", &st); code != 200 || st.LastFetch == nil || !st.LastFetch.OK {
 		t.Fatalf("refresh: %d %+v", code, st.LastFetch)
@@ -100,8 +104,8 @@ func TestAdminAPIRefreshNow(t *testing.T) {
 	if code := e.api("POST", "/api/admin/feeds/"+id+"/refresh", "", &st); code != 200 || st.LastFetch == nil || st.LastFetch.OK {
 		t.Fatalf("failed refresh: %d %+v", code, st.LastFetch)
 	}
-	if e.fetcher.calls != 2 {
-		t.Fatalf("fetcher called %d times, want 2", e.fetcher.calls)
+	if e.fetcher.calls != 3 {
+		t.Fatalf("fetcher called %d times, want 3 (connect, two refreshes)", e.fetcher.calls)
 	}
 	// Through the setup page: back to the feed page with the failure as a flash.
 	resp, _ := e.post("/setup/feeds/"+id+"/refresh", nil)

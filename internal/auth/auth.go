@@ -217,6 +217,10 @@ type Service struct {
 	refreshing singleflight.Group
 
 	notifyWG sync.WaitGroup
+	// bg scopes the first fetch started after a connect; Close ends it.
+	bg       context.Context
+	bgCancel context.CancelFunc
+	bgWG     sync.WaitGroup
 	mu       sync.Mutex
 	warned   map[string]time.Time // feed → last token_expiring event
 }
@@ -251,6 +255,7 @@ func New(opts Options) (*Service, error) {
 		rand: opts.Rand, log: opts.Logger, warned: map[string]time.Time{},
 	}
 	s.prefix = strings.TrimRight(pu.Path, "/")
+	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	if s.redirect == "" {
 		s.redirect = s.publicURL + "/auth/instagram/callback"
 	}
@@ -291,7 +296,11 @@ func New(opts Options) (*Service, error) {
 }
 
 // Close waits for webhook deliveries in flight.
-func (s *Service) Close() { s.notifyWG.Wait() }
+func (s *Service) Close() {
+	s.bgCancel()
+	s.bgWG.Wait()
+	s.notifyWG.Wait()
+}
 
 // RedirectURI is the exact URI to register in the Instagram app.
 func (s *Service) RedirectURI() string { return s.redirect }

@@ -236,6 +236,25 @@ func (s *Service) afterConnect(ctx context.Context, feedID string, prev FeedReco
 			ExpiresAt: tok.ExpiresAt, Message: "the feed is connected again"})
 	}
 	s.refreshReauthGauge(ctx)
+	s.fetchSoon(feedID)
+}
+
+// fetchSoon starts the feed's first fetch right after a connect, so the
+// owner's preview and the site show posts within seconds rather than at
+// the next poll (which only visits feeds that visitors have requested).
+func (s *Service) fetchSoon(feedID string) {
+	if s.fetcher == nil {
+		return
+	}
+	s.bgWG.Add(1)
+	go func() {
+		defer s.bgWG.Done()
+		ctx, cancel := context.WithTimeout(s.bg, 5*time.Minute)
+		defer cancel()
+		if err := s.fetcher.FetchNow(ctx, feedID); err != nil && s.bg.Err() == nil {
+			s.log.Info("first fetch after connect failed", feedAttr(feedID), slog.Any("error", err))
+		}
+	}()
 }
 
 func (s *Service) deniedErr(p CallbackParams, feedID string) *FlowError {

@@ -189,6 +189,7 @@ func fakeAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 
 // api calls the admin API with the bearer token and decodes the JSON answer.
 func (e *env) api(method, path, body string, out any) int {
+	e.settle()
 	e.t.Helper()
 	req, _ := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+testAdminToken)
@@ -224,6 +225,7 @@ func (e *env) createFeed(name string) Status {
 }
 
 func (e *env) status(id string) Status {
+	e.settle()
 	e.t.Helper()
 	var st Status
 	if code := e.api("GET", "/api/admin/feeds/"+id, "", &st); code != http.StatusOK {
@@ -234,6 +236,7 @@ func (e *env) status(id string) Status {
 
 // get fetches a URL with the browser (cookies, no redirect following).
 func (e *env) get(u string) (*http.Response, string) {
+	e.settle()
 	e.t.Helper()
 	resp, err := e.browser.Get(u)
 	if err != nil {
@@ -247,6 +250,7 @@ func (e *env) get(u string) (*http.Response, string) {
 
 // post submits a setup form with the session's CSRF token.
 func (e *env) post(path string, v url.Values) (*http.Response, string) {
+	e.settle()
 	e.t.Helper()
 	if v == nil {
 		v = url.Values{}
@@ -348,4 +352,12 @@ func (e *env) extraSecrets() []string {
 	secretsMu.Lock()
 	defer secretsMu.Unlock()
 	return extra[e.t]
+}
+
+// settle waits for the fetches a connect starts in the background, so
+// tests observe the feed after its first fetch, as an owner soon does.
+func (e *env) settle() {
+	if e.svc != nil {
+		e.svc.bgWG.Wait()
+	}
 }

@@ -94,6 +94,7 @@ func TestMetaDeletionCallback(t *testing.T) {
 	bakery := e.connectAPI("Bakery", sandbox.AccountBusiness)
 	bakery2 := e.connectAPI("Bakery again", sandbox.AccountBusiness)
 	studio := e.connectAPI("Studio", sandbox.AccountCreator)
+	e.settle()
 	for _, id := range []string{bakery, bakery2, studio} {
 		e.store.setFetched(id, e.clock.Now(), true, "media/"+id+".jpg")
 	}
@@ -150,7 +151,7 @@ func TestMetaDeletionCallback(t *testing.T) {
 			t.Fatalf("feed %s after deletion: %+v", id, st)
 		}
 	}
-	if st := e.status(studio); st.Status != StatusActive || st.PostCount != 1 {
+	if st := e.status(studio); st.Status != StatusActive || st.PostCount != 2 {
 		t.Fatalf("another account's feed was touched: %+v", st)
 	}
 	removed := e.files.list()
