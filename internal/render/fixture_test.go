@@ -3,6 +3,7 @@ package render
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -44,6 +45,9 @@ func (f *fakeSource) Doc(ctx context.Context, id string, limit int, after string
 	}
 	if _, err := feed.NewQuery(limit, after, types); err != nil {
 		return nil, nil, err
+	}
+	if id == "broken" {
+		return nil, nil, errors.New("fake: store unavailable")
 	}
 	posts, ok := f.feeds[id]
 	if !ok {

@@ -105,7 +105,7 @@ func (r *Renderer) view(doc *feed.Doc, o Options) *view {
 			Post:  p,
 			Img:   pick(p.Images),
 			Alt:   altOf(p.Alt, p, user),
-			Color: color(p.Color),
+			Color: hexColor(p.Color),
 			// The first row shows at once; the browser defers the rest, and
 			// every tile of a later page.
 			Lazy: o.After != "" || i >= o.Columns,
@@ -126,7 +126,7 @@ func (r *Renderer) view(doc *feed.Doc, o Options) *view {
 			for j := range p.Children {
 				c := &p.Children[j]
 				if k := pick(c.Images); k != nil {
-					t.Kids = append(t.Kids, kid{Type: c.Type, Alt: altOf(c.Alt, p, user), Color: color(c.Color), Img: k})
+					t.Kids = append(t.Kids, kid{Type: c.Type, Alt: altOf(c.Alt, p, user), Color: hexColor(c.Color), Img: k})
 				}
 			}
 		}
@@ -201,9 +201,9 @@ func altOf(alt string, p *feed.Post, user string) string {
 	return s
 }
 
-// color passes only #rrggbb: the value ends up in CSSOM, so anything else
+// hexColor passes only #rrggbb: the value ends up in CSSOM, so anything else
 // is dropped rather than escaped.
-func color(c string) string {
+func hexColor(c string) string {
 	if len(c) != 7 || c[0] != '#' {
 		return ""
 	}

@@ -16,6 +16,7 @@ if (!W.feedd) {
   const keys = ['columns', 'limit', 'gap', 'layout', 'captions', 'header', 'lightbox', 'load-more', 'theme', 'type']
   const seen = new WeakSet()
   let sheet
+  let queue = Promise.resolve()
 
   const warn = (id, why) => console.warn(`feedd: feed "${id}" not shown (${why})`)
 
@@ -133,6 +134,9 @@ if (!W.feedd) {
     const build = () => {
       dlg = mk('dialog', 'feedd-lb', root)
       dlg.ariaLabel = 'Post'
+      // The dialog itself takes focus on open: were it the close button, the
+      // keypress of the Enter that opened the dialog would press it.
+      dlg.tabIndex = -1
       fig = mk('figure', 'feedd-fig', dlg)
       img = mk('img', '', fig)
       button('feedd-x', 'Close', '×', () => dlg.close())
@@ -150,6 +154,15 @@ if (!W.feedd) {
         if (step) {
           e.preventDefault()
           nav(step)
+        }
+        // Tab wraps inside the dialog instead of leaving for the browser.
+        if (e.key == 'Tab') {
+          const f = dlg.querySelectorAll('button,a[href]')
+          const a = dlg.getRootNode().activeElement
+          if (a == f[e.shiftKey ? 0 : f.length - 1] || (e.shiftKey && a == dlg)) {
+            e.preventDefault()
+            f[e.shiftKey ? f.length - 1 : 0].focus()
+          }
         }
       })
       // A click on the backdrop lands on the dialog itself.
@@ -176,6 +189,7 @@ if (!W.feedd) {
       j = 0
       show()
       dlg.showModal()
+      dlg.focus()
     })
   }
 
@@ -206,8 +220,11 @@ if (!W.feedd) {
       }
       const q = new URLSearchParams()
       for (const k of keys) if (el.hasAttribute('data-' + k)) q.set(k, el.getAttribute('data-' + k))
-      fetchRoot(`${base}/feeds/${encodeURIComponent(id)}.html?${q}`)
-        .then((root) => mount(el, root, id, 1))
+      // Fetch at once, insert in document order: a feed arriving first
+      // never gets pushed down by one above it arriving later.
+      // (Promise.all handles a fast failure at once: no unhandled rejection.)
+      queue = Promise.all([queue, fetchRoot(`${base}/feeds/${encodeURIComponent(id)}.html?${q}`)])
+        .then(([, root]) => mount(el, root, id, 1))
         .catch((err) => warn(id, err))
     } catch (err) {
       warn(id, err)
