@@ -316,11 +316,11 @@ func (p *parser) publicURL(name string) {
 	u, err := url.Parse(v)
 	switch {
 	case err != nil:
-		p.fail(name, "%q is not a URL", v)
+		p.fail(name, "%q is not a URL", display(v))
 	case u.Scheme != "http" && u.Scheme != "https":
-		p.fail(name, "%q must start with http:// or https://", v)
+		p.fail(name, "%q must start with http:// or https://", display(v))
 	case u.Host == "":
-		p.fail(name, "%q has no host", v)
+		p.fail(name, "%q has no host", display(v))
 	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
 		p.fail(name, "%q must not contain credentials, a query or a fragment", display(v))
 	default:
@@ -335,7 +335,7 @@ func (p *parser) publicURL(name string) {
 func display(v string) string {
 	u, err := url.Parse(v)
 	if err != nil || u.Scheme == "" {
-		return v
+		return cutSecrets(v)
 	}
 	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery {
 		return v
@@ -343,6 +343,30 @@ func display(v string) string {
 	c := *u
 	c.User, c.RawQuery, c.Fragment, c.ForceQuery = nil, "", "", false
 	return c.String() + "…"
+}
+
+// cutSecrets shortens a value that does not parse as a URL the way display
+// does for one that does: no "user:password@" after "://", nothing after
+// the first '?' or '#'.
+func cutSecrets(v string) string {
+	cut := false
+	if i := strings.IndexAny(v, "?#"); i >= 0 {
+		v, cut = v[:i], true
+	}
+	if i := strings.Index(v, "://"); i >= 0 {
+		rest := v[i+3:]
+		end := len(rest)
+		if j := strings.IndexByte(rest, '/'); j >= 0 {
+			end = j
+		}
+		if at := strings.LastIndexByte(rest[:end], '@'); at >= 0 {
+			v, cut = v[:i+3]+rest[at+1:], true
+		}
+	}
+	if cut {
+		return v + "…"
+	}
+	return v
 }
 
 func (p *parser) boolean(name string, dst *bool) {
