@@ -129,7 +129,24 @@ func TestDemoConnectsASecondAccountThroughTheConsentPage(t *testing.T) {
 	if tok == nil {
 		t.Fatalf("setup page has no CSRF field: %s", page)
 	}
-	resp, err := c.PostForm(base+"/setup/feeds", url.Values{"_csrf": {tok[1]}, "name": {"Studio"}})
+	// The real server's guards: a form without its CSRF token and the admin
+	// API without a credential change nothing.
+	resp, err := c.PostForm(base+"/setup/feeds", url.Values{"name": {"Forged"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("form without CSRF token: %d, want 403", resp.StatusCode)
+	}
+	resp, _ = get(t, http.DefaultClient, base+"/api/admin/feeds")
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("admin API without credential: %d, want 401", resp.StatusCode)
+	}
+	if _, page := get(t, c, base+"/setup"); strings.Contains(page, "Forged") {
+		t.Fatal("a forged form created a feed")
+	}
+	resp, err = c.PostForm(base+"/setup/feeds", url.Values{"_csrf": {tok[1]}, "name": {"Studio"}})
 	if err != nil {
 		t.Fatal(err)
 	}
