@@ -49,7 +49,7 @@ func (s *Service) buildDoc(ctx context.Context, f FeedRecord, q Query) (*Doc, er
 	}
 	fetched := f.FetchedAt.UTC()
 	doc.UpdatedAt = &fetched
-	doc.Stale = !f.LastFetchOK
+	doc.Stale = !f.LastFetchAt.IsZero() && !f.LastFetchOK
 	s.setAge(f.ID, f.FetchedAt)
 
 	username := ""

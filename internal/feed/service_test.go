@@ -714,8 +714,9 @@ func TestFirstPollPublishesFirstPageEarly(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("fetch ended (%v) before downloading older posts", err)
 	}
-	if d := fx.doc(t, "limit=50"); len(d.Posts) != FirstPublish || d.Posts[0].ID != "200" || d.Account == nil {
-		t.Fatalf("while older images download: %d posts (first %q), account %v; want the newest %d", len(d.Posts), ids(d), d.Account, FirstPublish)
+	if d := fx.doc(t, "limit=50"); len(d.Posts) != FirstPublish || d.Posts[0].ID != "200" || d.Account == nil || d.Stale {
+		t.Fatalf("while older images download: %d posts (first %q), account %v, stale %v; want the newest %d, not stale",
+			len(d.Posts), ids(d), d.Account, d.Stale, FirstPublish)
 	}
 	close(release)
 	if err := <-done; err != nil {
