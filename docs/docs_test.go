@@ -36,6 +36,12 @@ var pendingCommands = map[string]bool{
 	"doctor": true, // "feedd doctor": the command-line setup checker
 }
 
+// pendingFiles are link targets being written by others in the same issue
+// (paths relative to the repository root). Remove an entry once it exists.
+var pendingFiles = map[string]bool{
+	"docs/benchmarks.md": true, // load, soak, crash-safety and scale figures
+}
+
 // ---------------------------------------------------------------- docs
 
 type doc struct {
@@ -761,6 +767,87 @@ func TestMatch(t *testing.T) {
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("commands in %q = %v, want %v", line, got, want)
+		}
+	}
+}
+
+// ---------------------------------------------------------------- links
+
+var (
+	linkRE    = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	headingRE = regexp.MustCompile(`^#{1,6}\s+(.*)$`)
+)
+
+// slug is the anchor a heading gets on the usual Markdown renderers:
+// lower case, punctuation dropped, spaces to hyphens.
+func slug(h string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(h)) {
+		switch {
+		case r == ' ':
+			b.WriteByte('-')
+		case r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9':
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func anchors(d doc) map[string]bool {
+	out := map[string]bool{}
+	in := false
+	for _, l := range d.lines {
+		if strings.HasPrefix(strings.TrimSpace(l), "```") {
+			in = !in
+			continue
+		}
+		if m := headingRE.FindStringSubmatch(l); m != nil && !in {
+			out[slug(m[1])] = true
+		}
+	}
+	return out
+}
+
+// TestRelativeLinks checks that links between the docs (and from the
+// README) name files that exist and headings those files have.
+func TestRelativeLinks(t *testing.T) {
+	docs := readDocs(t)
+	byPath := map[string]doc{}
+	for _, d := range docs {
+		p, _ := filepath.Abs(d.name)
+		byPath[p] = d
+	}
+	for _, d := range docs {
+		for i, l := range d.lines {
+			for _, m := range linkRE.FindAllStringSubmatch(l, -1) {
+				target := m[1]
+				if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+					continue
+				}
+				file, frag, _ := strings.Cut(target, "#")
+				path := d.name
+				if file != "" {
+					path = filepath.Join(filepath.Dir(d.name), file)
+				}
+				if _, err := os.Stat(path); err != nil {
+					if rel, rerr := filepath.Rel("..", path); rerr == nil && pendingFiles[filepath.ToSlash(rel)] {
+						continue
+					}
+					t.Errorf("%s:%d: link %s: %s does not exist", d.name, i+1, target, path)
+					continue
+				}
+				if frag == "" {
+					continue
+				}
+				abs, _ := filepath.Abs(path)
+				td, ok := byPath[abs]
+				if !ok {
+					continue
+				}
+				if !anchors(td)[frag] {
+					t.Errorf("%s:%d: link %s: %s has no heading #%s", d.name, i+1, target, td.name, frag)
+				}
+			}
 		}
 	}
 }
