@@ -337,6 +337,7 @@ func (h *Handler) apiToken(c *echo.Context) error {
 }
 
 func (h *Handler) apiRefresh(c *echo.Context) error {
+	extendWriteDeadline(c)
 	st, err := h.svc.FetchNow(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
@@ -350,4 +351,16 @@ func (h *Handler) apiDisconnect(c *echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, st)
+}
+
+// fetchWriteWindow is how long "fetch now" may take before its answer is
+// written: a first fetch downloads and resizes the images of 50 posts,
+// which can outlast the server's usual write timeout.
+const fetchWriteWindow = 5 * time.Minute
+
+// extendWriteDeadline lifts the server's write timeout for this response
+// only, so a long fetch still gets its promised answer.
+func extendWriteDeadline(c *echo.Context) {
+	rc := http.NewResponseController(c.Response())
+	_ = rc.SetWriteDeadline(time.Now().Add(fetchWriteWindow))
 }

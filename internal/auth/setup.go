@@ -277,6 +277,7 @@ func (h *Handler) setupToken(c *echo.Context) error {
 }
 
 func (h *Handler) setupRefresh(c *echo.Context) error {
+	extendWriteDeadline(c)
 	st, err := h.svc.FetchNow(c.Request().Context(), c.Param("id"))
 	if err == nil && st.LastFetch != nil && !st.LastFetch.OK {
 		return h.back(c, feedPage(c), &httperr.Error{Status: http.StatusBadGateway, Message: "Fetching failed: " + st.LastFetch.Error}, "")
