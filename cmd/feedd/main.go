@@ -3,6 +3,7 @@
 //	feedd [serve]             run the server (configured by FEEDD_* variables)
 //	feedd demo [--data-dir D]  the server plus a built-in Instagram sandbox
 //	feedd healthcheck         exit 0 when the local server's /healthz answers 200
+//	feedd doctor              check the configuration; exit 1 when a check fails
 //	feedd admin reset-token   print a new admin token; the old one stops working
 //	feedd version             version, commit and Go version
 package main
@@ -54,6 +55,8 @@ Usage:
   feedd [serve]             run the server
   feedd demo [--data-dir D]  the server plus a built-in Instagram sandbox (no Meta app needed)
   feedd healthcheck         exit 0 when the local server's /healthz answers 200
+  feedd doctor              check the configuration (app id and secret, public URL, data dir,
+                            key, clock); exit 1 when a check fails
   feedd admin reset-token   print a new admin token; the old one and all sessions stop working
   feedd version             print version, commit and Go version
   feedd help                this text
@@ -78,6 +81,8 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 		return runDemo(ctx, args, env, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, env, stderr)
+	case "doctor":
+		return runDoctor(ctx, args, env, stdout, stderr)
 	case "admin":
 		if len(args) != 1 || args[0] != "reset-token" {
 			return badUsage(stderr, "usage: feedd admin reset-token")
