@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/feedd/feedd/internal/doctor"
 	"github.com/feedd/feedd/internal/httperr"
 	"github.com/feedd/feedd/internal/server"
 	"github.com/feedd/feedd/internal/ui"
@@ -38,6 +40,9 @@ type HTTPOptions struct {
 	// bound to a hash of it, which the public callback route can check
 	// without the admin middleware.
 	SessionCookie string
+	// Checks, when set, runs the setup checks shown on the /setup page
+	// (doctor.Checker); nil hides the section.
+	Checks func(ctx context.Context) []doctor.Check
 }
 
 // Handler serves the auth routes.
@@ -45,6 +50,7 @@ type Handler struct {
 	svc    *Service
 	csrf   func(c *echo.Context) string
 	cookie string
+	checks func(ctx context.Context) []doctor.Check
 }
 
 //go:embed templates/*.html
@@ -61,7 +67,7 @@ var pages = func() map[string]*template.Template {
 
 // NewHandler returns the auth routes over svc.
 func NewHandler(svc *Service, opts HTTPOptions) *Handler {
-	h := &Handler{svc: svc, csrf: opts.CSRFToken, cookie: opts.SessionCookie}
+	h := &Handler{svc: svc, csrf: opts.CSRFToken, cookie: opts.SessionCookie, checks: opts.Checks}
 	if h.csrf == nil {
 		h.csrf = server.CSRFToken
 	}

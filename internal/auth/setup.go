@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/feedd/feedd/internal/doctor"
 	"github.com/feedd/feedd/internal/httperr"
 	"github.com/feedd/feedd/internal/ui"
 )
@@ -92,6 +93,36 @@ type pageData struct {
 	PublicURL     string
 	Feeds         []feedView
 	Feed          *feedView
+	// Checks is the setup check (index page only); CheckProblems counts
+	// its failures, which are announced at the top of the page.
+	Checks        []checkView
+	CheckProblems int
+}
+
+// checkView is one setup check as the page shows it.
+type checkView struct {
+	doctor.Check
+	State string // "ok", "fail" or "warn": the CSS class suffix
+	Label string // the state in words, so it does not rest on colour
+}
+
+func checkViews(checks []doctor.Check) ([]checkView, int) {
+	out := make([]checkView, len(checks))
+	problems := 0
+	for i, c := range checks {
+		v := checkView{Check: c, State: c.Status()}
+		switch v.State {
+		case "ok":
+			v.Label = "OK"
+		case "warn":
+			v.Label = "Warning"
+		default:
+			v.Label = "Problem"
+			problems++
+		}
+		out[i] = v
+	}
+	return out, problems
 }
 
 type feedView struct {
@@ -212,6 +243,9 @@ func (h *Handler) setupIndex(c *echo.Context) error {
 	d := h.basePage()
 	for _, f := range fs {
 		d.Feeds = append(d.Feeds, h.view(f))
+	}
+	if h.checks != nil {
+		d.Checks, d.CheckProblems = checkViews(h.checks(c.Request().Context()))
 	}
 	return h.render(c, http.StatusOK, "setup_index", "Feeds", h.page(c, d))
 }
