@@ -143,13 +143,13 @@ func (h *Handler) meta(kind string) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		r := c.Request()
 		if r.ContentLength > maxCallbackBody {
-			return httperr.New(http.StatusRequestEntityTooLarge, "too_large", "request body too large")
+			return httperr.New(http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
 		}
 		r.Body = http.MaxBytesReader(c.Response(), r.Body, maxCallbackBody)
 		if err := r.ParseForm(); err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return httperr.New(http.StatusRequestEntityTooLarge, "too_large", "request body too large")
+				return httperr.New(http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
 			}
 			return httperr.BadRequest("invalid_form", "body: not a valid form")
 		}
@@ -233,7 +233,7 @@ func decodeJSON(c *echo.Context, v any) error {
 	)
 	switch {
 	case errors.As(err, &mbe):
-		return httperr.New(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body: larger than %d bytes", maxJSONBody))
+		return httperr.New(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body: larger than %d bytes", maxJSONBody))
 	case errors.Is(err, io.EOF):
 		return httperr.BadRequest("invalid_json", "body: empty; want a JSON object")
 	case errors.As(err, &ute):
