@@ -32,9 +32,7 @@ import (
 
 // pendingCommands are commands the docs describe that are being added to
 // cmd/feedd in the same issue (7). Remove an entry once cmd/feedd has it.
-var pendingCommands = map[string]bool{
-	"doctor": true, // "feedd doctor": the command-line setup checker
-}
+var pendingCommands = map[string]bool{}
 
 // pendingFiles are link targets being written by others in the same issue
 // (paths relative to the repository root). Remove an entry once it exists.

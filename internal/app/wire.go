@@ -12,6 +12,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/feedd/feedd/internal/auth"
+	"github.com/feedd/feedd/internal/doctor"
 	"github.com/feedd/feedd/internal/feed"
 	"github.com/feedd/feedd/internal/graph"
 	"github.com/feedd/feedd/internal/media"
@@ -122,7 +123,7 @@ func (m *Main) wire(ctx context.Context) error {
 	pub.GET("/media/*", mediaHandler)
 	pub.HEAD("/media/*", mediaHandler)
 
-	ah := auth.NewHandler(as, auth.HTTPOptions{})
+	ah := auth.NewHandler(as, auth.HTTPOptions{Checks: doctor.Checker(doctor.Input{Config: cfg, Now: m.Now, InServer: true})})
 	ah.RegisterSetup(srv.Setup())
 	ah.RegisterAdmin(srv.Admin())
 	ah.RegisterCallbacks(srv.Echo())
