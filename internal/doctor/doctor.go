@@ -309,7 +309,14 @@ func clientFor(c *http.Client) *http.Client {
 }
 
 func checkReachable(p probe, inServer bool) Check {
+	var dnsErr *net.DNSError
 	switch {
+	case errors.As(p.err, &dnsErr) && dnsErr.IsNotFound:
+		// A name that does not exist is a typo or a missing DNS record,
+		// whether or not feedd is running.
+		return bad(IDReachable, titleReachable, Fail,
+			fmt.Sprintf("%s: the host %s does not resolve", p.url, hostOf(p.url)),
+			"Check the host name in FEEDD_PUBLIC_URL, and that its DNS record exists and points to this server.")
 	case p.err != nil && inServer:
 		return bad(IDReachable, titleReachable, Fail,
 			fmt.Sprintf("feedd could not reach itself at %s: %s", p.url, clean(p.err.Error())),

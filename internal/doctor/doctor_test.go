@@ -3,6 +3,7 @@ package doctor
 import (
 	"context"
 	"encoding/base64"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -200,6 +201,22 @@ func TestReachable(t *testing.T) {
 				t.Errorf("control characters from the answer reach the detail: %q", c.Detail)
 			}
 		})
+	}
+}
+
+func TestReachableUnknownHostFails(t *testing.T) {
+	// No resolver is asked: the dialer answers as one would for a typo.
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: "feeds.exmaple.com", IsNotFound: true}}
+	}}}
+	cfg := config.Default()
+	cfg.PublicURL = mustURL(t, "https://feeds.exmaple.com")
+	for _, inServer := range []bool{false, true} {
+		c := find(t, Run(context.Background(), Input{Config: cfg, HTTPClient: client, InServer: inServer, Now: time.Now}), IDReachable)
+		wantStatus(t, c, "fail")
+		if !strings.Contains(c.Detail, "feeds.exmaple.com does not resolve") || !strings.Contains(c.Fix, "FEEDD_PUBLIC_URL") {
+			t.Errorf("%+v", c)
+		}
 	}
 }
 
