@@ -111,7 +111,7 @@ type Options struct {
 // Defaults used when Options leave them empty.
 const (
 	DefaultAppID     = "990011223344556"
-	DefaultAppSecret = "feedd-sandbox-app-secret"
+	DefaultAppSecret = "5a6e6462c0ffee5eed5a6e6462c0ffee" // 32 hex characters, like a real Instagram app secret
 )
 
 // Account describes a seeded account.
