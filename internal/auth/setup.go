@@ -3,7 +3,11 @@ package auth
 import (
 	"encoding/base64"
 	"encoding/json"
+	"html"
+	"maps"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +15,7 @@ import (
 
 	"github.com/feedd/feedd/internal/doctor"
 	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/render"
 	"github.com/feedd/feedd/internal/ui"
 )
 
@@ -127,8 +132,13 @@ func checkViews(checks []doctor.Check) ([]checkView, int) {
 
 type feedView struct {
 	Status
-	State       string // the status value (Status.Status, which the embedded struct's name shadows)
-	Snippet     string
+	State   string // the status value (Status.Status, which the embedded struct's name shadows)
+	Snippet string
+	// Opts are the display options chosen on the feed page (the snippet's
+	// data- attributes); Preview is the embed page showing them.
+	Opts        render.Options
+	OptsError   string
+	Preview     string
 	OriginsText string
 	ExpiresIn   string
 	// Times preformatted for the page.
@@ -162,11 +172,30 @@ func (h *Handler) basePage() pageData {
 	return d
 }
 
+// snippet is the two lines to paste for a feed shown with opts, and the
+// embed page's URL with the same options for the preview.
+func (h *Handler) snippet(id string, opts render.Options) (snippet, preview string) {
+	q := opts.Query()
+	var attrs strings.Builder
+	if v, err := url.ParseQuery(q); err == nil {
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			attrs.WriteString(` data-` + k + `="` + html.EscapeString(v.Get(k)) + `"`)
+		}
+	}
+	snippet = `<div data-feedd="` + id + `"` + attrs.String() + `></div>` + "\n" +
+		`<script src="` + h.svc.PublicURL() + `/widget.js" async></script>`
+	preview = h.svc.prefix + "/feeds/" + url.PathEscape(id) + "/embed"
+	if q != "" {
+		preview += "?" + q
+	}
+	return snippet, preview
+}
+
 func (h *Handler) view(st Status) feedView {
 	v := feedView{
 		Status:      st,
 		State:       st.Status,
-		Snippet:     `<div data-feedd="` + st.ID + `"></div><script src="` + h.svc.PublicURL() + `/widget.js" async></script>`,
+		Opts:        render.DefaultOptions,
 		OriginsText: strings.Join(st.AllowedOrigins, "\n"),
 	}
 	now := h.svc.now()
@@ -261,6 +290,17 @@ func (h *Handler) setupFeed(c *echo.Context) error {
 	}
 	d := h.basePage()
 	v := h.view(st)
+	// The snippet options form submits here with GET: no script needed,
+	// and the page's strict Content-Security-Policy stays as it is.
+	opts, err := render.ParseOptions(c.QueryParams())
+	if err != nil {
+		opts = render.DefaultOptions
+		if he, ok := httperr.As(err); ok {
+			v.OptsError = he.Message
+		}
+	}
+	v.Opts = opts
+	v.Snippet, v.Preview = h.snippet(st.ID, opts)
 	d.Feed = &v
 	return h.render(c, http.StatusOK, "setup_feed", st.Name, h.page(c, d))
 }
