@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,7 +76,16 @@ func TestScaleFigures(t *testing.T) {
 	warmTook := time.Since(warmStart)
 
 	in.stop(t)
+	in.m = nil // the test's own reference would keep the stopped program's cache alive
 	client.CloseIdleConnections()
+	stopped := settledSample()
+	if os.Getenv("FEEDD_SCALE_HEAP") != "" {
+		f, err := os.Create(os.Getenv("FEEDD_SCALE_HEAP"))
+		if err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 	tally := newCallTally()
 	tally.drain(sb)
 	tally = newCallTally()
@@ -115,6 +125,7 @@ func TestScaleFigures(t *testing.T) {
 		fmt.Sprintf("**%d feeds cached** (each feed JSON requested once, %s for all, cold from SQLite): **%s**", n, cacheTook.Round(time.Millisecond), cached),
 		fmt.Sprintf("cost of the cache: %s; of connected feeds over the empty server: %s", perFeed(connected, cached), perFeed(empty, connected)),
 		fmt.Sprintf("second pass over all %d feeds from the hot cache: %s (4 keep-alive clients)", n, warmTook.Round(time.Millisecond)),
+		fmt.Sprintf("first instance stopped (app.Run returned), before the restart: %s", stopped),
 		fmt.Sprintf("restart on the same data dir: app.New %s; **first feed served with its posts %s** after app.New began; **all %d feeds served with posts %s**", newTook.Round(time.Millisecond), first.Round(time.Millisecond), n, all.Round(time.Millisecond)),
 		fmt.Sprintf("Graph calls during the restart measurement: %d (none are needed: snapshots are persisted)", tally.graph),
 		fmt.Sprintf("after the restart, all served once: %s", restarted),
