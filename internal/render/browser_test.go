@@ -143,9 +143,9 @@ func drawPic(key string, w, h int) []byte {
 		for x := range w {
 			f := float64(x+y) / float64(w+h)
 			i := img.PixOffset(x, y)
-			img.Pix[i] = uint8(float64(r0) * (1.1 - f*0.6))
-			img.Pix[i+1] = uint8(float64(g0) * (1.1 - f*0.6))
-			img.Pix[i+2] = uint8(float64(b0) * (1.1 - f*0.6))
+			img.Pix[i] = uint8(min(255, float64(r0)*(1.1-f*0.6)))
+			img.Pix[i+1] = uint8(min(255, float64(g0)*(1.1-f*0.6)))
+			img.Pix[i+2] = uint8(min(255, float64(b0)*(1.1-f*0.6)))
 			img.Pix[i+3] = 255
 		}
 	}
@@ -192,6 +192,8 @@ type tab struct {
 	ctx context.Context
 	mu  sync.Mutex
 	req []string
+	ids map[network.RequestID]string // request → URL
+	got map[string]float64           // URL → bytes on the wire, once finished
 }
 
 // newTab starts a fresh browser (own profile, so no cache is shared between
@@ -206,12 +208,16 @@ func newTab(t *testing.T, width, height int64) *tab {
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	t.Cleanup(func() { cancel(); cancelA() })
-	tb := &tab{t: t, ctx: ctx}
+	tb := &tab{t: t, ctx: ctx, ids: map[network.RequestID]string{}, got: map[string]float64{}}
 	err := chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
-			tb.mu.Lock()
+		tb.mu.Lock()
+		defer tb.mu.Unlock()
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
 			tb.req = append(tb.req, e.Request.URL)
-			tb.mu.Unlock()
+			tb.ids[e.RequestID] = e.Request.URL
+		case *network.EventLoadingFinished:
+			tb.got[tb.ids[e.RequestID]] += e.EncodedDataLength
 		}
 	})
 	if err != nil {
@@ -314,6 +320,7 @@ func (tb *tab) noProblems(warns int) {
 		Warns  []string
 		Errors []string
 	}](tb, `({cls: __t.cls, shifts: __t.shifts, csp: __t.csp, warns: __t.warns, errors: __t.errors})`)
+	tb.t.Logf("cumulative layout shift: %v", p.CLS)
 	if p.CLS != 0 {
 		tb.t.Errorf("cumulative layout shift %v (shifts %v), want 0", p.CLS, p.Shifts)
 	}
@@ -328,12 +335,40 @@ func (tb *tab) noProblems(warns int) {
 	}
 }
 
+// altText fails unless every image in the feed (tiles, carousel children
+// waiting in templates, the avatar) has an alt attribute, and every picture
+// of a post a real description: the avatar alone is decorative (the name
+// stands beside it).
+func (tb *tab) altText(sel string) {
+	tb.t.Helper()
+	imgs := eval[[]struct {
+		Class, Alt string
+		Has        bool
+	}](tb, `(() => { const r = `+sr(sel)+`;
+		const all = [...r.querySelectorAll('img'), ...[...r.querySelectorAll('template')].flatMap(t => [...t.content.querySelectorAll('img')])];
+		return all.map(i => ({class: i.className, alt: i.alt, has: i.hasAttribute('alt')})) })()`)
+	if len(imgs) == 0 {
+		tb.t.Fatal("no images in the feed")
+	}
+	bad := regexp.MustCompile(`(?i)^\s*$|^(image|photo|img)\s*\d*$|\.(jpe?g|png|webp)$`)
+	for i, im := range imgs {
+		switch {
+		case !im.Has:
+			tb.t.Errorf("image %d (%q) has no alt attribute", i, im.Class)
+		case im.Class == "feedd-avatar":
+		case bad.MatchString(im.Alt):
+			tb.t.Errorf("image %d has alt %q: not a description", i, im.Alt)
+		}
+	}
+}
+
 // shot saves a screenshot under $TMPDIR/feedd-shots for a human to look at.
 func (tb *tab) shot(name string) {
 	tb.t.Helper()
 	ctx, cancel := context.WithTimeout(tb.ctx, 20*time.Second)
 	defer cancel()
-	b, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	// Quality 100 makes it a PNG.
+	b, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		tb.t.Fatal(err)
 	}
@@ -377,6 +412,10 @@ func TestBrowserStrictCSPGrid(t *testing.T) {
 	tb.wait("every image", allLoaded("#feed"))
 	tb.noProblems(0)
 	tb.onlyFeedd(s, u)
+	tb.altText("#feed")
+	if alt := eval[string](tb, sr("#feed")+`.querySelectorAll('.feedd-tile img')[5].alt`); !strings.Contains(alt, "Post number 5") {
+		t.Errorf("post without alt text: alt %q, want one from its caption", alt)
+	}
 
 	// Placeholders come from CSSOM, not style attributes.
 	if bg := eval[string](tb, sr("#feed")+`.querySelector('.feedd-tile img').style.backgroundColor`); bg != "rgb(192, 57, 43)" {
@@ -547,6 +586,14 @@ func TestBrowserEnhancesServerRenderedFragment(t *testing.T) {
 	}
 	tb.noProblems(0)
 	tb.onlyFeedd(s, u)
+	tb.altText("h1 ~ div")
+
+	// The layout-shift probe can fail: a block pushed in above the feed
+	// is a shift it reports.
+	tb.do(chromedp.Evaluate[chromedp.Void](`scrollTo(0, 0); (d => { d.style.height = '200px'; document.body.prepend(d) })(document.createElement('div'))`))
+	if cls := tb.until(`__t.cls > 0`, `__t.cls`); cls == "0" {
+		t.Error("the layout-shift probe saw no shift when the feed was pushed down")
+	}
 }
 
 func TestBrowserFailingFeedLeavesPageAlone(t *testing.T) {
@@ -609,6 +656,37 @@ func TestBrowserSmallestAdequateImages(t *testing.T) {
 			}
 			tb.noProblems(0)
 			tb.onlyFeedd(s, u)
+			// Figures for the issue note: what the grid cost on the wire
+			// (headers included) and when the first picture arrived.
+			var script, frag, imgs, n float64
+			tb.mu.Lock()
+			for u, b := range tb.got {
+				switch {
+				case strings.HasSuffix(u, "/widget.js"):
+					script += b
+				case strings.Contains(u, "/feeds/"):
+					frag += b
+				case strings.Contains(u, "/media/p"):
+					imgs += b
+					n++
+				}
+			}
+			tb.mu.Unlock()
+			// The same posts' largest files stand in for the originals.
+			var orig float64
+			for _, u := range eval[[]string](tb, `[...`+sr("[data-feedd]")+`.querySelectorAll('.feedd-tile img')].map(i => i.srcset.split(',').pop().trim().split(' ')[0])`) {
+				m := picPath.FindStringSubmatch(strings.TrimPrefix(u, s.feedd.URL))
+				if m == nil {
+					t.Fatalf("unexpected image URL %q", u)
+				}
+				w, _ := strconv.Atoi(m[2])
+				a, _ := strconv.Atoi(m[3])
+				c, _ := strconv.Atoi(m[4])
+				orig += float64(len(drawPic(m[1], w, w*c/a)))
+			}
+			first := eval[float64](tb, `Math.min(...performance.getEntriesByType('resource').filter(e => e.name.includes('/media/p')).map(e => e.responseEnd))`)
+			t.Logf("%d px: widget.js %.0f B, fragment %.0f B, %.0f tile images %.0f B (largest files of the same posts: %.0f B, %.0f%%); first tile image received %.0f ms after navigation",
+				vw, script, frag, n, imgs, orig, 100*imgs/orig, first)
 			tb.do(chromedp.Evaluate[chromedp.Void](`scrollTo(0, 0)`))
 			tb.shot(fmt.Sprintf("demo-%d", vw))
 		})

@@ -100,7 +100,7 @@ func testImages(base, key string, r [2]int) []feed.Image {
 var palette = []string{"#c0392b", "#2980b9", "#27ae60", "#8e44ad", "#f39c12", "#16a085"}
 
 // testPosts makes n posts, newest first: post 1 has a hostile caption,
-// every 4th is a carousel of three, every 5th a video.
+// post 5 has no alt text, every 4th is a carousel of three, every 5th a video.
 func testPosts(base string, n int) []feed.Post {
 	t0 := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
 	posts := make([]feed.Post, n)
@@ -115,6 +115,9 @@ func testPosts(base string, n int) []feed.Post {
 			Timestamp: t0.Add(-time.Duration(i) * time.Hour), Caption: &caption,
 			Alt: fmt.Sprintf("Photo %d of the studio", i), Color: palette[i%len(palette)],
 			Images: testImages(base, id, ratios[i%len(ratios)]),
+		}
+		if i == 5 {
+			p.Alt = "" // no alt from the feed: the caption stands in
 		}
 		switch {
 		case i%4 == 3:

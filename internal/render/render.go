@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/feedd/feedd/internal/feed"
 )
@@ -181,22 +180,22 @@ func sizes(im *img, columns int) string {
 	return strconv.Itoa(int(100*f/float64(columns)+0.999)) + "vw"
 }
 
-// altOf is the post's alt text; feed fills it, but a fragment must never
-// carry an empty or meaningless alt for a post.
+// altOf is the alt text of a post's picture: the feed's own (the author's
+// or one the feed derived from the caption), else one derived here from
+// the caption, else who posted it and when. Never empty, never "image 0".
 func altOf(alt string, p *feed.Post, user string) string {
 	if a := strings.TrimSpace(alt); a != "" {
 		return a
 	}
-	day := p.Timestamp.UTC().Format("2 January 2006")
-	if p.Timestamp.Equal(time.Time{}) {
-		day = ""
+	s := feed.AltText(nil, p.Caption, user)
+	if s != "Post by @"+user && s != "Instagram post" {
+		return s // from the caption
 	}
-	s := "Post"
-	if user != "" {
-		s += " by @" + user
+	if s == "Instagram post" {
+		s = "Post"
 	}
-	if day != "" {
-		s += " on " + day
+	if !p.Timestamp.IsZero() {
+		s += " on " + p.Timestamp.UTC().Format("2 January 2006")
 	}
 	return s
 }

@@ -119,10 +119,15 @@ func TestFragmentLaterPageIsAllLazy(t *testing.T) {
 func TestFragmentAltFallback(t *testing.T) {
 	doc := testDoc(4)
 	doc.Posts[0].Alt = "  "
+	doc.Posts[2].Alt = ""
+	doc.Posts[2].Caption = nil
 	doc.Posts[3].Children[1].Alt = ""
 	html := render(t, doc, DefaultOptions)
+	if !strings.Contains(html, `alt="Post number 0 from the studio."`) {
+		t.Errorf("no caption-derived alt for a post without alt text:\n%s", html)
+	}
 	if !strings.Contains(html, `alt="Post by @acme on 20 November 2026"`) {
-		t.Errorf("no fallback alt for a post without one:\n%s", html)
+		t.Errorf("no fallback alt for a post without alt text or caption:\n%s", html)
 	}
 	if regexp.MustCompile(`alt="(|\s*|image \d+)"`).MatchString(strings.ReplaceAll(html, `class="feedd-avatar"`, "")) &&
 		strings.Count(html, `alt=""`) != 1 { // the avatar is decorative
