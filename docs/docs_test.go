@@ -36,9 +36,7 @@ var pendingCommands = map[string]bool{}
 
 // pendingFiles are link targets being written by others in the same issue
 // (paths relative to the repository root). Remove an entry once it exists.
-var pendingFiles = map[string]bool{
-	"docs/benchmarks.md": true, // load, soak, crash-safety and scale figures
-}
+var pendingFiles = map[string]bool{}
 
 // ---------------------------------------------------------------- docs
 
@@ -234,9 +232,9 @@ func configVars(t *testing.T) (vars, secrets map[string]bool) {
 	return vars, secrets
 }
 
-// otherEnvVars are FEEDD_ variables read anywhere else with os.Getenv or
-// os.LookupEnv (test switches, for instance): documenting them is allowed,
-// not required.
+// otherEnvVars are FEEDD_ variables read anywhere else, with os.Getenv,
+// os.LookupEnv or a helper given the name (test switches, for instance):
+// documenting them is allowed, not required.
 func otherEnvVars(t *testing.T) map[string]bool {
 	t.Helper()
 	out := map[string]bool{}
@@ -250,12 +248,12 @@ func otherEnvVars(t *testing.T) map[string]bool {
 				if !ok || len(ce.Args) == 0 {
 					return true
 				}
-				se, ok := ce.Fun.(*ast.SelectorExpr)
-				if !ok || (se.Sel.Name != "Getenv" && se.Sel.Name != "LookupEnv") {
-					return true
-				}
-				if s, ok := strLit(ce.Args[0]); ok && varNameRE.MatchString(s) {
-					out[s] = true
+				// os.Getenv("FEEDD_X"), and the tests' own helpers that
+				// take the variable's name as an argument (envInt(t, "FEEDD_X", 8)).
+				for _, a := range ce.Args {
+					if s, ok := strLit(a); ok && varNameRE.MatchString(s) && varNameRE.FindString(s) == s {
+						out[s] = true
+					}
 				}
 				return true
 			})

@@ -17,9 +17,11 @@ import (
 	"log"
 	"log/slog"
 	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/feedd/feedd/internal/cache"
@@ -32,7 +34,11 @@ func main() {
 	mode := flag.String("mode", "feedd", "feedd or bare")
 	addr := flag.String("addr", "127.0.0.1:18081", "listen address")
 	dump := flag.String("dump", "", "write the feed bytes into this directory and exit")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address (profiling a run)")
 	flag.Parse()
+	if *pprofAddr != "" {
+		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 
 	svc, err := feed.New(feed.Options{
 		Store:     newSeedStore(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)),
@@ -78,27 +84,46 @@ func must(err error) {
 	}
 }
 
-// bareHandler is the floor: the same bytes and headers, no framework.
+// bareHandler is the floor: the same bytes, headers included (feedd's
+// security headers and a per-request id), written from memory by a plain
+// net/http handler with no framework and no middleware.
 func bareHandler(e *cache.Entry) http.Handler {
-	jsonLen, gzLen := strconv.Itoa(len(e.JSON)), strconv.Itoa(len(e.Gzip))
+	jsonLen, gzLen := []string{strconv.Itoa(len(e.JSON))}, []string{strconv.Itoa(len(e.Gzip))}
+	var (
+		acao    = []string{"*"}
+		expose  = []string{"ETag"}
+		vary    = []string{"Origin, Accept-Encoding"}
+		cc      = []string{feed.CacheControl}
+		etag    = []string{e.ETag}
+		ctype   = []string{"application/json"}
+		gz      = []string{"gzip"}
+		nosniff = []string{"nosniff"}
+		referer = []string{"strict-origin-when-cross-origin"}
+		prefix  = "BARELOAD-"
+		n       atomic.Uint64
+	)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Vary", "Origin, Accept-Encoding")
-		h.Set("Cache-Control", feed.CacheControl)
-		h.Set("ETag", e.ETag)
-		if r.Header.Get("If-None-Match") == e.ETag {
+		h["X-Request-Id"] = []string{prefix + strconv.FormatUint(n.Add(1), 36)}
+		h["X-Content-Type-Options"] = nosniff
+		h["Referrer-Policy"] = referer
+		h["Access-Control-Allow-Origin"] = acao
+		h["Access-Control-Expose-Headers"] = expose
+		h["Vary"] = vary
+		h["Cache-Control"] = cc
+		h["Etag"] = etag
+		if inm := r.Header["If-None-Match"]; len(inm) == 1 && inm[0] == e.ETag {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
-		h.Set("Content-Type", "application/json")
+		h["Content-Type"] = ctype
 		body := e.JSON
 		if feed.AcceptsGzip(r.Header["Accept-Encoding"]) {
-			h.Set("Content-Encoding", "gzip")
-			h.Set("Content-Length", gzLen)
+			h["Content-Encoding"] = gz
+			h["Content-Length"] = gzLen
 			body = e.Gzip
 		} else {
-			h.Set("Content-Length", jsonLen)
+			h["Content-Length"] = jsonLen
 		}
 		w.Write(body)
 	})
