@@ -17,6 +17,7 @@ import (
 	"github.com/feedd/feedd/internal/graph"
 	"github.com/feedd/feedd/internal/media"
 	"github.com/feedd/feedd/internal/render"
+	"github.com/feedd/feedd/internal/server"
 )
 
 // MediaDir is the stored images' directory inside the data dir.
@@ -118,7 +119,10 @@ func (m *Main) wire(ctx context.Context) error {
 	srv := m.Server
 	pub := srv.Public()
 	feed.NewHandler(fs).Register(pub)
-	rh.Register(pub)
+	// The HTML fragment and embed page are compressed per response (they
+	// vary with the options); the widget assets and the feed JSON carry
+	// precompressed bytes, which Gzip leaves alone.
+	rh.Register(pub.Group("", server.Gzip))
 	mediaHandler := echo.WrapHandler(http.StripPrefix("/media", ms.Handler()))
 	pub.GET("/media/*", mediaHandler)
 	pub.HEAD("/media/*", mediaHandler)
