@@ -252,6 +252,14 @@ func (c *Cache) Get(ctx context.Context, group, key string) (*Entry, Result, err
 func (c *Cache) load(ctx context.Context, group, key string) (*Entry, error) {
 	ch := c.sf.DoChan(key, func() (any, error) {
 		gen := c.gen(group)
+		// A caller that missed just before the previous load stored its
+		// entry arrives here after that flight ended: use its entry
+		// rather than load a second time.
+		if v, ok := c.items.Get(key); ok {
+			if e := v.(*Entry); e.gen == gen && c.opts.Now().Sub(e.BuiltAt) <= c.opts.Fresh {
+				return e, nil
+			}
+		}
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
 		defer cancel()
 		e, err := c.opts.Load(lctx, group, key)
