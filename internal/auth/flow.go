@@ -411,9 +411,10 @@ func pasteGraphErr(err error) error {
 		return &httperr.Error{Status: http.StatusBadRequest, Code: "missing_scope", Err: err,
 			Message: "access_token: the token lacks the instagram_business_basic permission"}
 	case errors.Is(err, graph.ErrThrottled):
+		wait := int(graph.RetryAfter(err).Seconds()) + 1
 		return &httperr.Error{Status: http.StatusServiceUnavailable, Code: "instagram_throttled", Err: err,
-			RetryAfter: int(graph.RetryAfter(err).Seconds()) + 1,
-			Message:    "Instagram's rate limit holds; try again later"}
+			RetryAfter: wait,
+			Message:    fmt.Sprintf("Instagram's rate limit holds for about %s more; nothing was changed: paste the token again then", waitText(wait))}
 	case errors.Is(err, graph.ErrBadRequest):
 		return &httperr.Error{Status: http.StatusBadRequest, Code: "token_invalid", Err: err,
 			Message: "access_token: Instagram refused this token"}
@@ -421,4 +422,12 @@ func pasteGraphErr(err error) error {
 		return &httperr.Error{Status: http.StatusBadGateway, Code: "instagram_unreachable", Err: err,
 			Message: "Instagram could not be reached; try again in a minute"}
 	}
+}
+
+// waitText says a wait in seconds the way an owner reads it.
+func waitText(sec int) string {
+	if sec < 90 {
+		return fmt.Sprintf("%d seconds", sec)
+	}
+	return fmt.Sprintf("%d minutes", (sec+59)/60)
 }
