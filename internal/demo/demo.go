@@ -55,6 +55,9 @@ type Options struct {
 	// Ready, when set, is called with the demo's base URL once the demo
 	// feed has its posts.
 	Ready func(baseURL string)
+	// Sandbox, when set, is given the demo's sandbox (tests measure
+	// against its original pictures).
+	Sandbox func(*sandbox.Sandbox)
 }
 
 // Run runs the demo until ctx ends.
@@ -111,6 +114,9 @@ func Run(ctx context.Context, opts Options) error {
 		Seed:         1,
 		Logger:       log.With(slog.String("component", "sandbox")),
 	})
+	if opts.Sandbox != nil {
+		opts.Sandbox(sb)
+	}
 
 	cfg.DataDir = dir
 	cfg.Addr = ln.Addr().String()

@@ -14,15 +14,23 @@ import (
 	"time"
 
 	"github.com/feedd/feedd/internal/feed"
+	"github.com/feedd/feedd/internal/sandbox"
 )
 
 // startDemo runs the demo on a free loopback port and returns its base URL
 // once the demo feed has posts.
 func startDemo(t *testing.T, dataDir string, extraEnv ...string) (string, func()) {
+	base, _, stop := startDemoSandbox(t, dataDir, extraEnv...)
+	return base, stop
+}
+
+// startDemoSandbox is startDemo that also hands back the demo's sandbox.
+func startDemoSandbox(t *testing.T, dataDir string, extraEnv ...string) (string, *sandbox.Sandbox, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
+	var sb *sandbox.Sandbox
 	env := map[string]string{"FEEDD_ADDR": "127.0.0.1:0"}
 	for i := 0; i+1 < len(extraEnv); i += 2 {
 		env[extraEnv[i]] = extraEnv[i+1]
@@ -33,6 +41,7 @@ func startDemo(t *testing.T, dataDir string, extraEnv ...string) (string, func()
 			Env:     func(k string) (string, bool) { v, ok := env[k]; return v, ok },
 			Stdout:  io.Discard,
 			Ready:   func(base string) { ready <- base },
+			Sandbox: func(s *sandbox.Sandbox) { sb = s },
 		})
 	}()
 	var base string
@@ -49,7 +58,7 @@ func startDemo(t *testing.T, dataDir string, extraEnv ...string) (string, func()
 			t.Errorf("demo stopped with %v", err)
 		}
 	}
-	return base, stop
+	return base, sb, stop
 }
 
 func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
