@@ -10,6 +10,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,10 @@ type Options struct {
 	// the setup pages' Content-Security-Policy.
 	FormActionOrigins []string
 	ShutdownTimeout   time.Duration // DefaultShutdownTimeout when 0
+	// ReadHeaderTimeout and ReadTimeout bound how long a client may take to
+	// send its request (slow-client protection); the package's constants
+	// when 0. Tests shorten them.
+	ReadHeaderTimeout, ReadTimeout time.Duration
 }
 
 // Server is feedd's HTTP server.
@@ -274,8 +279,8 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	srv := &http.Server{
 		Handler:           s.echo,
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		ReadTimeout:       ReadTimeout,
+		ReadHeaderTimeout: cmp.Or(s.opts.ReadHeaderTimeout, ReadHeaderTimeout),
+		ReadTimeout:       cmp.Or(s.opts.ReadTimeout, ReadTimeout),
 		WriteTimeout:      WriteTimeout,
 		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
