@@ -1,35 +1,19 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"github.com/feedd/feedd/internal/graph"
+	"github.com/feedd/feedd/internal/testutil"
 	"slices"
 	"sync"
 	"time"
 )
 
-// clock is a settable time shared by the sandbox, the Graph client and the service.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = testutil.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newClock() *clock { return &clock{T: time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)} }
 
 // memStore is an in-memory Store with the semantics internal/store promises.
 type memStore struct {
@@ -361,23 +345,7 @@ func (f *fakeFetcher) FetchNow(_ context.Context, id string) error {
 	return f.err
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 var errTest = errors.New("test: injected failure")
 

@@ -14,19 +14,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	fake "github.com/feedd/feedd/internal/testutil"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type clock = fake.Clock
 
 func newCache(t *testing.T, clk *clock, load Loader) (*Cache, *prometheus.Registry) {
 	t.Helper()
@@ -88,7 +80,7 @@ func TestNewEntryPrecomputesGzipAndETag(t *testing.T) {
 }
 
 func TestHitMissStaleAndBackgroundRefresh(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := &clock{T: time.Unix(1_800_000_000, 0)}
 	l := &counter{}
 	c, reg := newCache(t, clk, l.load)
 	ctx := context.Background()
@@ -137,7 +129,7 @@ func resultOf(s string) Result {
 }
 
 func TestTooOldEntryIsLoadedWhileWaiting(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := &clock{T: time.Unix(1_800_000_000, 0)}
 	l := &counter{}
 	c, _ := newCache(t, clk, l.load)
 	c.Get(context.Background(), "f", "f")
@@ -149,7 +141,7 @@ func TestTooOldEntryIsLoadedWhileWaiting(t *testing.T) {
 }
 
 func TestConcurrentMissesShareOneLoad(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := &clock{T: time.Unix(1_800_000_000, 0)}
 	l := &counter{gate: make(chan struct{})}
 	c, _ := newCache(t, clk, l.load)
 	var wg sync.WaitGroup
@@ -188,7 +180,7 @@ func TestConcurrentMissesShareOneLoad(t *testing.T) {
 }
 
 func TestInvalidateDropsTheGroupOnly(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := &clock{T: time.Unix(1_800_000_000, 0)}
 	a, b := &counter{}, &counter{}
 	c, _ := newCache(t, clk, func(ctx context.Context, group, key string) (*Entry, error) {
 		if group == "a" {
@@ -213,7 +205,7 @@ func TestInvalidateDropsTheGroupOnly(t *testing.T) {
 }
 
 func TestInvalidateDuringLoadIsNotLost(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := &clock{T: time.Unix(1_800_000_000, 0)}
 	var c *Cache
 	ctx := context.Background()
 	var calls int
@@ -232,7 +224,7 @@ func TestInvalidateDuringLoadIsNotLost(t *testing.T) {
 }
 
 func TestFailedLoadServesPreviousEntry(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := &clock{T: time.Unix(1_800_000_000, 0)}
 	l := &counter{}
 	c, _ := newCache(t, clk, l.load)
 	ctx := context.Background()
@@ -267,7 +259,7 @@ func TestFailedLoadServesPreviousEntry(t *testing.T) {
 }
 
 func TestCallerCancelDoesNotFailOthers(t *testing.T) {
-	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	clk := &clock{T: time.Unix(1_800_000_000, 0)}
 	l := &counter{gate: make(chan struct{})}
 	c, _ := newCache(t, clk, l.load)
 	ctx, cancel := context.WithCancel(context.Background())

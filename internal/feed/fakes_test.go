@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/feedd/feedd/internal/testutil"
 	"io"
 	"log/slog"
 	"slices"
@@ -322,18 +323,7 @@ func (m *fakeMedia) count(url string) int {
 	return m.fetched[url]
 }
 
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type clock = testutil.Clock
 
 // fixture is a service over fakes with one connected feed "feed1".
 type fixture struct {
@@ -352,7 +342,7 @@ func newFixture(t testing.TB) *fixture {
 		store: newFakeStore(),
 		graph: &fakeGraph{items: sampleMedia(), profile: GraphProfile{ID: "app1", UserID: "1784", Username: "acme", Name: "Acme", ProfilePictureURL: "https://scontent.cdninstagram.com/v/avatar1.jpg?oh=sig&oe=AAAA"}},
 		media: newFakeMedia(),
-		clock: &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)},
+		clock: &clock{T: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)},
 	}
 	fx.store.addFeed("feed1", nil, &AccountRecord{AppUserID: "app1", IGUserID: "1784", Username: "acme", Name: "Acme", AccountType: "BUSINESS"})
 	fx.store.feeds["feed1"].LastViewedAt = fx.clock.Now() // a visitor saw it

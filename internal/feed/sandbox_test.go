@@ -34,7 +34,7 @@ type sbEnv struct {
 // serves tiny images, for tests about many posts rather than pixels.
 func newSandboxEnv(t *testing.T, account string, placeholders bool) *sbEnv {
 	t.Helper()
-	env := &sbEnv{clock: &clock{t: time.Now().UTC().Truncate(time.Second)}, store: newFakeStore(), mediaDir: t.TempDir()}
+	env := &sbEnv{clock: &clock{T: time.Now().UTC().Truncate(time.Second)}, store: newFakeStore(), mediaDir: t.TempDir()}
 	env.sb = sandbox.New(sandbox.Options{Now: env.clock.Now, Seed: 7, DisableImageGenerator: placeholders})
 	mux := http.NewServeMux()
 	mux.Handle("/sandbox/", env.sb)

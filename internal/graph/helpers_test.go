@@ -3,6 +3,7 @@ package graph
 import (
 	"bytes"
 	"context"
+	"github.com/feedd/feedd/internal/testutil"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -29,23 +30,7 @@ const (
 
 var epoch = time.Date(2026, 10, 1, 12, 0, 0, 0, time.UTC)
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type fakeClock = testutil.Clock
 
 // sleeper records the back-off waits and advances the clock instead of sleeping.
 type sleeper struct {
@@ -158,26 +143,11 @@ type env struct {
 	reg   *prometheus.Registry
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 func newEnv(t *testing.T, h http.HandlerFunc, mods ...func(*Config)) *env {
 	t.Helper()
-	e := &env{clock: &fakeClock{t: epoch}, logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	e := &env{clock: &fakeClock{T: epoch}, logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
 	e.sl = &sleeper{clock: e.clock}
 	e.f = newFake(t, h)
 	cfg := Config{

@@ -29,7 +29,7 @@ type sbEnv struct {
 
 func newSandboxEnv(t *testing.T, opts sandbox.Options) *sbEnv {
 	t.Helper()
-	e := &sbEnv{clock: &fakeClock{t: epoch}, logs: &syncBuffer{}}
+	e := &sbEnv{clock: &fakeClock{T: epoch}, logs: &syncBuffer{}}
 	e.sl = &sleeper{clock: e.clock}
 	opts.Now = e.clock.Now
 	opts.RedirectURIs = append(opts.RedirectURIs, sbRedirect)

@@ -3,34 +3,19 @@ package sandbox
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/feedd/feedd/internal/testutil"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
 const testRedirect = "https://feedd.example/setup/callback"
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type fakeClock = testutil.Clock
 
 type env struct {
 	t     *testing.T
@@ -45,7 +30,7 @@ type env struct {
 // built without the prefix fails.
 func newEnv(t *testing.T, opts Options) *env {
 	t.Helper()
-	clock := &fakeClock{t: time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)}
+	clock := &fakeClock{T: time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)}
 	if opts.Now == nil {
 		opts.Now = clock.Now
 	}

@@ -1,8 +1,8 @@
 package server
 
 import (
-	"bytes"
 	"context"
+	"github.com/feedd/feedd/internal/testutil"
 	"io"
 	"log/slog"
 	"net/http"
@@ -89,43 +89,11 @@ func (m *memStore) ConsumeSetupLink(ctx context.Context, h []byte, now time.Time
 	return nil
 }
 
-// clock is a settable test clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+type clock = testutil.Clock
 
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)} }
+func newClock() *clock { return &clock{T: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)} }
 
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = testutil.SyncBuffer
 
 const testToken = "right-admin-token"
 

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/feedd/feedd/internal/testutil"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -20,17 +21,7 @@ import (
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+type clock = testutil.Clock
 
 func key(b byte) []byte { return bytes.Repeat([]byte{b}, secret.KeySize) }
 
@@ -52,7 +43,7 @@ type env struct {
 func open(t testing.TB) *env {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "data", "feedd.db") // Open creates the dir
-	clk := &clock{t: t0}
+	clk := &clock{T: t0}
 	s, err := Open(context.Background(), path, box(t, key(1)), Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

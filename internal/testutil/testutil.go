@@ -1,0 +1,56 @@
+// Package testutil holds the small fakes that many of feedd's test suites
+// share: a settable clock and a log sink safe for concurrent writes.
+package testutil
+
+import (
+	"bytes"
+	"sync"
+	"time"
+)
+
+// Clock is a fake clock for code that takes a Now func. Set T before use
+// or build it with NewClock.
+type Clock struct {
+	mu sync.Mutex
+	T  time.Time
+}
+
+// NewClock returns a clock standing at t.
+func NewClock(t time.Time) *Clock { return &Clock{T: t} }
+
+// Now is the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.T
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.T = c.T.Add(d)
+	c.mu.Unlock()
+}
+
+// Add is Advance.
+func (c *Clock) Add(d time.Duration) { c.Advance(d) }
+
+// SyncBuffer collects log output written from several goroutines.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String is everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
