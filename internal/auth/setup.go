@@ -175,17 +175,15 @@ func (h *Handler) basePage() pageData {
 // snippet is the two lines to paste for a feed shown with opts, and the
 // embed page's URL with the same options for the preview.
 func (h *Handler) snippet(id string, opts render.Options) (snippet, preview string) {
-	q := opts.Query()
+	params := opts.Params()
 	var attrs strings.Builder
-	if v, err := url.ParseQuery(q); err == nil {
-		for _, k := range slices.Sorted(maps.Keys(v)) {
-			attrs.WriteString(` data-` + k + `="` + html.EscapeString(v.Get(k)) + `"`)
-		}
+	for _, k := range slices.Sorted(maps.Keys(params)) {
+		attrs.WriteString(` data-` + k + `="` + html.EscapeString(params.Get(k)) + `"`)
 	}
 	snippet = `<div data-feedd="` + id + `"` + attrs.String() + `></div>` + "\n" +
 		`<script src="` + h.svc.PublicURL() + `/widget.js" async></script>`
 	preview = h.svc.prefix + "/feeds/" + url.PathEscape(id) + "/embed"
-	if q != "" {
+	if q := params.Encode(); q != "" {
 		preview += "?" + q
 	}
 	return snippet, preview

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,25 +16,13 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/testutil"
 )
 
-// browser starts a headless Chromium, or skips when there is none (unless
-// FEEDD_BROWSER_TESTS=1, as in CI, makes that a failure).
+// browser starts a headless Chromium (see testutil.Chromium).
 func browser(t *testing.T, width, height int) (context.Context, func() []string) {
 	t.Helper()
-	var exe string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			exe = p
-			break
-		}
-	}
-	if exe == "" {
-		if os.Getenv("FEEDD_BROWSER_TESTS") == "1" {
-			t.Fatal("FEEDD_BROWSER_TESTS=1 but no chromium on PATH")
-		}
-		t.Skip("browser test skipped: no chromium on PATH")
-	}
+	exe := testutil.Chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),

@@ -153,11 +153,7 @@ func Run(ctx context.Context, opts Options) error {
 			h := echo.WrapHandler(sb)
 			e.Any(SandboxPath, h)
 			e.Any(SandboxPath+"/*", h)
-			var err error
-			front, err = newFrontPage(m, base)
-			if err != nil {
-				return err
-			}
+			front = newFrontPage(m, base)
 			e.GET("/", front.serve)
 			e.HEAD("/", front.serve)
 			e.GET("/demo/setup", front.setupLink)

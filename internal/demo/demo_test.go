@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -180,10 +181,10 @@ func TestDemoConnectsASecondAccountThroughTheConsentPage(t *testing.T) {
 	}
 	form := url.Values{"decision": {"allow"}, "account": {"sandbox_studio"}}
 	for _, m := range regexp.MustCompile(`type="hidden" name="([a-z_]+)" value="([^"]*)"`).FindAllStringSubmatch(string(consent), -1) {
-		form.Set(m[1], htmlUnescape(m[2]))
+		form.Set(m[1], html.UnescapeString(m[2]))
 	}
 	action := regexp.MustCompile(`<form method="post" action="([^"]+)"`).FindStringSubmatch(string(consent))
-	resp, err = c.PostForm(htmlUnescape(action[1]), form)
+	resp, err = c.PostForm(html.UnescapeString(action[1]), form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,8 +235,4 @@ func TestDemoRestartsOnItsDataDir(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 || st.Status != "active" || !st.LastFetch.OK {
 		t.Fatalf("refresh after restart: %d %+v %v", resp.StatusCode, st, err)
 	}
-}
-
-func htmlUnescape(s string) string {
-	return strings.NewReplacer("&amp;", "&", "&#43;", "+", "&#34;", `"`, "&#39;", "'", "&lt;", "<", "&gt;", ">").Replace(s)
 }

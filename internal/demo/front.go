@@ -29,8 +29,8 @@ type frontPage struct {
 	feedID string
 }
 
-func newFrontPage(m *app.Main, base string) (*frontPage, error) {
-	return &frontPage{m: m, base: base}, nil
+func newFrontPage(m *app.Main, base string) *frontPage {
+	return &frontPage{m: m, base: base}
 }
 
 func (f *frontPage) setFeed(id string) {

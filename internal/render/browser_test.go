@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -29,23 +28,9 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
-)
 
-// chromium finds the browser, or skips the test unless FEEDD_BROWSER_TESTS=1
-// demands it (CI installs Chromium and sets it).
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("FEEDD_BROWSER_TESTS") == "1" {
-		t.Fatal("FEEDD_BROWSER_TESTS=1 but no chromium on PATH")
-	}
-	t.Skip("browser tests skipped: no chromium on PATH (install Debian's chromium, or set FEEDD_BROWSER_TESTS=1 to make this a failure)")
-	return ""
-}
+	"github.com/feedd/feedd/internal/testutil"
+)
 
 // site is the pair of servers a browser test talks to.
 type site struct {
@@ -199,7 +184,7 @@ type tab struct {
 // newTab starts a fresh browser (own profile, so no cache is shared between
 // tests) at the given viewport.
 func newTab(t *testing.T, width, height int64) *tab {
-	exe := chromium(t)
+	exe := testutil.Chromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),

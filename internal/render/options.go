@@ -84,6 +84,17 @@ func ParseOptions(v url.Values) (Options, error) {
 // query is the canonical query string of o for the page after `after`:
 // only the options that differ from the defaults, in a fixed order.
 func (o Options) query(after string) string {
+	v := o.Params()
+	if after != "" {
+		v.Set("after", after)
+	}
+	return v.Encode()
+}
+
+// Params are o's display options that differ from the defaults, by their
+// query parameter names, which are also the snippet's data- attribute
+// names (the type filter included, the cursor not).
+func (o Options) Params() url.Values {
 	v := url.Values{}
 	d := DefaultOptions
 	if o.Limit != d.Limit {
@@ -107,10 +118,7 @@ func (o Options) query(after string) string {
 	if len(o.Types) > 0 {
 		v["type"] = o.Types
 	}
-	if after != "" {
-		v.Set("after", after)
-	}
-	return v.Encode()
+	return v
 }
 
 func intParam(v url.Values, name string, def, lo, hi int) (int, error) {

@@ -1,10 +1,14 @@
-// Package testutil holds the small fakes that many of feedd's test suites
-// share: a settable clock and a log sink safe for concurrent writes.
+// Package testutil holds what many of feedd's test suites share: a
+// settable clock, a log sink safe for concurrent writes, and the lookup of
+// the browser for browser tests.
 package testutil
 
 import (
 	"bytes"
+	"os"
+	"os/exec"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -53,4 +57,21 @@ func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// Chromium returns the path of the system's Chromium for browser tests, or
+// skips the test when there is none, unless FEEDD_BROWSER_TESTS=1 (as CI
+// sets after installing Debian's chromium) makes that a failure.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("FEEDD_BROWSER_TESTS") == "1" {
+		t.Fatal("FEEDD_BROWSER_TESTS=1 but no chromium on PATH")
+	}
+	t.Skip("browser tests skipped: no chromium on PATH (install Debian's chromium, or set FEEDD_BROWSER_TESTS=1 to make this a failure)")
+	return ""
 }
