@@ -2,9 +2,11 @@ package server
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,9 +19,8 @@ type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 
-	mu        sync.RWMutex
-	counters  map[counterKey]prometheus.Counter
-	observers map[string]prometheus.Observer
+	counters  cow[counterKey, prometheus.Counter]
+	observers cow[string, prometheus.Observer]
 }
 
 type counterKey struct {
@@ -39,8 +40,6 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 			Help:    "Time to answer HTTP requests, by route pattern.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}, []string{"route"}),
-		counters:  map[counterKey]prometheus.Counter{},
-		observers: map[string]prometheus.Observer{},
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration} {
 		if err := reg.Register(c); err != nil {
@@ -53,21 +52,17 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 func (m *httpMetrics) observe(route, method string, code int, d time.Duration) {
 	method = knownMethod(method)
 	k := counterKey{route, method, code}
-	m.mu.RLock()
-	c, ok1 := m.counters[k]
-	o, ok2 := m.observers[route]
-	m.mu.RUnlock()
-	if !ok1 || !ok2 {
-		m.mu.Lock()
-		if c, ok1 = m.counters[k]; !ok1 {
-			c = m.requests.WithLabelValues(route, method, strconv.Itoa(code))
-			m.counters[k] = c
-		}
-		if o, ok2 = m.observers[route]; !ok2 {
-			o = m.duration.WithLabelValues(route)
-			m.observers[route] = o
-		}
-		m.mu.Unlock()
+	c, ok := m.counters.load(k)
+	if !ok {
+		// WithLabelValues returns the same child for the same labels, so
+		// two requests racing here store equal values.
+		c = m.requests.WithLabelValues(route, method, strconv.Itoa(code))
+		m.counters.store(k, c)
+	}
+	o, ok := m.observers.load(route)
+	if !ok {
+		o = m.duration.WithLabelValues(route)
+		m.observers.store(route, o)
 	}
 	c.Inc()
 	o.Observe(d.Seconds())
@@ -81,4 +76,34 @@ func knownMethod(m string) string {
 		return m
 	}
 	return "OTHER"
+}
+
+// cow is a map for data read on every request and written rarely (a new
+// route, a new status code): readers load it without a lock, writers copy
+// it. The zero value is empty and ready.
+type cow[K comparable, V any] struct {
+	mu sync.Mutex // serialises writers
+	m  atomic.Pointer[map[K]V]
+}
+
+func (c *cow[K, V]) load(k K) (V, bool) {
+	if m := c.m.Load(); m != nil {
+		v, ok := (*m)[k]
+		return v, ok
+	}
+	var zero V
+	return zero, false
+}
+
+func (c *cow[K, V]) store(k K, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var old map[K]V
+	if p := c.m.Load(); p != nil {
+		old = *p
+	}
+	m := make(map[K]V, len(old)+1)
+	maps.Copy(m, old)
+	m[k] = v
+	c.m.Store(&m)
 }

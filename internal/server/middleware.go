@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/labstack/echo/v5"
 
@@ -50,12 +52,22 @@ func newRequestIDs() *requestIDs {
 	return &r
 }
 
-func (r *requestIDs) next() string {
-	var buf [32]byte
-	b := append(buf[:0], r.prefix[:]...)
+// idHeader is a request id and the one-element header value holding it,
+// made in one allocation: 8 prefix bytes, '-', at most 13 base-36 digits.
+type idHeader struct {
+	value [1]string
+	buf   [24]byte
+}
+
+// next returns a new id as a header value (len == cap: an append copies).
+func (r *requestIDs) next() []string {
+	h := new(idHeader)
+	b := append(h.buf[:0], r.prefix[:]...)
 	b = append(b, '-')
 	b = strconv.AppendUint(b, r.n.Add(1), 36)
-	return string(b)
+	// b is h.buf (22 bytes at most fit in 24), written once and never again.
+	h.value[0] = unsafe.String(&b[0], len(b))
+	return h.value[:]
 }
 
 // validRequestID accepts a caller's id only when it is short and plain, so
@@ -82,96 +94,127 @@ func RequestID(c *echo.Context) string {
 }
 
 // core is the one global middleware: request id, security headers, body
-// limit, panic recovery, error rendering, metrics and the request log. It
-// is a single function to keep the per-request cost to a few assignments.
+// limit, per-IP visitor rate limit, panic recovery, error rendering,
+// metrics and the request log.
+//
+// Its own frame stays small: it is on the stack all the way down to the
+// socket write, and connection goroutines' stacks shrink at every GC while
+// they wait for the next request and must grow again on it. What happens
+// before and after the handler lives in begin and end, whose frames are
+// gone by the time the handler runs.
 func (s *Server) core(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
-		start := s.now()
-		r := c.Request()
-		resp, _ := c.Response().(*echo.Response)
-		h := c.Response().Header()
-
-		id := ""
-		if v := r.Header[headerRequestID]; len(v) == 1 && validRequestID(v[0]) {
-			id = v[0]
-			h[headerRequestID] = v
-		} else {
-			id = ids.next()
-			h[headerRequestID] = []string{id}
-		}
-		h["X-Content-Type-Options"] = hdrNosniff
-		h["Referrer-Policy"] = hdrReferrer
-		route := c.Path()
-		public := s.isPublic(route)
-		client := s.clientAddr(r)
-		var err error
-		if public {
-			// The visitor rate limit lives here rather than in the public
-			// group's middleware so it shares this request's clock read.
-			if s.visitors != nil {
-				if ok, wait := s.visitors.allowAt(client, start); !ok {
-					err = &httperr.Error{
-						Status:     http.StatusTooManyRequests,
-						Code:       "rate_limited",
-						Message:    "too many requests; slow down",
-						RetryAfter: retrySeconds(wait),
-					}
-				}
-			}
-		} else {
-			// Owner pages, API and errors must not be framed by other
-			// sites; public feed routes and the embed page must be.
-			h["X-Frame-Options"] = hdrFrameDeny
-			h["Content-Security-Policy"] = hdrCSPNoFrame
-			if route == "" || isNotFoundRoute(c) {
-				route = "unmatched"
-			}
-		}
-
-		if err != nil {
-			// rate limited
-		} else if r.ContentLength > s.bodyLimit {
-			err = errBodyTooLarge
-		} else {
-			if r.Body != nil && r.Body != http.NoBody {
-				r.Body = http.MaxBytesReader(c.Response(), r.Body, s.bodyLimit)
-			}
+		var ri requestInfo
+		err := s.begin(c, &ri)
+		if err == nil {
 			err = s.serveRecovered(next, c)
 		}
-		if err != nil {
-			s.handleError(c, err)
-		}
-
-		status, size := http.StatusOK, int64(0)
-		if resp != nil {
-			status, size = resp.Status, resp.Size
-		}
-		elapsed := s.now().Sub(start)
-		s.metrics.observe(route, r.Method, status, elapsed)
-
-		// Successful visitor requests are counted in metrics and logged at
-		// debug only: a log line per feed view would cost more than
-		// serving it. Everything else is logged at info.
-		level := slog.LevelInfo
-		if public && status < 400 {
-			level = slog.LevelDebug
-		}
-		if status >= 500 {
-			level = slog.LevelError
-		}
-		if s.log.Enabled(r.Context(), level) {
-			s.log.LogAttrs(r.Context(), level, "http request",
-				slog.String("method", r.Method),
-				slog.String("route", route),
-				slog.String("path", r.URL.Path), // never the query: it may carry a secret
-				slog.Int("status", status),
-				slog.Duration("duration", elapsed),
-				slog.Int64("bytes", size),
-				slog.String("request_id", id),
-				slog.String("client_ip", client.String()),
-			)
-		}
+		s.end(c, &ri, err)
 		return nil
+	}
+}
+
+// requestInfo is what core's begin hands to its end.
+type requestInfo struct {
+	start  time.Time
+	id     string
+	route  string
+	client netip.Addr
+	public bool
+}
+
+// begin stamps the request (id, security headers), classifies its route,
+// and applies the visitor rate limit and the body limit.
+//
+//go:noinline
+func (s *Server) begin(c *echo.Context, ri *requestInfo) error {
+	ri.start = s.now()
+	r := c.Request()
+	h := c.Response().Header()
+	if v := r.Header[headerRequestID]; len(v) == 1 && validRequestID(v[0]) {
+		ri.id = v[0]
+		h[headerRequestID] = v
+	} else {
+		v := ids.next()
+		ri.id = v[0]
+		h[headerRequestID] = v
+	}
+	h["X-Content-Type-Options"] = hdrNosniff
+	h["Referrer-Policy"] = hdrReferrer
+	ri.route = c.Path()
+	ri.public = s.isPublic(ri.route)
+	ri.client = s.clientAddr(r)
+	if ri.public {
+		// The visitor rate limit lives here rather than in the public
+		// group's middleware so it shares this request's clock read.
+		if s.visitors != nil {
+			if ok, wait := s.visitors.allowAt(ri.client, ri.start); !ok {
+				return rateLimited(wait)
+			}
+		}
+	} else {
+		// Owner pages, API and errors must not be framed by other
+		// sites; public feed routes and the embed page must be.
+		h["X-Frame-Options"] = hdrFrameDeny
+		h["Content-Security-Policy"] = hdrCSPNoFrame
+		if ri.route == "" || isNotFoundRoute(c) {
+			ri.route = "unmatched"
+		}
+	}
+	if r.ContentLength > s.bodyLimit {
+		return errBodyTooLarge
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, s.bodyLimit)
+	}
+	return nil
+}
+
+// end answers an error, then counts and logs the request.
+//
+//go:noinline
+func (s *Server) end(c *echo.Context, ri *requestInfo, err error) {
+	if err != nil {
+		s.handleError(c, err)
+	}
+	status, size := http.StatusOK, int64(0)
+	if resp, _ := c.Response().(*echo.Response); resp != nil {
+		status, size = resp.Status, resp.Size
+	}
+	r := c.Request()
+	elapsed := s.now().Sub(ri.start)
+	s.metrics.observe(ri.route, r.Method, status, elapsed)
+
+	// Successful visitor requests are counted in metrics and logged at
+	// debug only: a log line per feed view would cost more than serving
+	// it. Everything else is logged at info.
+	level := slog.LevelInfo
+	if ri.public && status < 400 {
+		level = slog.LevelDebug
+	}
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	if s.log.Enabled(r.Context(), level) {
+		s.log.LogAttrs(r.Context(), level, "http request",
+			slog.String("method", r.Method),
+			slog.String("route", ri.route),
+			slog.String("path", r.URL.Path), // never the query: it may carry a secret
+			slog.Int("status", status),
+			slog.Duration("duration", elapsed),
+			slog.Int64("bytes", size),
+			slog.String("request_id", ri.id),
+			slog.String("client_ip", ri.client.String()),
+		)
+	}
+}
+
+func rateLimited(wait time.Duration) error {
+	return &httperr.Error{
+		Status:     http.StatusTooManyRequests,
+		Code:       "rate_limited",
+		Message:    "too many requests; slow down",
+		RetryAfter: retrySeconds(wait),
 	}
 }
 

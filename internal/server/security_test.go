@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -271,5 +272,27 @@ func TestOversizedBodiesOnOwnerRoutes(t *testing.T) {
 	w := f.do(form("POST", "/setup/login", url.Values{"token": {testToken + big}}))
 	if w.Code != 413 {
 		t.Errorf("oversized sign-in form: %d", w.Code)
+	}
+}
+
+func TestRequestIDsAreDistinctAndFitTheirBuffer(t *testing.T) {
+	r := newRequestIDs()
+	seen := map[string]bool{}
+	for range 1000 {
+		v := r.next()
+		if len(v) != 1 || cap(v) != 1 || !validRequestID(v[0]) || seen[v[0]] {
+			t.Fatalf("request id %q: repeated or malformed", v)
+		}
+		seen[v[0]] = true
+	}
+	// The largest counter still fits: the id is the prefix, '-' and 13 digits.
+	r.n.Store(math.MaxUint64 - 1)
+	v := r.next()
+	if want := string(r.prefix[:]) + "-3w5e11264sgsf"; v[0] != want {
+		t.Fatalf("last id %q, want %q", v[0], want)
+	}
+	// Each id keeps its own bytes.
+	if w := r.next()[0]; w == v[0] {
+		t.Fatalf("ids share storage: %q", w)
 	}
 }

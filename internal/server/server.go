@@ -98,8 +98,9 @@ type Server struct {
 	setupCSP   []string
 	publicMark uintptr // code pointer of the public group's middleware
 
-	routesMu     sync.RWMutex
-	publicRoutes map[string]struct{} // route patterns registered on Public
+	// publicRoutes holds the route patterns registered on Public; replaced
+	// as a whole when a route is added, read without a lock per request.
+	publicRoutes cow[string, struct{}]
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -130,15 +131,14 @@ func New(opts Options) (*Server, error) {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	s := &Server{
-		opts:         opts,
-		log:          opts.Logger,
-		now:          opts.Now,
-		prefix:       strings.TrimRight(opts.PublicURL.Path, "/"),
-		origin:       opts.PublicURL.Scheme + "://" + opts.PublicURL.Host,
-		secure:       opts.PublicURL.Scheme == "https",
-		bodyLimit:    opts.BodyLimit,
-		publicRoutes: map[string]struct{}{},
-		failures:     newIPLimiter(failureRate, failureBurst, opts.Now),
+		opts:      opts,
+		log:       opts.Logger,
+		now:       opts.Now,
+		prefix:    strings.TrimRight(opts.PublicURL.Path, "/"),
+		origin:    opts.PublicURL.Scheme + "://" + opts.PublicURL.Host,
+		secure:    opts.PublicURL.Scheme == "https",
+		bodyLimit: opts.BodyLimit,
+		failures:  newIPLimiter(failureRate, failureBurst, opts.Now),
 	}
 	if s.bodyLimit <= 0 {
 		s.bodyLimit = DefaultBodyLimit
@@ -200,9 +200,7 @@ func New(opts Options) (*Server, error) {
 func (s *Server) onAddRoute(r echo.Route) error {
 	for _, m := range r.Middlewares {
 		if reflect.ValueOf(m).Pointer() == s.publicMark {
-			s.routesMu.Lock()
-			s.publicRoutes[r.Path] = struct{}{}
-			s.routesMu.Unlock()
+			s.publicRoutes.store(r.Path, struct{}{})
 			break
 		}
 	}
@@ -210,9 +208,7 @@ func (s *Server) onAddRoute(r echo.Route) error {
 }
 
 func (s *Server) isPublic(route string) bool {
-	s.routesMu.RLock()
-	_, ok := s.publicRoutes[route]
-	s.routesMu.RUnlock()
+	_, ok := s.publicRoutes.load(route)
 	return ok
 }
 
