@@ -143,8 +143,12 @@ type Cache struct {
 	items *gocache.Cache
 	sf    singleflight.Group
 
-	mu   sync.RWMutex
-	gens map[string]uint64
+	// gens holds each group's generation (*atomic.Uint64), read without a
+	// lock on every Get; Invalidate moves it on.
+	gens sync.Map
+
+	// lastSweep is when forgotten entries were last removed (unix ns).
+	lastSweep atomic.Int64
 
 	bg      sync.WaitGroup
 	closing atomic.Bool
@@ -186,11 +190,13 @@ func New(opts Options) (*Cache, error) {
 	}
 	c := &Cache{
 		opts: opts,
-		// go-cache's own expiry only bounds memory for keys nobody asks for
-		// any more; freshness is decided with the injected clock.
-		items: gocache.New(2*opts.MaxStale, opts.MaxStale),
-		gens:  make(map[string]uint64),
+		// Entries carry no go-cache expiry: a Get then reads the clock
+		// once (for freshness, with the injected clock) instead of twice,
+		// and no janitor goroutine runs. Loads sweep out the entries
+		// nobody asked for in a long time (see sweep).
+		items: gocache.New(gocache.NoExpiration, 0),
 	}
+	c.lastSweep.Store(opts.Now().UnixNano())
 	for _, r := range []Result{Hit, Miss, Stale} {
 		c.requests[r] = vec.WithLabelValues(r.String())
 	}
@@ -198,41 +204,46 @@ func New(opts Options) (*Cache, error) {
 }
 
 func (c *Cache) gen(group string) uint64 {
-	c.mu.RLock()
-	g := c.gens[group]
-	c.mu.RUnlock()
-	return g
+	if g, ok := c.gens.Load(group); ok {
+		return g.(*atomic.Uint64).Load()
+	}
+	return 0
 }
 
 // Invalidate drops every entry of group: the next Get loads afresh.
 func (c *Cache) Invalidate(group string) {
-	c.mu.Lock()
-	c.gens[group]++
-	c.mu.Unlock()
+	g, ok := c.gens.Load(group)
+	if !ok {
+		g, _ = c.gens.LoadOrStore(group, new(atomic.Uint64))
+	}
+	g.(*atomic.Uint64).Add(1)
 }
 
-// Get returns the entry for key (a member of group), loading it on a miss. Concurrent misses for one key share one load. An entry past Fresh
-// is returned as Stale and refreshed once in the background.
+// Get returns the entry for key (a member of group), loading it on a miss.
+// Concurrent misses for one key share one load. An entry past Fresh is
+// returned as Stale and refreshed once in the background.
 func (c *Cache) Get(ctx context.Context, group, key string) (*Entry, Result, error) {
 	gen := c.gen(group)
 	var old *Entry
 	if v, ok := c.items.Get(key); ok {
 		e := v.(*Entry)
-		if e.gen == gen {
-			age := c.opts.Now().Sub(e.BuiltAt)
-			if age <= c.opts.Fresh {
-				c.requests[Hit].Inc()
-				return e, Hit, nil
+		switch age := c.opts.Now().Sub(e.BuiltAt); {
+		case age > c.forgetAfter():
+			// As good as gone: a load's sweep removes it.
+		case e.gen != gen:
+			old = e
+		case age <= c.opts.Fresh:
+			c.requests[Hit].Inc()
+			return e, Hit, nil
+		case age <= c.opts.MaxStale:
+			if e.refreshing.CompareAndSwap(false, true) {
+				c.refresh(group, key, e)
 			}
-			if age <= c.opts.MaxStale {
-				if e.refreshing.CompareAndSwap(false, true) {
-					c.refresh(group, key, e)
-				}
-				c.requests[Stale].Inc()
-				return e, Stale, nil
-			}
+			c.requests[Stale].Inc()
+			return e, Stale, nil
+		default:
+			old = e
 		}
-		old = e
 	}
 	e, err := c.load(ctx, group, key)
 	if err != nil {
@@ -273,7 +284,8 @@ func (c *Cache) load(ctx context.Context, group, key string) (*Entry, error) {
 		// An invalidation during the load leaves gen behind, so the next Get
 		// reloads rather than keep bytes older than the snapshot.
 		e.gen = gen
-		c.items.SetDefault(key, e)
+		c.items.Set(key, e, gocache.NoExpiration)
+		c.sweep(e.BuiltAt)
 		return e, nil
 	})
 	select {
@@ -284,6 +296,27 @@ func (c *Cache) load(ctx context.Context, group, key string) (*Entry, error) {
 		return r.Val.(*Entry), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// forgetAfter is the age past which an entry is neither served nor kept.
+func (c *Cache) forgetAfter() time.Duration { return 2 * c.opts.MaxStale }
+
+// sweep removes entries older than forgetAfter, at most once per MaxStale.
+// It runs on loads: only loads add entries, so memory stays bounded by what
+// was asked for recently without a goroutine of its own. An entry replaced
+// between the scan and its removal is only reloaded on its next request.
+func (c *Cache) sweep(now time.Time) {
+	last := c.lastSweep.Load()
+	if now.UnixNano()-last < int64(c.opts.MaxStale) || !c.lastSweep.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	for key, it := range c.items.Items() {
+		if e := it.Object.(*Entry); now.Sub(e.BuiltAt) > c.forgetAfter() {
+			if v, ok := c.items.Get(key); ok && v == it.Object {
+				c.items.Delete(key)
+			}
+		}
 	}
 }
 

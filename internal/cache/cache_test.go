@@ -301,3 +301,40 @@ func BenchmarkGetHit(b *testing.B) {
 		}
 	}
 }
+
+func TestEntriesNobodyAsksForAreForgotten(t *testing.T) {
+	clk := fake.NewClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
+	var l counter
+	c, _ := newCache(t, clk, l.load)
+	ctx := context.Background()
+	for i := range 50 {
+		if _, _, err := c.Get(ctx, "feed1", "feed1?limit="+strconv.Itoa(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Len() != 50 {
+		t.Fatalf("%d entries, want 50", c.Len())
+	}
+
+	// Past twice MaxStale an entry is not served, even while it is still
+	// stored: it is loaded again.
+	clk.Advance(21 * time.Minute)
+	e, res, err := c.Get(ctx, "feed1", "feed1?limit=1")
+	if err != nil || res != Miss || !bytes.Equal(e.JSON, []byte(`{"load":51}`)) {
+		t.Fatalf("old entry: %s %v %v, want a new load", e.JSON, res, err)
+	}
+	// That load swept the other 49 out.
+	if c.Len() != 1 {
+		t.Fatalf("%d entries after the sweep, want 1", c.Len())
+	}
+
+	// Entries within their window survive a sweep.
+	for _, k := range []string{"a", "b"} {
+		c.Get(ctx, "feed2", k)
+	}
+	clk.Advance(11 * time.Minute) // the next sweep is due; a, b are 11 min old
+	c.Get(ctx, "feed3", "c")
+	if c.Len() != 4 {
+		t.Fatalf("%d entries, want 4 (none old enough to forget)", c.Len())
+	}
+}
