@@ -13,20 +13,10 @@ import (
 )
 
 // httpMetrics counts requests by route pattern (never the raw path, so
-// visitors cannot grow the label set). Resolved children are cached so a
-// request costs two map reads and no allocation.
+// visitors cannot grow the label set).
 type httpMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
-
-	counters  cow[counterKey, prometheus.Counter]
-	observers cow[string, prometheus.Observer]
-}
-
-type counterKey struct {
-	route  string
-	method string
-	code   int
 }
 
 func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
@@ -49,23 +39,39 @@ func newHTTPMetrics(reg prometheus.Registerer) (*httpMetrics, error) {
 	return m, nil
 }
 
-func (m *httpMetrics) observe(route, method string, code int, d time.Duration) {
-	method = knownMethod(method)
-	k := counterKey{route, method, code}
-	c, ok := m.counters.load(k)
+// route is what the core middleware keeps per route pattern: its metrics
+// label, whether it is public, and its metric children, resolved on first
+// use (so that /metrics lists only routes that were requested) and then
+// found without a lock or a label lookup.
+type route struct {
+	label    string
+	public   bool
+	duration atomic.Pointer[prometheus.Observer]
+	counts   cow[countKey, prometheus.Counter]
+}
+
+type countKey struct {
+	method string
+	code   int
+}
+
+func (rt *route) observe(m *httpMetrics, method string, code int, d time.Duration) {
+	k := countKey{knownMethod(method), code}
+	c, ok := rt.counts.load(k)
 	if !ok {
 		// WithLabelValues returns the same child for the same labels, so
 		// two requests racing here store equal values.
-		c = m.requests.WithLabelValues(route, method, strconv.Itoa(code))
-		m.counters.store(k, c)
-	}
-	o, ok := m.observers.load(route)
-	if !ok {
-		o = m.duration.WithLabelValues(route)
-		m.observers.store(route, o)
+		c = m.requests.WithLabelValues(rt.label, k.method, strconv.Itoa(code))
+		rt.counts.store(k, c)
 	}
 	c.Inc()
-	o.Observe(d.Seconds())
+	o := rt.duration.Load()
+	if o == nil {
+		h := m.duration.WithLabelValues(rt.label)
+		o = &h
+		rt.duration.Store(o)
+	}
+	(*o).Observe(d.Seconds())
 }
 
 // knownMethod folds unusual methods into one label value.

@@ -118,9 +118,8 @@ func (s *Server) core(next echo.HandlerFunc) echo.HandlerFunc {
 type requestInfo struct {
 	start  time.Time
 	id     string
-	route  string
+	route  *route
 	client netip.Addr
-	public bool
 }
 
 // begin stamps the request (id, security headers), classifies its route,
@@ -141,10 +140,9 @@ func (s *Server) begin(c *echo.Context, ri *requestInfo) error {
 	}
 	h["X-Content-Type-Options"] = hdrNosniff
 	h["Referrer-Policy"] = hdrReferrer
-	ri.route = c.Path()
-	ri.public = s.isPublic(ri.route)
+	ri.route = s.route(c)
 	ri.client = s.clientAddr(r)
-	if ri.public {
+	if ri.route.public {
 		// The visitor rate limit lives here rather than in the public
 		// group's middleware so it shares this request's clock read.
 		if s.visitors != nil {
@@ -157,9 +155,6 @@ func (s *Server) begin(c *echo.Context, ri *requestInfo) error {
 		// sites; public feed routes and the embed page must be.
 		h["X-Frame-Options"] = hdrFrameDeny
 		h["Content-Security-Policy"] = hdrCSPNoFrame
-		if ri.route == "" || isNotFoundRoute(c) {
-			ri.route = "unmatched"
-		}
 	}
 	if r.ContentLength > s.bodyLimit {
 		return errBodyTooLarge
@@ -182,14 +177,14 @@ func (s *Server) end(c *echo.Context, ri *requestInfo, err error) {
 		status, size = resp.Status, resp.Size
 	}
 	r := c.Request()
-	elapsed := s.now().Sub(ri.start)
-	s.metrics.observe(ri.route, r.Method, status, elapsed)
+	elapsed := s.since(ri.start)
+	ri.route.observe(s.metrics, r.Method, status, elapsed)
 
 	// Successful visitor requests are counted in metrics and logged at
 	// debug only: a log line per feed view would cost more than serving
 	// it. Everything else is logged at info.
 	level := slog.LevelInfo
-	if ri.public && status < 400 {
+	if ri.route.public && status < 400 {
 		level = slog.LevelDebug
 	}
 	if status >= 500 {
@@ -198,7 +193,7 @@ func (s *Server) end(c *echo.Context, ri *requestInfo, err error) {
 	if s.log.Enabled(r.Context(), level) {
 		s.log.LogAttrs(r.Context(), level, "http request",
 			slog.String("method", r.Method),
-			slog.String("route", ri.route),
+			slog.String("route", ri.route.label),
 			slog.String("path", r.URL.Path), // never the query: it may carry a secret
 			slog.Int("status", status),
 			slog.Duration("duration", elapsed),

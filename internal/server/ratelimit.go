@@ -36,7 +36,7 @@ type ipLimiter struct {
 
 type limiterShard struct {
 	mu        sync.Mutex
-	buckets   map[netip.Addr]bucket
+	buckets   map[netip.Addr]*bucket // pointers: a request updates its bucket in place
 	lastSweep time.Time
 }
 
@@ -54,7 +54,7 @@ func newIPLimiter(rate, burst float64, now func() time.Time) *ipLimiter {
 	l.sweepEvery = time.Duration(burst / rate * float64(time.Second))
 	l.sweepEvery = min(max(l.sweepEvery, minSweepEvery), defaultSweepMax)
 	for i := range l.shards {
-		l.shards[i].buckets = make(map[netip.Addr]bucket)
+		l.shards[i].buckets = make(map[netip.Addr]*bucket)
 	}
 	return l
 }
@@ -79,25 +79,24 @@ func (l *ipLimiter) allowAt(ip netip.Addr, now time.Time) (bool, time.Duration) 
 	if now.Sub(sh.lastSweep) >= l.sweepEvery {
 		l.sweep(sh, now)
 	}
-	b, ok := sh.buckets[ip]
-	if !ok {
+	b := sh.buckets[ip]
+	if b == nil {
 		if len(sh.buckets) >= maxPerShard {
 			for k := range sh.buckets {
 				delete(sh.buckets, k)
 				break
 			}
 		}
-		b = bucket{tokens: l.burst, last: now}
+		b = &bucket{tokens: l.burst, last: now}
+		sh.buckets[ip] = b
 	} else if dt := now.Sub(b.last); dt > 0 {
 		b.tokens = min(l.burst, b.tokens+dt.Seconds()*l.rate)
 		b.last = now
 	}
 	if b.tokens >= 1 {
 		b.tokens--
-		sh.buckets[ip] = b
 		return true, 0
 	}
-	sh.buckets[ip] = b
 	wait := time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
 	return false, wait
 }
@@ -108,8 +107,8 @@ func (l *ipLimiter) peek(ip netip.Addr) (bool, time.Duration) {
 	sh := l.shard(ip)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	b, ok := sh.buckets[ip]
-	if !ok {
+	b := sh.buckets[ip]
+	if b == nil {
 		return true, 0
 	}
 	tokens := min(l.burst, b.tokens+max(0, now.Sub(b.last).Seconds())*l.rate)

@@ -80,9 +80,12 @@ type Options struct {
 
 // Server is feedd's HTTP server.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	now    func() time.Time
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+	// since is time.Since with the real clock (one monotonic read, where
+	// now().Sub reads the wall clock as well), now().Sub with a test's.
+	since  func(time.Time) time.Duration
 	echo   *echo.Echo
 	public *echo.Group
 	admin  *echo.Group
@@ -98,9 +101,10 @@ type Server struct {
 	setupCSP   []string
 	publicMark uintptr // code pointer of the public group's middleware
 
-	// publicRoutes holds the route patterns registered on Public; replaced
-	// as a whole when a route is added, read without a lock per request.
-	publicRoutes cow[string, struct{}]
+	// routes holds every registered route pattern; unmatched stands for
+	// requests that match none.
+	routes    cow[string, *route]
+	unmatched *route
 
 	mu       sync.Mutex
 	listener net.Listener
@@ -121,8 +125,11 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	since := time.Since
 	if opts.Now == nil {
 		opts.Now = time.Now
+	} else {
+		since = func(t time.Time) time.Duration { return opts.Now().Sub(t) }
 	}
 	if opts.Ready == nil {
 		opts.Ready = func(context.Context) error { return nil }
@@ -134,11 +141,13 @@ func New(opts Options) (*Server, error) {
 		opts:      opts,
 		log:       opts.Logger,
 		now:       opts.Now,
+		since:     since,
 		prefix:    strings.TrimRight(opts.PublicURL.Path, "/"),
 		origin:    opts.PublicURL.Scheme + "://" + opts.PublicURL.Host,
 		secure:    opts.PublicURL.Scheme == "https",
 		bodyLimit: opts.BodyLimit,
 		failures:  newIPLimiter(failureRate, failureBurst, opts.Now),
+		unmatched: &route{label: "unmatched"},
 	}
 	if s.bodyLimit <= 0 {
 		s.bodyLimit = DefaultBodyLimit
@@ -200,16 +209,32 @@ func New(opts Options) (*Server, error) {
 func (s *Server) onAddRoute(r echo.Route) error {
 	for _, m := range r.Middlewares {
 		if reflect.ValueOf(m).Pointer() == s.publicMark {
-			s.publicRoutes.store(r.Path, struct{}{})
+			if rt, ok := s.routes.load(r.Path); !ok || !rt.public {
+				s.routes.store(r.Path, &route{label: r.Path, public: true})
+			}
 			break
 		}
 	}
 	return nil
 }
 
-func (s *Server) isPublic(route string) bool {
-	_, ok := s.publicRoutes.load(route)
-	return ok
+// route finds the request's route (its pattern's, or unmatched).
+func (s *Server) route(c *echo.Context) *route {
+	path := c.Path()
+	rt, ok := s.routes.load(path)
+	if ok && rt.public {
+		return rt
+	}
+	if path == "" || isNotFoundRoute(c) {
+		return s.unmatched
+	}
+	if !ok {
+		// Owner routes are labelled by their pattern too; the first
+		// request of one records it.
+		rt = &route{label: path}
+		s.routes.store(path, rt)
+	}
+	return rt
 }
 
 // Echo returns the Echo instance, for routes outside the groups.

@@ -156,11 +156,13 @@ func TestMetricsByRoutePattern(t *testing.T) {
 		f.do(req("GET", "/api/v1/feeds/"+id, nil))
 	}
 	f.do(req("GET", "/random/path/1", nil))
+	f.do(req("GET", "/healthz", nil))
 	w := f.do(req("GET", "/metrics", nil))
 	body := w.Body.String()
 	for _, want := range []string{
 		`feedd_http_requests_total{code="200",method="GET",route="/api/v1/feeds/:id"} 3`,
 		`feedd_http_requests_total{code="404",method="GET",route="unmatched"} 1`,
+		`feedd_http_requests_total{code="200",method="GET",route="/healthz"} 1`,
 		`feedd_http_request_duration_seconds_count{route="/api/v1/feeds/:id"} 3`,
 		"go_goroutines",
 		"process_",
@@ -171,6 +173,9 @@ func TestMetricsByRoutePattern(t *testing.T) {
 	}
 	if strings.Contains(body, "aaaaaaaaaa") {
 		t.Error("raw path used as a label")
+	}
+	if strings.Contains(body, `route="/readyz"`) {
+		t.Error("a route nobody requested is listed")
 	}
 }
 
