@@ -107,6 +107,14 @@ done
 
 etag() { curl -fsI "http://127.0.0.1:$1$PATH_" | tr -d '\r' | awk -F': ' 'tolower($1)=="etag"{print $2}'; }
 
+# feedd and the bare handler send the same headers too (but for the date
+# and the request id) in every scenario.
+headers() { curl -s -D - -o /dev/null "$@" | tr -d '\r' | grep -iv '^\(date\|x-request-id\):' | sort; }
+for hdr in "X-None: 1" "Accept-Encoding: gzip" "If-None-Match: $(etag "$FEEDD_PORT")"; do
+	diff <(headers -H "$hdr" "http://127.0.0.1:$FEEDD_PORT$PATH_") <(headers -H "$hdr" "http://127.0.0.1:$BARE_PORT$PATH_") >&2 ||
+		{ echo "feedd and bare send other headers ($hdr)" >&2; exit 1; }
+done
+
 # run PORT SCENARIO -> "rps p99ms"
 run() {
 	local port=$1 scenario=$2 hdr=()
