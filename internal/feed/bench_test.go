@@ -16,21 +16,7 @@ import (
 // BenchmarkServerStack measures the warm feed request through the
 // production server: every public middleware plus the feed handler.
 func BenchmarkServerStack(b *testing.B) {
-	fx := newFixture(b)
-	if err := fx.svc.FetchNow(context.Background(), "feed1"); err != nil {
-		b.Fatal(err)
-	}
-	pub, _ := url.Parse("https://feeds.example.com")
-	srv, err := server.New(server.Options{
-		Addr: "127.0.0.1:0", PublicURL: pub, Logger: quietLogger(), Registry: prometheus.NewRegistry(),
-		RateLimit: 1e9, AdminStore: noAdmin{}, Ready: func(context.Context) error { return nil },
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	NewHandler(fx.svc).Register(srv.Public())
-	h := srv.Handler()
-	etag := func() string { e, _ := fx.svc.Entry(context.Background(), "feed1", DefaultQuery); return e.ETag }()
+	h, etag := serverStack(b)
 	for _, bc := range []struct{ name, key, value string }{
 		{"200", "", ""},
 		{"gzip", "Accept-Encoding", "gzip, deflate, br"},
@@ -53,6 +39,49 @@ func BenchmarkServerStack(b *testing.B) {
 				b.Fatalf("status %d, want %d", w.code, want)
 			}
 		})
+	}
+}
+
+// serverStack is the production server with the feed handler on a
+// fetched feed, and that feed's ETag.
+func serverStack(t testing.TB) (http.Handler, string) {
+	fx := newFixture(t)
+	if err := fx.svc.FetchNow(context.Background(), "feed1"); err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := url.Parse("https://feeds.example.com")
+	srv, err := server.New(server.Options{
+		Addr: "127.0.0.1:0", PublicURL: pub, Logger: quietLogger(), Registry: prometheus.NewRegistry(),
+		RateLimit: 1e9, AdminStore: noAdmin{}, Ready: func(context.Context) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	NewHandler(fx.svc).Register(srv.Public())
+	e, err := fx.svc.Entry(context.Background(), "feed1", DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv.Handler(), e.ETag
+}
+
+// A warm feed request through the whole server allocates only its request
+// id (the response header map is the HTTP server's, reused here).
+func TestServerStackAllocatesOnlyTheRequestID(t *testing.T) {
+	h, etag := serverStack(t)
+	for _, hdr := range [][2]string{{"X-None", ""}, {"Accept-Encoding", "gzip"}, {"If-None-Match", etag}} {
+		r := httptest.NewRequest("GET", "/api/v1/feeds/feed1", nil)
+		r.RemoteAddr = "192.0.2.1:1234"
+		r.Header.Set(hdr[0], hdr[1])
+		w := &discardWriter{h: http.Header{}}
+		h.ServeHTTP(w, r) // first request resolves the metric children
+		allocs := testing.AllocsPerRun(200, func() {
+			clear(w.h)
+			h.ServeHTTP(w, r)
+		})
+		if allocs > 1 {
+			t.Errorf("%s: warm request allocates %.0f times, want 1", hdr[0], allocs)
+		}
 	}
 }
 
