@@ -69,10 +69,12 @@ func serverStack(t testing.TB) (http.Handler, string) {
 // id (the response header map is the HTTP server's, reused here).
 func TestServerStackAllocatesOnlyTheRequestID(t *testing.T) {
 	h, etag := serverStack(t)
-	for _, hdr := range [][2]string{{"X-None", ""}, {"Accept-Encoding", "gzip"}, {"If-None-Match", etag}} {
+	for _, hdr := range [][2]string{{}, {"Accept-Encoding", "gzip"}, {"If-None-Match", etag}} {
 		r := httptest.NewRequest("GET", "/api/v1/feeds/feed1", nil)
 		r.RemoteAddr = "192.0.2.1:1234"
-		r.Header.Set(hdr[0], hdr[1])
+		if hdr[0] != "" {
+			r.Header.Set(hdr[0], hdr[1])
+		}
 		w := &discardWriter{h: http.Header{}}
 		h.ServeHTTP(w, r) // first request resolves the metric children
 		allocs := testing.AllocsPerRun(200, func() {
@@ -80,7 +82,7 @@ func TestServerStackAllocatesOnlyTheRequestID(t *testing.T) {
 			h.ServeHTTP(w, r)
 		})
 		if allocs > 1 {
-			t.Errorf("%s: warm request allocates %.0f times, want 1", hdr[0], allocs)
+			t.Errorf("%q: warm request allocates %.0f times, want 1", hdr[0], allocs)
 		}
 	}
 }

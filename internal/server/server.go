@@ -204,35 +204,29 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// onAddRoute records which route patterns belong to the public group, so
-// the core middleware leaves them embeddable and logs them cheaply.
+// onAddRoute records every route pattern, and which belong to the public
+// group, so the core middleware leaves those embeddable and logs them
+// cheaply. A pattern registered on both counts as public.
 func (s *Server) onAddRoute(r echo.Route) error {
+	public := false
 	for _, m := range r.Middlewares {
 		if reflect.ValueOf(m).Pointer() == s.publicMark {
-			if rt, ok := s.routes.load(r.Path); !ok || !rt.public {
-				s.routes.store(r.Path, &route{label: r.Path, public: true})
-			}
+			public = true
 			break
 		}
+	}
+	if rt, ok := s.routes.load(r.Path); !ok || public && !rt.public {
+		s.routes.store(r.Path, &route{label: r.Path, public: public})
 	}
 	return nil
 }
 
-// route finds the request's route (its pattern's, or unmatched).
+// route finds the request's route: its pattern's, or unmatched for a path
+// no route matched.
 func (s *Server) route(c *echo.Context) *route {
-	path := c.Path()
-	rt, ok := s.routes.load(path)
-	if ok && rt.public {
-		return rt
-	}
-	if path == "" || isNotFoundRoute(c) {
+	rt, ok := s.routes.load(c.Path())
+	if !ok || !rt.public && isNotFoundRoute(c) {
 		return s.unmatched
-	}
-	if !ok {
-		// Owner routes are labelled by their pattern too; the first
-		// request of one records it.
-		rt = &route{label: path}
-		s.routes.store(path, rt)
 	}
 	return rt
 }
