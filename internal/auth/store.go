@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/store"
 )
 
@@ -36,7 +37,7 @@ func mapErr(err error) error {
 
 func feedRecord(f store.Feed) FeedRecord {
 	r := FeedRecord{
-		ID: f.ID, Name: f.Name, AllowedOrigins: f.AllowedOrigins, Status: f.Status, StatusReason: f.StatusReason,
+		ID: f.ID, Name: f.Name, AllowedOrigins: f.AllowedOrigins, Status: string(f.Status), StatusReason: f.StatusReason,
 		CreatedAt: f.CreatedAt, LastFetchAt: f.LastFetchAt, LastFetchOK: f.LastFetchOK, LastFetchError: f.LastFetchError,
 		PostCount: f.PostCount,
 	}
@@ -53,7 +54,7 @@ func feedRecord(f store.Feed) FeedRecord {
 	return r
 }
 
-func tokenMeta(t store.Token) TokenMeta {
+func tokenMeta(t model.TokenInfo) TokenMeta {
 	return TokenMeta{
 		ObtainedAt: t.ObtainedAt, ExpiresAt: t.ExpiresAt, ExpiryAssumed: t.ExpiryAssumed, RefreshedAt: t.RefreshedAt,
 		NextRefreshAt: t.NextRefreshAt, RefreshFailures: t.RefreshFailures, LastRefreshError: t.LastRefreshError,
@@ -62,9 +63,9 @@ func tokenMeta(t store.Token) TokenMeta {
 
 func storeToken(feedID string, t Token) store.Token {
 	return store.Token{
-		FeedID: feedID, AccessToken: t.AccessToken, ObtainedAt: t.ObtainedAt, ExpiresAt: t.ExpiresAt,
-		ExpiryAssumed: t.ExpiryAssumed, RefreshedAt: t.RefreshedAt, NextRefreshAt: t.NextRefreshAt,
-		RefreshFailures: t.RefreshFailures, LastRefreshError: t.LastRefreshError,
+		FeedID: feedID, AccessToken: t.AccessToken, TokenInfo: model.TokenInfo{ObtainedAt: t.ObtainedAt, ExpiresAt: t.ExpiresAt,
+			ExpiryAssumed: t.ExpiryAssumed, RefreshedAt: t.RefreshedAt, NextRefreshAt: t.NextRefreshAt,
+			RefreshFailures: t.RefreshFailures, LastRefreshError: t.LastRefreshError},
 	}
 }
 
@@ -133,7 +134,7 @@ func (a storeAdapter) Token(ctx context.Context, feedID string) (Token, error) {
 	if err != nil {
 		return Token{}, mapErr(err)
 	}
-	return Token{AccessToken: t.AccessToken, TokenMeta: tokenMeta(t)}, nil
+	return Token{AccessToken: t.AccessToken, TokenMeta: tokenMeta(t.TokenInfo)}, nil
 }
 
 func (a storeAdapter) ReplaceToken(ctx context.Context, feedID, old string, tok Token) error {
@@ -170,7 +171,7 @@ func (a storeAdapter) FeedsForInstagramUser(ctx context.Context, userID string) 
 
 func (a storeAdapter) CreateState(ctx context.Context, st OAuthState) error {
 	return mapErr(a.s.CreateState(ctx, store.OAuthState{
-		StateHash: st.Hash, FeedID: st.FeedID, SessionHash: st.SessionHash, CreatedAt: st.CreatedAt, ExpiresAt: st.ExpiresAt,
+		Hash: st.Hash, FeedID: st.FeedID, SessionHash: st.SessionHash, CreatedAt: st.CreatedAt, ExpiresAt: st.ExpiresAt,
 	}))
 }
 
@@ -179,7 +180,7 @@ func (a storeAdapter) ConsumeState(ctx context.Context, hash []byte, now time.Ti
 	if err != nil {
 		return OAuthState{}, mapErr(err)
 	}
-	return OAuthState{Hash: st.StateHash, FeedID: st.FeedID, SessionHash: st.SessionHash, CreatedAt: st.CreatedAt, ExpiresAt: st.ExpiresAt}, nil
+	return OAuthState{Hash: st.Hash, FeedID: st.FeedID, SessionHash: st.SessionHash, CreatedAt: st.CreatedAt, ExpiresAt: st.ExpiresAt}, nil
 }
 
 func (a storeAdapter) CreateDeletionRequest(ctx context.Context, r DeletionRequest) error {

@@ -106,7 +106,7 @@ func storeErr(err error) error {
 
 func fromStoreFeed(f store.Feed) FeedRecord {
 	r := FeedRecord{
-		ID: f.ID, AllowedOrigins: f.AllowedOrigins, Status: f.Status, LastViewedAt: f.LastViewedAt,
+		ID: f.ID, AllowedOrigins: f.AllowedOrigins, Status: string(f.Status), LastViewedAt: f.LastViewedAt,
 		LastFetchAt: f.LastFetchAt, LastFetchOK: f.LastFetchOK, FetchedAt: f.FetchedAt, NextFetchAt: f.NextFetchAt,
 		FetchFailures: f.FetchFailures,
 	}
@@ -181,7 +181,7 @@ func (a storeAdapter) ReplacePosts(ctx context.Context, id string, acct *Account
 			rows[i].Children = append(rows[i].Children, store.Child{ID: c.ID, MediaType: c.MediaType, AltText: c.AltText, MediaKey: c.MediaKey})
 		}
 	}
-	files, err := a.s.ReplacePosts(ctx, id, sa, rows, at)
+	files, err := a.s.ReplacePostsCurrent(ctx, id, sa, rows, at)
 	return files, storeErr(err)
 }
 
@@ -202,7 +202,7 @@ func (a storeAdapter) MarkViewed(ctx context.Context, id string, at time.Time) e
 }
 
 func (a storeAdapter) RecordFetch(ctx context.Context, id string, r FetchResult) error {
-	return storeErr(a.s.RecordFetch(ctx, id, store.FetchResult{At: r.At, OK: r.OK, Err: r.Err, NextFetchAt: r.NextFetchAt, Failures: r.Failures}))
+	return storeErr(a.s.RecordFetchCurrent(ctx, id, store.FetchResult{At: r.At, OK: r.OK, Err: r.Err, NextFetchAt: r.NextFetchAt, Failures: r.Failures}))
 }
 
 func (a storeAdapter) SetStatus(ctx context.Context, id, status, reason string) error {

@@ -5,43 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/feedd/feedd/internal/model"
 	"time"
 )
 
-// OAuthState is a pending connect: the hash of the state sent to
-// Instagram, the feed it connects, and the setup session it is bound to
-// (nil when issued by the admin API).
-type OAuthState struct {
-	StateHash   []byte
-	FeedID      string
-	SessionHash []byte
-	CreatedAt   time.Time
-	ExpiresAt   time.Time
-	UsedAt      time.Time // zero: unused
-}
-
-// Session is an admin session of the setup pages.
-type Session struct {
-	IDHash    []byte
-	CSRF      string
-	CreatedAt time.Time
-	ExpiresAt time.Time
-}
-
-// DeletionRequest is a Meta deauthorize or data deletion callback and its outcome.
-type DeletionRequest struct {
-	Code          string
-	Kind          string // "deauthorize" or "delete"
-	UserID        string
-	RequestedAt   time.Time
-	CompletedAt   time.Time // zero: pending
-	FeedsAffected int
-}
-
 // CreateState stores a new OAuth state (ErrNotFound for an unknown feed,
 // ErrConflict for a hash already stored).
-func (s *Store) CreateState(ctx context.Context, st OAuthState) error {
-	if len(st.StateHash) == 0 {
+func (s *Store) CreateState(ctx context.Context, st model.OAuthState) error {
+	if len(st.Hash) == 0 {
 		return fmt.Errorf("%w: empty state hash", ErrInvalid)
 	}
 	if st.CreatedAt.IsZero() {
@@ -53,10 +24,10 @@ func (s *Store) CreateState(ctx context.Context, st OAuthState) error {
 			return err
 		}
 		if n == 0 {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO oauth_states (state_hash, feed_id, session_hash, created_at, expires_at)
-			VALUES (?, ?, ?, ?, ?)`, st.StateHash, st.FeedID, nullBytes(st.SessionHash), unix(st.CreatedAt), unix(st.ExpiresAt))
+			VALUES (?, ?, ?, ?, ?)`, st.Hash, st.FeedID, nullBytes(st.SessionHash), unix(st.CreatedAt), unix(st.ExpiresAt))
 		if isConstraint(err) {
 			return ErrConflict
 		}
@@ -68,36 +39,36 @@ func (s *Store) CreateState(ctx context.Context, st OAuthState) error {
 // ConsumeState marks the state used and returns it. It fails with
 // ErrStateNotFound (unknown, or its feed was deleted), ErrStateUsed or
 // ErrStateExpired; only the first successful call for a state wins.
-func (s *Store) ConsumeState(ctx context.Context, stateHash []byte, now time.Time) (OAuthState, error) {
-	var st OAuthState
+func (s *Store) ConsumeState(ctx context.Context, stateHash []byte, now time.Time) (model.OAuthState, error) {
+	var st model.OAuthState
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var created, expires int64
 		var used sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT state_hash, feed_id, session_hash, created_at, expires_at, used_at
 			FROM oauth_states WHERE state_hash = ?`, stateHash).
-			Scan(&st.StateHash, &st.FeedID, &st.SessionHash, &created, &expires, &used)
+			Scan(&st.Hash, &st.FeedID, &st.SessionHash, &created, &expires, &used)
 		if errors.Is(err, sql.ErrNoRows) {
-			return ErrStateNotFound
+			return model.ErrStateNotFound
 		}
 		if err != nil {
 			return err
 		}
 		st.CreatedAt, st.ExpiresAt, st.UsedAt = fromUnix(created), fromUnix(expires), fromNullUnix(used)
 		if used.Valid {
-			return ErrStateUsed
+			return model.ErrStateUsed
 		}
 		if !now.Before(st.ExpiresAt) {
-			return ErrStateExpired
+			return model.ErrStateExpired
 		}
 		st.UsedAt = fromUnix(unix(now))
 		_, err = tx.ExecContext(ctx, `UPDATE oauth_states SET used_at = ? WHERE state_hash = ?`, unix(now), stateHash)
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, ErrStateNotFound) || errors.Is(err, ErrStateUsed) || errors.Is(err, ErrStateExpired) {
-			return OAuthState{}, err
+		if errors.Is(err, model.ErrStateNotFound) || errors.Is(err, model.ErrStateUsed) || errors.Is(err, model.ErrStateExpired) {
+			return model.OAuthState{}, err
 		}
-		return OAuthState{}, fmt.Errorf("store: consume state: %w", err)
+		return model.OAuthState{}, fmt.Errorf("store: consume state: %w", err)
 	}
 	return st, nil
 }
@@ -130,7 +101,7 @@ func (s *Store) AdminTokenHash(ctx context.Context) ([]byte, error) {
 	var h []byte
 	err := s.r.QueryRowContext(ctx, `SELECT token_hash FROM admin WHERE id = 1`).Scan(&h)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
+		return nil, model.ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: read admin token: %w", err)
@@ -161,7 +132,7 @@ func (s *Store) SetAdminTokenHash(ctx context.Context, h []byte) error {
 }
 
 // CreateSession stores a new admin session (ErrConflict for a known id).
-func (s *Store) CreateSession(ctx context.Context, se Session) error {
+func (s *Store) CreateSession(ctx context.Context, se model.Session) error {
 	if len(se.IDHash) == 0 {
 		return fmt.Errorf("%w: empty session id hash", ErrInvalid)
 	}
@@ -181,20 +152,20 @@ func (s *Store) CreateSession(ctx context.Context, se Session) error {
 
 // Session returns the admin session with this id hash if it has not
 // expired at now; ErrNotFound otherwise.
-func (s *Store) Session(ctx context.Context, idHash []byte, now time.Time) (Session, error) {
-	var se Session
+func (s *Store) Session(ctx context.Context, idHash []byte, now time.Time) (model.Session, error) {
+	var se model.Session
 	var created, expires int64
 	err := s.r.QueryRowContext(ctx, `SELECT id_hash, csrf, created_at, expires_at FROM admin_sessions WHERE id_hash = ?`, idHash).
 		Scan(&se.IDHash, &se.CSRF, &created, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Session{}, ErrNotFound
+		return model.Session{}, model.ErrNotFound
 	}
 	if err != nil {
-		return Session{}, fmt.Errorf("store: read session: %w", err)
+		return model.Session{}, fmt.Errorf("store: read session: %w", err)
 	}
 	se.CreatedAt, se.ExpiresAt = fromUnix(created), fromUnix(expires)
 	if !now.Before(se.ExpiresAt) {
-		return Session{}, ErrNotFound
+		return model.Session{}, model.ErrNotFound
 	}
 	return se, nil
 }
@@ -232,7 +203,7 @@ func (s *Store) ConsumeSetupLink(ctx context.Context, tokenHash []byte, now time
 		var used sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT expires_at, used_at FROM setup_links WHERE token_hash = ?`, tokenHash).Scan(&expires, &used)
 		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
 		if err != nil {
 			return err
@@ -254,7 +225,7 @@ func (s *Store) ConsumeSetupLink(ctx context.Context, tokenHash []byte, now time
 
 // CreateDeletionRequest records a deauthorize or deletion callback
 // (ErrConflict for a code already used).
-func (s *Store) CreateDeletionRequest(ctx context.Context, d DeletionRequest) error {
+func (s *Store) CreateDeletionRequest(ctx context.Context, d model.DeletionRequest) error {
 	if d.Code == "" || (d.Kind != "deauthorize" && d.Kind != "delete") {
 		return fmt.Errorf("%w: deletion request needs a code and kind deauthorize or delete", ErrInvalid)
 	}
@@ -273,17 +244,17 @@ func (s *Store) CreateDeletionRequest(ctx context.Context, d DeletionRequest) er
 }
 
 // DeletionRequest returns the request with this confirmation code, or ErrNotFound.
-func (s *Store) DeletionRequest(ctx context.Context, code string) (DeletionRequest, error) {
-	var d DeletionRequest
+func (s *Store) DeletionRequest(ctx context.Context, code string) (model.DeletionRequest, error) {
+	var d model.DeletionRequest
 	var requested int64
 	var completed sql.NullInt64
 	err := s.r.QueryRowContext(ctx, `SELECT code, kind, user_id, requested_at, completed_at, feeds_affected
 		FROM deletion_requests WHERE code = ?`, code).Scan(&d.Code, &d.Kind, &d.UserID, &requested, &completed, &d.FeedsAffected)
 	if errors.Is(err, sql.ErrNoRows) {
-		return DeletionRequest{}, ErrNotFound
+		return model.DeletionRequest{}, model.ErrNotFound
 	}
 	if err != nil {
-		return DeletionRequest{}, fmt.Errorf("store: read deletion request: %w", err)
+		return model.DeletionRequest{}, fmt.Errorf("store: read deletion request: %w", err)
 	}
 	d.RequestedAt, d.CompletedAt = fromUnix(requested), fromNullUnix(completed)
 	return d, nil

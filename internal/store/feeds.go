@@ -2,115 +2,14 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/subtle"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/feedd/feedd/internal/model"
 	"time"
 )
-
-// Feed status values.
-const (
-	StatusNotConnected = "not_connected"
-	StatusActive       = "active"
-	StatusNeedsReauth  = "needs_reauth"
-	StatusError        = "error"
-)
-
-// Feed is a feed with its account and token metadata (never the token).
-type Feed struct {
-	ID             string
-	Name           string
-	AllowedOrigins []string // never nil
-	Status         string
-	StatusReason   string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
-	LastViewedAt   time.Time // zero: never
-	LastFetchAt    time.Time // zero: never polled
-	LastFetchOK    bool
-	LastFetchError string
-	FetchedAt      time.Time // time of the last good snapshot; zero: none
-	NextFetchAt    time.Time // zero: not scheduled
-	FetchFailures  int
-	Account        *Account // nil when not connected
-	Token          *Token   // metadata only (AccessToken is empty); nil when none
-	PostCount      int
-}
-
-// Account is the Instagram professional account connected to a feed.
-type Account struct {
-	AppUserID      string // the id the token exchange returns (user_id), = /me id
-	IGUserID       string // the professional account id (/me user_id)
-	Username       string
-	Name           string
-	AccountType    string
-	AvatarKey      string // media key of the stored profile picture; "" when none
-	FollowersCount *int64
-	FollowsCount   *int64
-	MediaCount     *int64
-	ConnectedAt    time.Time
-}
-
-// Token is a feed's long-lived access token and its lifecycle. AccessToken
-// is plaintext in memory only; the database holds it sealed.
-type Token struct {
-	FeedID           string
-	AccessToken      string
-	ObtainedAt       time.Time // when this token string was issued (refresh needs it ≥24h old)
-	ExpiresAt        time.Time
-	ExpiryAssumed    bool      // a pasted token whose expiry is a guess
-	RefreshedAt      time.Time // zero: never refreshed
-	NextRefreshAt    time.Time // zero: decided by age and expiry alone
-	RefreshFailures  int
-	LastRefreshError string
-}
-
-// FetchResult records one poll on a feed.
-type FetchResult struct {
-	At          time.Time
-	OK          bool
-	Err         string // owner-facing, never a token
-	NextFetchAt time.Time
-	Failures    int // consecutive failed polls
-}
-
-const idAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
-
-// newFeedID returns 10 random characters of [a-z0-9] (~51 bits).
-func newFeedID() string {
-	var b [10]byte
-	out := make([]byte, len(b))
-	for i := 0; i < len(out); {
-		if _, err := rand.Read(b[:]); err != nil {
-			panic(err) // crypto/rand never fails on supported platforms
-		}
-		for _, c := range b {
-			// 252 = 7*36: reject the tail to keep the alphabet uniform.
-			if c < 252 && i < len(out) {
-				out[i] = idAlphabet[int(c)%36]
-				i++
-			}
-		}
-	}
-	return string(out)
-}
-
-// ValidFeedID reports whether id has the shape of a feed id, so hostile
-// ids are refused before any query.
-func ValidFeedID(id string) bool {
-	if len(id) != 10 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
 
 func encodeOrigins(origins []string) (string, error) {
 	if origins == nil {
@@ -121,32 +20,32 @@ func encodeOrigins(origins []string) (string, error) {
 }
 
 // CreateFeed creates a not-connected feed with a fresh random id.
-func (s *Store) CreateFeed(ctx context.Context, name string, origins []string) (Feed, error) {
+func (s *Store) CreateFeed(ctx context.Context, name string, origins []string) (model.Feed, error) {
 	o, err := encodeOrigins(origins)
 	if err != nil {
-		return Feed{}, err
+		return model.Feed{}, err
 	}
 	now := s.now()
 	for range 5 {
-		id := newFeedID()
+		id := model.NewFeedID()
 		err = s.write(ctx, func(tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, `INSERT INTO feeds (id, name, allowed_origins, status, created_at, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?)`, id, name, o, StatusNotConnected, unix(now), unix(now))
+				VALUES (?, ?, ?, ?, ?, ?)`, id, name, o, model.StatusNotConnected, unix(now), unix(now))
 			return err
 		})
 		if isConstraint(err) {
 			continue
 		}
 		if err != nil {
-			return Feed{}, fmt.Errorf("store: create feed: %w", err)
+			return model.Feed{}, fmt.Errorf("store: create feed: %w", err)
 		}
 		return s.Feed(ctx, id)
 	}
-	return Feed{}, fmt.Errorf("store: create feed: %w", ErrConflict)
+	return model.Feed{}, fmt.Errorf("store: create feed: %w", ErrConflict)
 }
 
 const feedSelect = `SELECT f.id, f.name, f.allowed_origins, f.status, f.status_reason, f.created_at, f.updated_at,
-	f.last_viewed_at, f.last_fetch_at, f.last_fetch_ok, f.last_fetch_error, f.fetched_at, f.next_fetch_at, f.fetch_failures,
+	f.generation, f.last_viewed_at, f.last_fetch_at, f.last_fetch_ok, f.last_fetch_error, f.fetched_at, f.next_fetch_at, f.fetch_failures,
 	a.feed_id, a.app_user_id, a.ig_user_id, a.username, a.name, a.account_type, a.avatar_key,
 	a.followers_count, a.follows_count, a.media_count, a.connected_at,
 	t.feed_id, t.obtained_at, t.expires_at, t.expiry_assumed, t.refreshed_at, t.next_refresh_at,
@@ -158,9 +57,9 @@ LEFT JOIN tokens t ON t.feed_id = f.id`
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanFeed(sc scanner) (Feed, error) {
+func scanFeed(sc scanner) (model.Feed, error) {
 	var (
-		f                                                          Feed
+		f                                                          model.Feed
 		origins                                                    string
 		created, updated                                           int64
 		viewed, fetchAt, fetchOK, fetched, nextFetch               sql.NullInt64
@@ -171,12 +70,12 @@ func scanFeed(sc scanner) (Feed, error) {
 		tObtained, tExpires, tAssumed, tRefreshed, tNext, tFailers sql.NullInt64
 	)
 	err := sc.Scan(&f.ID, &f.Name, &origins, &f.Status, &f.StatusReason, &created, &updated,
-		&viewed, &fetchAt, &fetchOK, &fetchErr, &fetched, &nextFetch, &f.FetchFailures,
+		&f.Generation, &viewed, &fetchAt, &fetchOK, &fetchErr, &fetched, &nextFetch, &f.FetchFailures,
 		&aFeed, &aApp, &aIG, &aUser, &aName, &aType, &aAvatar, &aFollowers, &aFollows, &aMedia, &aConnected,
 		&tFeed, &tObtained, &tExpires, &tAssumed, &tRefreshed, &tNext, &tFailers, &tLastErr,
 		&f.PostCount)
 	if err != nil {
-		return Feed{}, err
+		return model.Feed{}, err
 	}
 	if err := json.Unmarshal([]byte(origins), &f.AllowedOrigins); err != nil || f.AllowedOrigins == nil {
 		f.AllowedOrigins = []string{}
@@ -187,7 +86,7 @@ func scanFeed(sc scanner) (Feed, error) {
 	f.LastFetchError = fetchErr.String
 	f.FetchedAt, f.NextFetchAt = fromNullUnix(fetched), fromNullUnix(nextFetch)
 	if aFeed.Valid {
-		f.Account = &Account{
+		f.Account = &model.Account{
 			AppUserID: aApp.String, IGUserID: aIG.String, Username: aUser.String, Name: aName.String,
 			AccountType: aType.String, AvatarKey: aAvatar.String,
 			FollowersCount: ptrInt(aFollowers), FollowsCount: ptrInt(aFollows), MediaCount: ptrInt(aMedia),
@@ -195,8 +94,8 @@ func scanFeed(sc scanner) (Feed, error) {
 		}
 	}
 	if tFeed.Valid {
-		f.Token = &Token{
-			FeedID: f.ID, ObtainedAt: fromNullUnix(tObtained), ExpiresAt: fromNullUnix(tExpires),
+		f.Token = &model.TokenInfo{
+			ObtainedAt: fromNullUnix(tObtained), ExpiresAt: fromNullUnix(tExpires),
 			ExpiryAssumed: tAssumed.Int64 != 0, RefreshedAt: fromNullUnix(tRefreshed), NextRefreshAt: fromNullUnix(tNext),
 			RefreshFailures: int(tFailers.Int64), LastRefreshError: tLastErr.String,
 		}
@@ -204,13 +103,13 @@ func scanFeed(sc scanner) (Feed, error) {
 	return f, nil
 }
 
-func (s *Store) queryFeeds(ctx context.Context, where string, args ...any) ([]Feed, error) {
+func (s *Store) queryFeeds(ctx context.Context, where string, args ...any) ([]model.Feed, error) {
 	rows, err := s.r.QueryContext(ctx, feedSelect+" "+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: list feeds: %w", err)
 	}
 	defer rows.Close()
-	out := []Feed{}
+	out := []model.Feed{}
 	for rows.Next() {
 		f, err := scanFeed(rows)
 		if err != nil {
@@ -225,30 +124,30 @@ func (s *Store) queryFeeds(ctx context.Context, where string, args ...any) ([]Fe
 }
 
 // Feed returns one feed with its account and token metadata, or ErrNotFound.
-func (s *Store) Feed(ctx context.Context, id string) (Feed, error) {
-	if !ValidFeedID(id) {
-		return Feed{}, ErrNotFound
+func (s *Store) Feed(ctx context.Context, id string) (model.Feed, error) {
+	if !model.ValidFeedID(id) {
+		return model.Feed{}, model.ErrNotFound
 	}
 	f, err := scanFeed(s.r.QueryRowContext(ctx, feedSelect+` WHERE f.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Feed{}, ErrNotFound
+		return model.Feed{}, model.ErrNotFound
 	}
 	if err != nil {
-		return Feed{}, fmt.Errorf("store: read feed: %w", err)
+		return model.Feed{}, fmt.Errorf("store: read feed: %w", err)
 	}
 	return f, nil
 }
 
 // Feeds returns every feed, oldest first.
-func (s *Store) Feeds(ctx context.Context) ([]Feed, error) {
+func (s *Store) Feeds(ctx context.Context) ([]model.Feed, error) {
 	return s.queryFeeds(ctx, `ORDER BY f.created_at, f.id`)
 }
 
 // UpdateFeed changes the name and/or allowed origins (nil leaves a field
 // as it is) and returns the updated feed.
-func (s *Store) UpdateFeed(ctx context.Context, id string, name *string, origins *[]string) (Feed, error) {
-	if !ValidFeedID(id) {
-		return Feed{}, ErrNotFound
+func (s *Store) UpdateFeed(ctx context.Context, id string, name *string, origins *[]string) (model.Feed, error) {
+	if !model.ValidFeedID(id) {
+		return model.Feed{}, model.ErrNotFound
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var n, o any
@@ -266,7 +165,7 @@ func (s *Store) UpdateFeed(ctx context.Context, id string, name *string, origins
 			allowed_origins = coalesce(?, allowed_origins), updated_at = ? WHERE id = ?`, n, o, unix(s.now()), id))
 	})
 	if err != nil {
-		return Feed{}, wrap("update feed", err)
+		return model.Feed{}, wrap("update feed", err)
 	}
 	return s.Feed(ctx, id)
 }
@@ -275,8 +174,8 @@ func (s *Store) UpdateFeed(ctx context.Context, id string, name *string, origins
 // and the images no other feed references. It returns their files, for the
 // caller to delete after this commit.
 func (s *Store) DeleteFeed(ctx context.Context, id string) ([]string, error) {
-	if !ValidFeedID(id) {
-		return nil, ErrNotFound
+	if !model.ValidFeedID(id) {
+		return nil, model.ErrNotFound
 	}
 	var files []string
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -293,18 +192,51 @@ func (s *Store) DeleteFeed(ctx context.Context, id string) ([]string, error) {
 	return files, wrap("delete feed", err)
 }
 
-// SetStatus sets the feed's status and an owner-facing reason.
-func (s *Store) SetStatus(ctx context.Context, id, status, reason string) error {
-	switch status {
-	case StatusNotConnected, StatusActive, StatusNeedsReauth, StatusError:
-	default:
-		return fmt.Errorf("%w: status %q", ErrInvalid, status)
+// ChangeStatus sets the feed's status and owner-facing reason, in one
+// transaction with its conditions: the feed must still be on c.Generation
+// (model.ErrConnectionChanged otherwise) and, when c.IfToken is set, still
+// hold that token (model.ErrTokenChanged otherwise). It returns the status
+// before the change; changed is false when the feed already had c.To (the
+// reason is updated all the same).
+func (s *Store) ChangeStatus(ctx context.Context, c model.StatusChange) (from model.Status, changed bool, err error) {
+	if !c.To.Valid() {
+		return "", false, fmt.Errorf("%w: status %q", ErrInvalid, c.To)
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		return rowsAffected(tx.ExecContext(ctx, `UPDATE feeds SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?`,
-			status, reason, unix(s.now()), id))
+	if !model.ValidFeedID(c.FeedID) {
+		return "", false, model.ErrNotFound
+	}
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		var gen int64
+		err := tx.QueryRowContext(ctx, `SELECT status, generation FROM feeds WHERE id = ?`, c.FeedID).Scan(&from, &gen)
+		if errors.Is(err, sql.ErrNoRows) {
+			return model.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if gen != c.Generation {
+			return model.ErrConnectionChanged
+		}
+		if c.IfToken != "" {
+			cur, err := s.scanToken(tx.QueryRowContext(ctx, tokenSelect+` WHERE feed_id = ?`, c.FeedID))
+			if errors.Is(err, sql.ErrNoRows) {
+				return model.ErrNotConnected
+			}
+			if err != nil {
+				return err
+			}
+			if subtle.ConstantTimeCompare([]byte(cur.AccessToken), []byte(c.IfToken)) != 1 {
+				return model.ErrTokenChanged
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE feeds SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?`,
+			c.To, c.Reason, unix(s.now()), c.FeedID)
+		return err
 	})
-	return wrap("set status", err)
+	if err != nil {
+		return "", false, wrap("change status", err)
+	}
+	return from, from != c.To, nil
 }
 
 // MarkViewed records that the feed was requested at at. It never moves
@@ -318,42 +250,62 @@ func (s *Store) MarkViewed(ctx context.Context, id string, at time.Time) error {
 	return wrap("mark viewed", err)
 }
 
-// RecordFetch records a poll's outcome and when to poll next.
-func (s *Store) RecordFetch(ctx context.Context, id string, r FetchResult) error {
+// RecordFetch records a poll's outcome and when to poll next, if the feed is
+// still on connection gen (model.ErrConnectionChanged otherwise: the
+// outcome of an older connection's poll must not delay the new one's).
+func (s *Store) RecordFetch(ctx context.Context, id string, gen int64, r model.FetchResult) error {
 	errText := any(nil)
 	if !r.OK {
 		errText = r.Err
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		return rowsAffected(tx.ExecContext(ctx, `UPDATE feeds SET last_fetch_at = ?, last_fetch_ok = ?, last_fetch_error = ?,
-			next_fetch_at = ?, fetch_failures = ? WHERE id = ?`,
-			nullUnix(r.At), boolInt(r.OK), errText, nullUnix(r.NextFetchAt), r.Failures, id))
+			next_fetch_at = ?, fetch_failures = ? WHERE id = ? AND generation = ?`,
+			nullUnix(r.At), boolInt(r.OK), errText, nullUnix(r.NextFetchAt), r.Failures, id, gen))
 	})
+	if errors.Is(err, model.ErrNotFound) {
+		err = s.generationChanged(ctx, id)
+	}
 	return wrap("record fetch", err)
 }
 
 // DueFeeds lists active feeds whose next poll time has come (or was never
 // set) and that were viewed at or after viewedSince.
-func (s *Store) DueFeeds(ctx context.Context, now, viewedSince time.Time) ([]Feed, error) {
+func (s *Store) DueFeeds(ctx context.Context, now, viewedSince time.Time) ([]model.Feed, error) {
 	return s.queryFeeds(ctx, `WHERE f.status = 'active' AND (f.next_fetch_at IS NULL OR f.next_fetch_at <= ?)
 		AND f.last_viewed_at >= ? ORDER BY f.next_fetch_at`, unix(now), unix(viewedSince))
 }
 
 // FeedsForInstagramUser lists the feeds connected to the Instagram user
 // with this id (either the app-scoped id or the professional account id).
-func (s *Store) FeedsForInstagramUser(ctx context.Context, userID string) ([]Feed, error) {
+func (s *Store) FeedsForInstagramUser(ctx context.Context, userID string) ([]model.Feed, error) {
 	if userID == "" {
-		return []Feed{}, nil
+		return []model.Feed{}, nil
 	}
 	return s.queryFeeds(ctx, `WHERE a.app_user_id = ? OR a.ig_user_id = ? ORDER BY f.created_at, f.id`, userID, userID)
+}
+
+// generationChanged tells why a write conditioned on a feed's generation
+// matched no row: model.ErrNotFound when the feed is gone,
+// model.ErrConnectionChanged when it was reconnected or disconnected.
+func (s *Store) generationChanged(ctx context.Context, id string) error {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM feeds WHERE id = ?`, id).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return model.ErrNotFound
+	}
+	return model.ErrConnectionChanged
 }
 
 func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, ErrTokenChanged) || errors.Is(err, ErrNotConnected) ||
-		errors.Is(err, ErrConflict) {
+	if errors.Is(err, model.ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, model.ErrTokenChanged) || errors.Is(err, model.ErrNotConnected) ||
+		errors.Is(err, ErrConflict) || errors.Is(err, model.ErrConnectionChanged) || errors.Is(err, model.ErrStateNotFound) ||
+		errors.Is(err, model.ErrStateUsed) || errors.Is(err, model.ErrStateExpired) {
 		return err
 	}
 	return fmt.Errorf("store: %s: %w", op, err)

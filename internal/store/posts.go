@@ -6,74 +6,46 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/feedd/feedd/internal/model"
 	"strings"
 	"time"
 )
-
-// Post is one stored post of a feed's snapshot.
-type Post struct {
-	ID            string
-	MediaType     string // IMAGE, VIDEO or CAROUSEL_ALBUM
-	IsReel        bool
-	Permalink     string
-	Timestamp     time.Time
-	Caption       *string
-	AltText       *string
-	LikeCount     *int64
-	CommentsCount *int64
-	MediaKey      string // cover image; "" when none; may have no media row yet
-	Children      []Child
-}
-
-// Child is one item of a carousel.
-type Child struct {
-	ID        string  `json:"id"`
-	MediaType string  `json:"media_type"`
-	AltText   *string `json:"alt_text,omitempty"`
-	MediaKey  string  `json:"media_key,omitempty"`
-}
-
-// Media is a stored image in all its sizes, under a key chosen by the
-// caller from its source (e.g. "post:<id>", "avatar:<hash>").
-type Media struct {
-	Key       string
-	Width     int
-	Height    int
-	Color     string // dominant colour, e.g. "#a0b1c2"
-	Variants  []Variant
-	Bytes     int64
-	CreatedAt time.Time
-}
-
-// Variant is one stored size of an image.
-type Variant struct {
-	Width  int    `json:"width"`
-	Height int    `json:"height"`
-	File   string `json:"file"` // relative to the media dir
-	Bytes  int64  `json:"bytes"`
-}
 
 // ReplacePosts replaces the feed's snapshot with posts (newest first) and,
 // when acct is not nil, its account profile (username, name, type, avatar,
 // counts), and sets fetched_at to at, in one transaction. It returns the
 // files of images no feed references any more, to delete after commit.
-// ErrNotConnected: the feed was disconnected meanwhile; nothing is written.
-func (s *Store) ReplacePosts(ctx context.Context, feedID string, acct *Account, posts []Post, at time.Time) ([]string, error) {
-	if !ValidFeedID(feedID) {
-		return nil, ErrNotFound
+// The write applies only while the feed is still on connection gen: after
+// a reconnect, a disconnect or a data deletion it writes nothing and
+// returns model.ErrConnectionChanged.
+func (s *Store) ReplacePosts(ctx context.Context, feedID string, gen int64, acct *model.Account, posts []model.Post, at time.Time) ([]string, error) {
+	if !model.ValidFeedID(feedID) {
+		return nil, model.ErrNotFound
 	}
 	var files []string
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		if err := rowsAffected(tx.ExecContext(ctx, `UPDATE feeds SET fetched_at = ? WHERE id = ?`, unix(at), feedID)); err != nil {
+		var cur int64
+		err := tx.QueryRowContext(ctx, `SELECT generation FROM feeds WHERE id = ?`, feedID).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return model.ErrNotFound
+		}
+		if err != nil {
 			return err
 		}
-		// A poll that finishes after a disconnect must not bring posts back.
+		// A poll that finishes after a reconnect, a disconnect or a data
+		// deletion must not write the older connection's posts or profile.
+		if cur != gen {
+			return model.ErrConnectionChanged
+		}
 		var connected int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM accounts WHERE feed_id = ?`, feedID).Scan(&connected); err != nil {
 			return err
 		}
 		if connected == 0 {
-			return ErrNotConnected
+			return model.ErrNotConnected
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE feeds SET fetched_at = ? WHERE id = ?`, unix(at), feedID); err != nil {
+			return err
 		}
 		cands, err := feedRefs(ctx, tx, feedID)
 		if err != nil {
@@ -106,7 +78,7 @@ func (s *Store) ReplacePosts(ctx context.Context, feedID string, acct *Account, 
 			seen[p.ID] = true
 			children := p.Children
 			if children == nil {
-				children = []Child{}
+				children = []model.Child{}
 			}
 			cj, err := json.Marshal(children)
 			if err != nil {
@@ -129,17 +101,17 @@ func (s *Store) ReplacePosts(ctx context.Context, feedID string, acct *Account, 
 }
 
 // Posts returns the feed's snapshot, newest first (the order it was stored in).
-func (s *Store) Posts(ctx context.Context, feedID string) ([]Post, error) {
+func (s *Store) Posts(ctx context.Context, feedID string) ([]model.Post, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT id, media_type, is_reel, permalink, timestamp, caption, alt_text,
 		like_count, comments_count, media_key, children FROM posts WHERE feed_id = ? ORDER BY position`, feedID)
 	if err != nil {
 		return nil, fmt.Errorf("store: read posts: %w", err)
 	}
 	defer rows.Close()
-	out := []Post{}
+	out := []model.Post{}
 	for rows.Next() {
 		var (
-			p                 Post
+			p                 model.Post
 			reel, ts          int64
 			caption, alt, key sql.NullString
 			likes, comments   sql.NullInt64
@@ -166,37 +138,37 @@ func (s *Store) Posts(ctx context.Context, feedID string) ([]Post, error) {
 
 const mediaSelect = `SELECT key, width, height, color, variants, bytes, created_at FROM media`
 
-func scanMedia(sc scanner) (Media, error) {
+func scanMedia(sc scanner) (model.Media, error) {
 	var (
-		m        Media
+		m        model.Media
 		variants string
 		created  int64
 	)
 	if err := sc.Scan(&m.Key, &m.Width, &m.Height, &m.Color, &variants, &m.Bytes, &created); err != nil {
-		return Media{}, err
+		return model.Media{}, err
 	}
 	if err := json.Unmarshal([]byte(variants), &m.Variants); err != nil {
-		return Media{}, fmt.Errorf("media %s variants: %w", m.Key, err)
+		return model.Media{}, fmt.Errorf("media %s variants: %w", m.Key, err)
 	}
 	m.CreatedAt = fromUnix(created)
 	return m, nil
 }
 
 // Media returns the image stored under key, or ErrNotFound.
-func (s *Store) Media(ctx context.Context, key string) (Media, error) {
+func (s *Store) Media(ctx context.Context, key string) (model.Media, error) {
 	m, err := scanMedia(s.r.QueryRowContext(ctx, mediaSelect+` WHERE key = ?`, key))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Media{}, ErrNotFound
+		return model.Media{}, model.ErrNotFound
 	}
 	if err != nil {
-		return Media{}, fmt.Errorf("store: read media: %w", err)
+		return model.Media{}, fmt.Errorf("store: read media: %w", err)
 	}
 	return m, nil
 }
 
 // MediaByKeys returns the stored images among keys (missing keys are absent).
-func (s *Store) MediaByKeys(ctx context.Context, keys []string) (map[string]Media, error) {
-	out := make(map[string]Media, len(keys))
+func (s *Store) MediaByKeys(ctx context.Context, keys []string) (map[string]model.Media, error) {
+	out := make(map[string]model.Media, len(keys))
 	const chunk = 500 // well under SQLite's bound-parameter limit
 	for start := 0; start < len(keys); start += chunk {
 		part := keys[start:min(start+chunk, len(keys))]
@@ -227,13 +199,13 @@ func (s *Store) MediaByKeys(ctx context.Context, keys []string) (map[string]Medi
 }
 
 // PutMedia stores (or replaces) the image under m.Key.
-func (s *Store) PutMedia(ctx context.Context, m Media) error {
+func (s *Store) PutMedia(ctx context.Context, m model.Media) error {
 	if m.Key == "" {
 		return fmt.Errorf("%w: media without a key", ErrInvalid)
 	}
 	variants := m.Variants
 	if variants == nil {
-		variants = []Variant{}
+		variants = []model.Variant{}
 	}
 	vj, err := json.Marshal(variants)
 	if err != nil {
@@ -304,6 +276,19 @@ func (s *Store) SweepMedia(ctx context.Context, before time.Time) ([]string, err
 	return files, wrap("sweep media", err)
 }
 
+// DropUnreferenced deletes the media rows among keys that no feed
+// references and returns their files, to delete after this commit: what a
+// poll stored for a connection that changed before it could save.
+func (s *Store) DropUnreferenced(ctx context.Context, keys []string) ([]string, error) {
+	var files []string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		files, err = dropOrphans(ctx, tx, keys)
+		return err
+	})
+	return files, wrap("drop unreferenced media", err)
+}
+
 // feedRefs lists the media keys the feed references now.
 func feedRefs(ctx context.Context, tx *sql.Tx, feedID string) ([]string, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT key FROM media_refs WHERE feed_id = ?`, feedID)
@@ -359,7 +344,7 @@ func dropOrphans(ctx context.Context, tx *sql.Tx, keys []string) ([]string, erro
 		if err != nil {
 			return nil, err
 		}
-		var vs []Variant
+		var vs []model.Variant
 		if err := json.Unmarshal([]byte(variants.String), &vs); err != nil {
 			continue // a corrupt row: its files are left for the start-up sweep
 		}

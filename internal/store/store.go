@@ -14,6 +14,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"github.com/feedd/feedd/internal/model"
 	"io/fs"
 	"log/slog"
 	"net/url"
@@ -32,18 +33,12 @@ import (
 
 // Sentinel errors.
 var (
-	ErrNotFound      = errors.New("store: not found")
-	ErrConflict      = errors.New("store: already exists")
-	ErrStateNotFound = errors.New("store: unknown oauth state")
-	ErrStateUsed     = errors.New("store: oauth state already used")
-	ErrStateExpired  = errors.New("store: oauth state expired")
-	ErrLinkUsed      = errors.New("store: setup link already used")
-	ErrLinkExpired   = errors.New("store: setup link expired")
-	ErrTokenChanged  = errors.New("store: token changed since it was read")
-	ErrNotConnected  = errors.New("store: feed not connected")
-	ErrWrongKey      = errors.New("store: FEEDD_SECRET_KEY does not match the key this data was encrypted with")
-	ErrSchemaTooNew  = errors.New("store: database schema is newer than this feedd; upgrade feedd")
-	ErrInvalid       = errors.New("store: invalid value")
+	ErrConflict     = errors.New("store: already exists")
+	ErrLinkUsed     = errors.New("store: setup link already used")
+	ErrLinkExpired  = errors.New("store: setup link expired")
+	ErrWrongKey     = errors.New("store: FEEDD_SECRET_KEY does not match the key this data was encrypted with")
+	ErrSchemaTooNew = errors.New("store: database schema is newer than this feedd; upgrade feedd")
+	ErrInvalid      = errors.New("store: invalid value")
 )
 
 //go:embed migrations/*.sql
@@ -430,7 +425,7 @@ func rowsAffected(res sql.Result, err error) error {
 		return err
 	}
 	if n == 0 {
-		return ErrNotFound
+		return model.ErrNotFound
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/testutil"
 	"os"
 	"path/filepath"
@@ -52,6 +53,22 @@ func open(t testing.TB) *env {
 	return &env{s: s, path: path, clk: clk}
 }
 
+// gen is the feed's current connection generation.
+func (e *env) gen(t testing.TB, id string) int64 {
+	t.Helper()
+	f, err := e.s.Feed(context.Background(), id)
+	if err != nil {
+		return 0
+	}
+	return f.Generation
+}
+
+// setStatus changes a feed's status on its current connection.
+func (e *env) setStatus(t testing.TB, id string, to model.Status, reason string) error {
+	_, _, err := e.s.ChangeStatus(context.Background(), model.StatusChange{FeedID: id, Generation: e.gen(t, id), To: to, Reason: reason})
+	return err
+}
+
 func must[T any](t testing.TB) func(T, error) T {
 	return func(v T, err error) T {
 		t.Helper()
@@ -67,8 +84,8 @@ func ptr[T any](v T) *T { return &v }
 func connect(t testing.TB, s *Store, feedID, igID, token string) {
 	t.Helper()
 	_, err := s.Connect(context.Background(), feedID,
-		Account{AppUserID: "app-" + igID, IGUserID: igID, Username: "user_" + igID, AccountType: "BUSINESS"},
-		Token{AccessToken: token, ObtainedAt: t0, ExpiresAt: t0.Add(60 * 24 * time.Hour)})
+		model.Account{AppUserID: "app-" + igID, IGUserID: igID, Username: "user_" + igID, AccountType: "BUSINESS"},
+		model.Token{AccessToken: token, TokenInfo: model.TokenInfo{ObtainedAt: t0, ExpiresAt: t0.Add(60 * 24 * time.Hour)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +111,7 @@ func TestMigrations(t *testing.T) {
 	if got := versions(e.s.r); len(got) != SchemaVersion() || got[len(got)-1] != SchemaVersion() {
 		t.Fatalf("recorded versions %v, want 1..%d", got, SchemaVersion())
 	}
-	f := must[Feed](t)(e.s.CreateFeed(ctx, "kept", nil))
+	f := must[model.Feed](t)(e.s.CreateFeed(ctx, "kept", nil))
 	e.s.Close()
 
 	// Re-open: no migration runs again, data survives.
@@ -128,7 +145,7 @@ func TestMigrations(t *testing.T) {
 func TestWrongKeyAndRotation(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
-	f := must[Feed](t)(e.s.CreateFeed(ctx, "f", nil))
+	f := must[model.Feed](t)(e.s.CreateFeed(ctx, "f", nil))
 	connect(t, e.s, f.ID, "17841", "IGAAoldkeytoken")
 	e.s.Close()
 
@@ -145,7 +162,7 @@ func TestWrongKeyAndRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := must[Token](t)(s.Token(ctx, f.ID))
+	tok := must[model.Token](t)(s.Token(ctx, f.ID))
 	if tok.AccessToken != "IGAAoldkeytoken" {
 		t.Errorf("token after rotation = %q", tok.AccessToken)
 	}
@@ -156,7 +173,7 @@ func TestWrongKeyAndRotation(t *testing.T) {
 		t.Fatalf("open with the new key only: %v", err)
 	}
 	defer s.Close()
-	if tok := must[Token](t)(s.Token(ctx, f.ID)); tok.AccessToken != "IGAAoldkeytoken" {
+	if tok := must[model.Token](t)(s.Token(ctx, f.ID)); tok.AccessToken != "IGAAoldkeytoken" {
 		t.Errorf("token with new key only = %q", tok.AccessToken)
 	}
 }
@@ -164,52 +181,52 @@ func TestWrongKeyAndRotation(t *testing.T) {
 func TestFeedCRUD(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
-	f := must[Feed](t)(e.s.CreateFeed(ctx, "Shop", []string{"https://shop.example"}))
-	if !ValidFeedID(f.ID) || f.Status != StatusNotConnected || f.Account != nil || f.Token != nil ||
+	f := must[model.Feed](t)(e.s.CreateFeed(ctx, "Shop", []string{"https://shop.example"}))
+	if !model.ValidFeedID(f.ID) || f.Status != model.StatusNotConnected || f.Account != nil || f.Token != nil ||
 		!f.CreatedAt.Equal(t0) || !reflect.DeepEqual(f.AllowedOrigins, []string{"https://shop.example"}) {
 		t.Fatalf("created %+v", f)
 	}
-	g := must[Feed](t)(e.s.CreateFeed(ctx, "Blog", nil))
+	g := must[model.Feed](t)(e.s.CreateFeed(ctx, "Blog", nil))
 	if g.ID == f.ID || g.AllowedOrigins == nil {
 		t.Errorf("second feed %+v", g)
 	}
 	e.clk.Add(time.Minute)
-	u := must[Feed](t)(e.s.UpdateFeed(ctx, f.ID, ptr("Shop 2"), nil))
+	u := must[model.Feed](t)(e.s.UpdateFeed(ctx, f.ID, ptr("Shop 2"), nil))
 	if u.Name != "Shop 2" || len(u.AllowedOrigins) != 1 || !u.UpdatedAt.Equal(t0.Add(time.Minute)) {
 		t.Errorf("after name update %+v", u)
 	}
-	u = must[Feed](t)(e.s.UpdateFeed(ctx, f.ID, nil, &[]string{}))
+	u = must[model.Feed](t)(e.s.UpdateFeed(ctx, f.ID, nil, &[]string{}))
 	if u.Name != "Shop 2" || len(u.AllowedOrigins) != 0 {
 		t.Errorf("after origins update %+v", u)
 	}
-	all := must[[]Feed](t)(e.s.Feeds(ctx))
+	all := must[[]model.Feed](t)(e.s.Feeds(ctx))
 	if len(all) != 2 {
 		t.Errorf("Feeds = %d", len(all))
 	}
 	for _, id := range []string{"nosuchfeed", "'; DROP TABLE feeds; --", ""} {
-		if _, err := e.s.Feed(ctx, id); !errors.Is(err, ErrNotFound) {
+		if _, err := e.s.Feed(ctx, id); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("Feed(%q) err = %v", id, err)
 		}
-		if _, err := e.s.UpdateFeed(ctx, id, ptr("x"), nil); !errors.Is(err, ErrNotFound) {
+		if _, err := e.s.UpdateFeed(ctx, id, ptr("x"), nil); !errors.Is(err, model.ErrNotFound) {
 			t.Errorf("UpdateFeed(%q) err = %v", id, err)
 		}
 	}
-	if err := e.s.SetStatus(ctx, f.ID, "bogus", ""); !errors.Is(err, ErrInvalid) {
+	if err := e.setStatus(t, f.ID, "bogus", ""); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad status: %v", err)
 	}
-	if err := e.s.SetStatus(ctx, f.ID, StatusError, "Instagram is down"); err != nil {
+	if err := e.setStatus(t, f.ID, model.StatusError, "Instagram is down"); err != nil {
 		t.Fatal(err)
 	}
-	if got := must[Feed](t)(e.s.Feed(ctx, f.ID)); got.Status != StatusError || got.StatusReason != "Instagram is down" {
+	if got := must[model.Feed](t)(e.s.Feed(ctx, f.ID)); got.Status != model.StatusError || got.StatusReason != "Instagram is down" {
 		t.Errorf("status %q %q", got.Status, got.StatusReason)
 	}
 	if _, err := e.s.DeleteFeed(ctx, f.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.s.Feed(ctx, f.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.Feed(ctx, f.ID); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("deleted feed: %v", err)
 	}
-	if _, err := e.s.DeleteFeed(ctx, f.ID); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.DeleteFeed(ctx, f.ID); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("delete twice: %v", err)
 	}
 }
@@ -217,38 +234,38 @@ func TestFeedCRUD(t *testing.T) {
 func TestConnectTokenAndDue(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
-	f := must[Feed](t)(e.s.CreateFeed(ctx, "f", nil))
-	if _, err := e.s.Token(ctx, f.ID); !errors.Is(err, ErrNotConnected) {
+	f := must[model.Feed](t)(e.s.CreateFeed(ctx, "f", nil))
+	if _, err := e.s.Token(ctx, f.ID); !errors.Is(err, model.ErrNotConnected) {
 		t.Errorf("token before connect: %v", err)
 	}
-	if _, err := e.s.Token(ctx, "zzzzzzzzzz"); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.Token(ctx, "zzzzzzzzzz"); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("token of unknown feed: %v", err)
 	}
 	connect(t, e.s, f.ID, "17841", "IGAAfirst")
-	got := must[Feed](t)(e.s.Feed(ctx, f.ID))
-	if got.Status != StatusActive || got.Account == nil || got.Account.IGUserID != "17841" || got.Token == nil ||
-		got.Token.AccessToken != "" || !got.Token.ExpiresAt.Equal(t0.Add(60*24*time.Hour)) {
+	got := must[model.Feed](t)(e.s.Feed(ctx, f.ID))
+	if got.Status != model.StatusActive || got.Account == nil || got.Account.IGUserID != "17841" || got.Token == nil ||
+		!got.Token.ExpiresAt.Equal(t0.Add(60*24*time.Hour)) {
 		t.Fatalf("after connect %+v acct %+v tok %+v", got, got.Account, got.Token)
 	}
-	tok := must[Token](t)(e.s.Token(ctx, f.ID))
+	tok := must[model.Token](t)(e.s.Token(ctx, f.ID))
 	if tok.AccessToken != "IGAAfirst" {
 		t.Errorf("Token = %q", tok.AccessToken)
 	}
 
 	// Failed connect (unknown feed, empty token) writes nothing.
-	if _, err := e.s.Connect(ctx, "zzzzzzzzzz", Account{IGUserID: "1"}, Token{AccessToken: "x"}); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.Connect(ctx, "zzzzzzzzzz", model.Account{IGUserID: "1"}, model.Token{AccessToken: "x"}); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("connect unknown feed: %v", err)
 	}
-	if _, err := e.s.Connect(ctx, f.ID, Account{IGUserID: "2"}, Token{}); !errors.Is(err, ErrInvalid) {
+	if _, err := e.s.Connect(ctx, f.ID, model.Account{IGUserID: "2"}, model.Token{TokenInfo: model.TokenInfo{}}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("connect without token: %v", err)
 	}
-	if tok := must[Token](t)(e.s.Token(ctx, f.ID)); tok.AccessToken != "IGAAfirst" {
+	if tok := must[model.Token](t)(e.s.Token(ctx, f.ID)); tok.AccessToken != "IGAAfirst" {
 		t.Errorf("failed connect changed the token to %q", tok.AccessToken)
 	}
 
 	// Compare-and-swap.
-	nt := Token{AccessToken: "IGAAsecond", ObtainedAt: t0.Add(48 * time.Hour), ExpiresAt: t0.Add(62 * 24 * time.Hour), RefreshedAt: t0.Add(48 * time.Hour)}
-	if err := e.s.ReplaceToken(ctx, f.ID, "IGAAstale", nt); !errors.Is(err, ErrTokenChanged) {
+	nt := model.Token{AccessToken: "IGAAsecond", TokenInfo: model.TokenInfo{ObtainedAt: t0.Add(48 * time.Hour), ExpiresAt: t0.Add(62 * 24 * time.Hour), RefreshedAt: t0.Add(48 * time.Hour)}}
+	if err := e.s.ReplaceToken(ctx, f.ID, "IGAAstale", nt); !errors.Is(err, model.ErrTokenChanged) {
 		t.Errorf("CAS with stale token: %v", err)
 	}
 	if err := e.s.RecordRefreshFailure(ctx, f.ID, "Instagram unreachable", t0.Add(time.Hour)); err != nil {
@@ -257,19 +274,19 @@ func TestConnectTokenAndDue(t *testing.T) {
 	if err := e.s.ReplaceToken(ctx, f.ID, "IGAAfirst", nt); err != nil {
 		t.Fatal(err)
 	}
-	tok = must[Token](t)(e.s.Token(ctx, f.ID))
+	tok = must[model.Token](t)(e.s.Token(ctx, f.ID))
 	if tok.AccessToken != "IGAAsecond" || tok.RefreshFailures != 0 || tok.LastRefreshError != "" ||
 		!tok.NextRefreshAt.IsZero() || !tok.RefreshedAt.Equal(nt.RefreshedAt) {
 		t.Errorf("after replace %+v", tok)
 	}
-	if err := e.s.ReplaceToken(ctx, f.ID, "IGAAfirst", nt); !errors.Is(err, ErrTokenChanged) {
+	if err := e.s.ReplaceToken(ctx, f.ID, "IGAAfirst", nt); !errors.Is(err, model.ErrTokenChanged) {
 		t.Errorf("second CAS with the old token: %v", err)
 	}
 
 	// TokensDue: young token not due; old and expiring is; scheduled retry is.
 	obtained := t0.Add(48 * time.Hour)
 	due := func(now time.Time, window time.Duration) int {
-		return len(must[[]Token](t)(e.s.TokensDue(ctx, now, window)))
+		return len(must[[]model.Token](t)(e.s.TokensDue(ctx, now, window)))
 	}
 	if n := due(obtained.Add(time.Hour), 100*24*time.Hour); n != 0 {
 		t.Errorf("token younger than 24h is due (%d)", n)
@@ -284,22 +301,22 @@ func TestConnectTokenAndDue(t *testing.T) {
 	if n := due(obtained.Add(29*time.Hour), 70*24*time.Hour); n != 0 {
 		t.Errorf("backoff ignored (%d)", n)
 	}
-	ts := must[[]Token](t)(e.s.TokensDue(ctx, obtained.Add(30*time.Hour), 0))
+	ts := must[[]model.Token](t)(e.s.TokensDue(ctx, obtained.Add(30*time.Hour), 0))
 	if len(ts) != 1 || ts[0].AccessToken != "IGAAsecond" || ts[0].RefreshFailures != 1 || ts[0].LastRefreshError != "boom" {
 		t.Errorf("scheduled retry %+v", ts)
 	}
-	e.s.SetStatus(ctx, f.ID, StatusNeedsReauth, "token revoked")
+	e.setStatus(t, f.ID, model.StatusNeedsReauth, "token revoked")
 	if n := due(obtained.Add(30*time.Hour), 70*24*time.Hour); n != 0 {
 		t.Errorf("dead token is due (%d)", n)
 	}
 
 	// Lookup by Instagram user.
 	for _, id := range []string{"17841", "app-17841"} {
-		if fs := must[[]Feed](t)(e.s.FeedsForInstagramUser(ctx, id)); len(fs) != 1 || fs[0].ID != f.ID {
+		if fs := must[[]model.Feed](t)(e.s.FeedsForInstagramUser(ctx, id)); len(fs) != 1 || fs[0].ID != f.ID {
 			t.Errorf("FeedsForInstagramUser(%q) = %d feeds", id, len(fs))
 		}
 	}
-	if fs := must[[]Feed](t)(e.s.FeedsForInstagramUser(ctx, "")); len(fs) != 0 {
+	if fs := must[[]model.Feed](t)(e.s.FeedsForInstagramUser(ctx, "")); len(fs) != 0 {
 		t.Error("empty user id matched feeds")
 	}
 
@@ -307,11 +324,11 @@ func TestConnectTokenAndDue(t *testing.T) {
 	if _, err := e.s.Disconnect(ctx, f.ID); err != nil {
 		t.Fatal(err)
 	}
-	got = must[Feed](t)(e.s.Feed(ctx, f.ID))
-	if got.Status != StatusNotConnected || got.Account != nil || got.Token != nil {
+	got = must[model.Feed](t)(e.s.Feed(ctx, f.ID))
+	if got.Status != model.StatusNotConnected || got.Account != nil || got.Token != nil {
 		t.Errorf("after disconnect %+v", got)
 	}
-	if _, err := e.s.Token(ctx, f.ID); !errors.Is(err, ErrNotConnected) {
+	if _, err := e.s.Token(ctx, f.ID); !errors.Is(err, model.ErrNotConnected) {
 		t.Errorf("token after disconnect: %v", err)
 	}
 }
@@ -319,8 +336,8 @@ func TestConnectTokenAndDue(t *testing.T) {
 func TestTokenMovedToAnotherRowDoesNotOpen(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
-	a := must[Feed](t)(e.s.CreateFeed(ctx, "a", nil))
-	b := must[Feed](t)(e.s.CreateFeed(ctx, "b", nil))
+	a := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
+	b := must[model.Feed](t)(e.s.CreateFeed(ctx, "b", nil))
 	connect(t, e.s, a.ID, "1", "IGAAtokenA")
 	connect(t, e.s, b.ID, "2", "IGAAtokenB")
 	if _, err := e.s.w.Exec(`UPDATE tokens SET sealed = (SELECT sealed FROM tokens WHERE feed_id = ?) WHERE feed_id = ?`, a.ID, b.ID); err != nil {
@@ -335,15 +352,15 @@ func TestTokenMovedToAnotherRowDoesNotOpen(t *testing.T) {
 	}
 }
 
-func post(id, key string, children ...Child) Post {
-	return Post{ID: id, MediaType: "IMAGE", Permalink: "https://www.instagram.com/p/" + id, Timestamp: t0, MediaKey: key, Children: children,
+func post(id, key string, children ...model.Child) model.Post {
+	return model.Post{ID: id, MediaType: "IMAGE", Permalink: "https://www.instagram.com/p/" + id, Timestamp: t0, MediaKey: key, Children: children,
 		Caption: ptr("caption " + id), LikeCount: ptr(int64(3))}
 }
 
-func media(key string, files ...string) Media {
-	m := Media{Key: key, Width: 1080, Height: 1350, Color: "#112233"}
+func media(key string, files ...string) model.Media {
+	m := model.Media{Key: key, Width: 1080, Height: 1350, Color: "#112233"}
 	for i, f := range files {
-		m.Variants = append(m.Variants, Variant{Width: 320 * (i + 1), Height: 400 * (i + 1), File: f, Bytes: 1000})
+		m.Variants = append(m.Variants, model.Variant{Width: 320 * (i + 1), Height: 400 * (i + 1), File: f, Bytes: 1000})
 	}
 	return m
 }
@@ -351,12 +368,12 @@ func media(key string, files ...string) Media {
 func TestPostsMediaAndOrphans(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
-	a := must[Feed](t)(e.s.CreateFeed(ctx, "a", nil))
-	b := must[Feed](t)(e.s.CreateFeed(ctx, "b", nil))
+	a := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
+	b := must[model.Feed](t)(e.s.CreateFeed(ctx, "b", nil))
 	connect(t, e.s, a.ID, "1", "IGAAa")
 	connect(t, e.s, b.ID, "1", "IGAAb") // same account: shared post keys
 
-	for _, m := range []Media{
+	for _, m := range []model.Media{
 		media("post:1", "aa/1-320.jpg", "aa/1-640.jpg"), media("post:2", "bb/2-320.jpg"),
 		media("child:3a", "cc/3a.jpg"), media("avatar:x", "dd/av.jpg"), media("post:9", "shared.jpg"),
 		media("post:8", "shared.jpg"),
@@ -365,39 +382,39 @@ func TestPostsMediaAndOrphans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := e.s.ReplacePosts(ctx, "zzzzzzzzzz", nil, nil, t0); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.ReplacePosts(ctx, "zzzzzzzzzz", e.gen(t, "zzzzzzzzzz"), nil, nil, t0); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("ReplacePosts unknown feed: %v", err)
 	}
-	acct := &Account{Username: "renamed", AccountType: "BUSINESS", AvatarKey: "avatar:x", FollowersCount: ptr(int64(10))}
-	posts := []Post{post("1", "post:1"), post("2", "post:2"), post("3", "post:3", Child{ID: "3a", MediaType: "IMAGE", MediaKey: "child:3a"}), post("1", "post:1"), post("9", "post:9"), post("8", "post:8")}
-	orphans := must[[]string](t)(e.s.ReplacePosts(ctx, a.ID, acct, posts, t0.Add(time.Minute)))
+	acct := &model.Account{Username: "renamed", AccountType: "BUSINESS", AvatarKey: "avatar:x", FollowersCount: ptr(int64(10))}
+	posts := []model.Post{post("1", "post:1"), post("2", "post:2"), post("3", "post:3", model.Child{ID: "3a", MediaType: "IMAGE", MediaKey: "child:3a"}), post("1", "post:1"), post("9", "post:9"), post("8", "post:8")}
+	orphans := must[[]string](t)(e.s.ReplacePosts(ctx, a.ID, e.gen(t, a.ID), acct, posts, t0.Add(time.Minute)))
 	if len(orphans) != 0 {
 		t.Errorf("first snapshot orphaned %v", orphans)
 	}
-	if _, err := e.s.ReplacePosts(ctx, b.ID, nil, posts[:2], t0); err != nil {
+	if _, err := e.s.ReplacePosts(ctx, b.ID, e.gen(t, b.ID), nil, posts[:2], t0); err != nil {
 		t.Fatal(err)
 	}
-	got := must[[]Post](t)(e.s.Posts(ctx, a.ID))
+	got := must[[]model.Post](t)(e.s.Posts(ctx, a.ID))
 	if len(got) != 5 || got[0].ID != "1" || got[2].ID != "3" || got[2].Children[0].MediaKey != "child:3a" ||
 		*got[0].Caption != "caption 1" || *got[0].LikeCount != 3 || got[0].CommentsCount != nil || !got[0].Timestamp.Equal(t0) {
 		t.Fatalf("Posts = %+v", got)
 	}
-	f := must[Feed](t)(e.s.Feed(ctx, a.ID))
+	f := must[model.Feed](t)(e.s.Feed(ctx, a.ID))
 	if f.PostCount != 5 || !f.FetchedAt.Equal(t0.Add(time.Minute)) || f.Account.Username != "renamed" ||
 		f.Account.AvatarKey != "avatar:x" || *f.Account.FollowersCount != 10 || f.Account.IGUserID != "1" {
 		t.Errorf("feed after snapshot %+v %+v", f, f.Account)
 	}
-	ms := must[map[string]Media](t)(e.s.MediaByKeys(ctx, []string{"post:1", "post:3", "avatar:x"}))
+	ms := must[map[string]model.Media](t)(e.s.MediaByKeys(ctx, []string{"post:1", "post:3", "avatar:x"}))
 	if len(ms) != 2 || len(ms["post:1"].Variants) != 2 || ms["post:1"].Variants[1].File != "aa/1-640.jpg" {
 		t.Errorf("MediaByKeys = %+v", ms)
 	}
-	if _, err := e.s.Media(ctx, "post:3"); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.Media(ctx, "post:3"); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("missing media: %v", err)
 	}
 
 	// Feed a drops posts 1, 3, 8 and 9: post:1 is still used by feed b;
 	// post:9's file is shared with post:8, both gone -> one file.
-	orphans = must[[]string](t)(e.s.ReplacePosts(ctx, a.ID, nil, []Post{post("2", "post:2")}, t0.Add(2*time.Minute)))
+	orphans = must[[]string](t)(e.s.ReplacePosts(ctx, a.ID, e.gen(t, a.ID), nil, []model.Post{post("2", "post:2")}, t0.Add(2*time.Minute)))
 	sort.Strings(orphans)
 	if want := []string{"cc/3a.jpg", "shared.jpg"}; !reflect.DeepEqual(orphans, want) {
 		t.Errorf("orphans = %v, want %v", orphans, want)
@@ -425,10 +442,10 @@ func TestPostsMediaAndOrphans(t *testing.T) {
 		t.Errorf("files still referenced: %v", files)
 	}
 	// A poll finishing after the disconnect writes nothing.
-	if _, err := e.s.ReplacePosts(ctx, a.ID, nil, []Post{post("2", "post:2")}, t0); !errors.Is(err, ErrNotConnected) {
+	if _, err := e.s.ReplacePosts(ctx, a.ID, e.gen(t, a.ID), nil, []model.Post{post("2", "post:2")}, t0); !errors.Is(err, model.ErrNotConnected) {
 		t.Errorf("ReplacePosts after disconnect: %v", err)
 	}
-	if ps := must[[]Post](t)(e.s.Posts(ctx, a.ID)); len(ps) != 0 {
+	if ps := must[[]model.Post](t)(e.s.Posts(ctx, a.ID)); len(ps) != 0 {
 		t.Errorf("posts after disconnect: %d", len(ps))
 	}
 }
@@ -436,11 +453,11 @@ func TestPostsMediaAndOrphans(t *testing.T) {
 func TestSweepMedia(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
-	a := must[Feed](t)(e.s.CreateFeed(ctx, "a", nil))
+	a := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
 	connect(t, e.s, a.ID, "1", "IGAAa")
 	e.s.PutMedia(ctx, media("post:1", "1.jpg"))
 	e.s.PutMedia(ctx, media("post:lost", "lost.jpg"))
-	e.s.ReplacePosts(ctx, a.ID, nil, []Post{post("1", "post:1")}, t0)
+	e.s.ReplacePosts(ctx, a.ID, e.gen(t, a.ID), nil, []model.Post{post("1", "post:1")}, t0)
 	if files := must[[]string](t)(e.s.SweepMedia(ctx, t0)); len(files) != 0 {
 		t.Errorf("swept fresh media: %v", files)
 	}
@@ -456,23 +473,23 @@ func TestSweepMedia(t *testing.T) {
 func TestReconnectToAnotherAccountDropsPosts(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
-	a := must[Feed](t)(e.s.CreateFeed(ctx, "a", nil))
+	a := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
 	connect(t, e.s, a.ID, "1", "IGAAa")
 	e.s.PutMedia(ctx, media("post:1", "1.jpg"))
-	e.s.ReplacePosts(ctx, a.ID, nil, []Post{post("1", "post:1")}, t0)
+	e.s.ReplacePosts(ctx, a.ID, e.gen(t, a.ID), nil, []model.Post{post("1", "post:1")}, t0)
 
 	connect(t, e.s, a.ID, "1", "IGAAsameaccount")
-	if n := must[Feed](t)(e.s.Feed(ctx, a.ID)).PostCount; n != 1 {
+	if n := must[model.Feed](t)(e.s.Feed(ctx, a.ID)).PostCount; n != 1 {
 		t.Errorf("reconnecting the same account dropped posts (%d left)", n)
 	}
-	files, err := e.s.Connect(ctx, a.ID, Account{AppUserID: "x", IGUserID: "2"}, Token{AccessToken: "IGAAother", ExpiresAt: t0})
+	files, err := e.s.Connect(ctx, a.ID, model.Account{AppUserID: "x", IGUserID: "2"}, model.Token{AccessToken: "IGAAother", TokenInfo: model.TokenInfo{ExpiresAt: t0}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(files, []string{"1.jpg"}) {
 		t.Errorf("orphans = %v", files)
 	}
-	f := must[Feed](t)(e.s.Feed(ctx, a.ID))
+	f := must[model.Feed](t)(e.s.Feed(ctx, a.ID))
 	if f.PostCount != 0 || !f.FetchedAt.IsZero() || f.Account.IGUserID != "2" {
 		t.Errorf("after reconnect to another account %+v", f)
 	}
@@ -481,11 +498,11 @@ func TestReconnectToAnotherAccountDropsPosts(t *testing.T) {
 func TestFetchBookkeeping(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
-	a := must[Feed](t)(e.s.CreateFeed(ctx, "a", nil))
-	b := must[Feed](t)(e.s.CreateFeed(ctx, "b", nil))
+	a := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
+	b := must[model.Feed](t)(e.s.CreateFeed(ctx, "b", nil))
 	connect(t, e.s, a.ID, "1", "IGAAa")
 	connect(t, e.s, b.ID, "2", "IGAAb")
-	ids := func(fs []Feed) []string {
+	ids := func(fs []model.Feed) []string {
 		var out []string
 		for _, f := range fs {
 			out = append(out, f.ID)
@@ -493,39 +510,39 @@ func TestFetchBookkeeping(t *testing.T) {
 		sort.Strings(out)
 		return out
 	}
-	if d := must[[]Feed](t)(e.s.DueFeeds(ctx, t0, t0.Add(-time.Hour))); len(d) != 0 {
+	if d := must[[]model.Feed](t)(e.s.DueFeeds(ctx, t0, t0.Add(-time.Hour))); len(d) != 0 {
 		t.Errorf("unviewed feeds due: %v", ids(d))
 	}
 	e.s.MarkViewed(ctx, a.ID, t0.Add(time.Minute))
 	e.s.MarkViewed(ctx, a.ID, t0) // never moves back
-	if v := must[Feed](t)(e.s.Feed(ctx, a.ID)).LastViewedAt; !v.Equal(t0.Add(time.Minute)) {
+	if v := must[model.Feed](t)(e.s.Feed(ctx, a.ID)).LastViewedAt; !v.Equal(t0.Add(time.Minute)) {
 		t.Errorf("LastViewedAt = %v", v)
 	}
 	e.s.MarkViewed(ctx, b.ID, t0.Add(-2*time.Hour))
-	if d := ids(must[[]Feed](t)(e.s.DueFeeds(ctx, t0.Add(time.Minute), t0.Add(-time.Hour)))); !reflect.DeepEqual(d, []string{a.ID}) {
+	if d := ids(must[[]model.Feed](t)(e.s.DueFeeds(ctx, t0.Add(time.Minute), t0.Add(-time.Hour)))); !reflect.DeepEqual(d, []string{a.ID}) {
 		t.Errorf("due = %v, want only the recently viewed feed", d)
 	}
-	err := e.s.RecordFetch(ctx, a.ID, FetchResult{At: t0.Add(time.Minute), OK: false, Err: "Instagram unreachable", NextFetchAt: t0.Add(10 * time.Minute), Failures: 2})
+	err := e.s.RecordFetch(ctx, a.ID, e.gen(t, a.ID), model.FetchResult{At: t0.Add(time.Minute), OK: false, Err: "Instagram unreachable", NextFetchAt: t0.Add(10 * time.Minute), Failures: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := must[Feed](t)(e.s.Feed(ctx, a.ID))
+	f := must[model.Feed](t)(e.s.Feed(ctx, a.ID))
 	if f.LastFetchOK || f.LastFetchError != "Instagram unreachable" || f.FetchFailures != 2 || !f.NextFetchAt.Equal(t0.Add(10*time.Minute)) {
 		t.Errorf("after failed fetch %+v", f)
 	}
-	if d := must[[]Feed](t)(e.s.DueFeeds(ctx, t0.Add(5*time.Minute), t0.Add(-time.Hour))); len(d) != 0 {
+	if d := must[[]model.Feed](t)(e.s.DueFeeds(ctx, t0.Add(5*time.Minute), t0.Add(-time.Hour))); len(d) != 0 {
 		t.Errorf("feed due before next_fetch_at")
 	}
-	e.s.RecordFetch(ctx, a.ID, FetchResult{At: t0.Add(10 * time.Minute), OK: true, Err: "ignored", NextFetchAt: t0.Add(25 * time.Minute)})
-	f = must[Feed](t)(e.s.Feed(ctx, a.ID))
+	e.s.RecordFetch(ctx, a.ID, e.gen(t, a.ID), model.FetchResult{At: t0.Add(10 * time.Minute), OK: true, Err: "ignored", NextFetchAt: t0.Add(25 * time.Minute)})
+	f = must[model.Feed](t)(e.s.Feed(ctx, a.ID))
 	if !f.LastFetchOK || f.LastFetchError != "" || f.FetchFailures != 0 {
 		t.Errorf("after good fetch %+v", f)
 	}
-	e.s.SetStatus(ctx, a.ID, StatusNeedsReauth, "reconnect")
-	if d := must[[]Feed](t)(e.s.DueFeeds(ctx, t0.Add(time.Hour), t0)); len(d) != 0 {
+	e.setStatus(t, a.ID, model.StatusNeedsReauth, "reconnect")
+	if d := must[[]model.Feed](t)(e.s.DueFeeds(ctx, t0.Add(time.Hour), t0)); len(d) != 0 {
 		t.Errorf("feed needing reauth is due")
 	}
-	if err := e.s.RecordFetch(ctx, "zzzzzzzzzz", FetchResult{}); !errors.Is(err, ErrNotFound) {
+	if err := e.s.RecordFetch(ctx, "zzzzzzzzzz", e.gen(t, "zzzzzzzzzz"), model.FetchResult{}); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("RecordFetch unknown: %v", err)
 	}
 }
@@ -533,34 +550,34 @@ func TestFetchBookkeeping(t *testing.T) {
 func TestOAuthStates(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
-	f := must[Feed](t)(e.s.CreateFeed(ctx, "f", nil))
-	st := OAuthState{StateHash: []byte("h1"), FeedID: f.ID, SessionHash: []byte("sess"), ExpiresAt: t0.Add(10 * time.Minute)}
+	f := must[model.Feed](t)(e.s.CreateFeed(ctx, "f", nil))
+	st := model.OAuthState{Hash: []byte("h1"), FeedID: f.ID, SessionHash: []byte("sess"), ExpiresAt: t0.Add(10 * time.Minute)}
 	if err := e.s.CreateState(ctx, st); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.s.CreateState(ctx, st); !errors.Is(err, ErrConflict) {
 		t.Errorf("duplicate state: %v", err)
 	}
-	if err := e.s.CreateState(ctx, OAuthState{StateHash: []byte("h2"), FeedID: "zzzzzzzzzz", ExpiresAt: t0}); !errors.Is(err, ErrNotFound) {
+	if err := e.s.CreateState(ctx, model.OAuthState{Hash: []byte("h2"), FeedID: "zzzzzzzzzz", ExpiresAt: t0}); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("state for unknown feed: %v", err)
 	}
-	e.s.CreateState(ctx, OAuthState{StateHash: []byte("old"), FeedID: f.ID, ExpiresAt: t0.Add(time.Minute)})
+	e.s.CreateState(ctx, model.OAuthState{Hash: []byte("old"), FeedID: f.ID, ExpiresAt: t0.Add(time.Minute)})
 
 	got, err := e.s.ConsumeState(ctx, []byte("h1"), t0.Add(time.Minute))
 	if err != nil || got.FeedID != f.ID || string(got.SessionHash) != "sess" || !got.UsedAt.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("consume: %+v, %v", got, err)
 	}
-	if _, err := e.s.ConsumeState(ctx, []byte("h1"), t0.Add(time.Minute)); !errors.Is(err, ErrStateUsed) {
+	if _, err := e.s.ConsumeState(ctx, []byte("h1"), t0.Add(time.Minute)); !errors.Is(err, model.ErrStateUsed) {
 		t.Errorf("reuse: %v", err)
 	}
-	if _, err := e.s.ConsumeState(ctx, []byte("nope"), t0); !errors.Is(err, ErrStateNotFound) {
+	if _, err := e.s.ConsumeState(ctx, []byte("nope"), t0); !errors.Is(err, model.ErrStateNotFound) {
 		t.Errorf("unknown: %v", err)
 	}
-	if _, err := e.s.ConsumeState(ctx, []byte("old"), t0.Add(time.Minute)); !errors.Is(err, ErrStateExpired) {
+	if _, err := e.s.ConsumeState(ctx, []byte("old"), t0.Add(time.Minute)); !errors.Is(err, model.ErrStateExpired) {
 		t.Errorf("expired: %v", err)
 	}
 	// Concurrent consumers: exactly one wins.
-	e.s.CreateState(ctx, OAuthState{StateHash: []byte("race"), FeedID: f.ID, ExpiresAt: t0.Add(time.Hour)})
+	e.s.CreateState(ctx, model.OAuthState{Hash: []byte("race"), FeedID: f.ID, ExpiresAt: t0.Add(time.Hour)})
 	var wins, used int
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -572,7 +589,7 @@ func TestOAuthStates(t *testing.T) {
 			switch {
 			case err == nil:
 				wins++
-			case errors.Is(err, ErrStateUsed):
+			case errors.Is(err, model.ErrStateUsed):
 				used++
 			default:
 				t.Errorf("consume race: %v", err)
@@ -589,7 +606,7 @@ func TestOAuthStates(t *testing.T) {
 	}
 	// Deleting the feed removes its states.
 	e.s.DeleteFeed(ctx, f.ID)
-	if _, err := e.s.ConsumeState(ctx, []byte("race"), t0); !errors.Is(err, ErrStateNotFound) {
+	if _, err := e.s.ConsumeState(ctx, []byte("race"), t0); !errors.Is(err, model.ErrStateNotFound) {
 		t.Errorf("state of deleted feed: %v", err)
 	}
 }
@@ -597,7 +614,7 @@ func TestOAuthStates(t *testing.T) {
 func TestAdmin(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
-	if _, err := e.s.AdminTokenHash(ctx); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.AdminTokenHash(ctx); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("no admin token: %v", err)
 	}
 	if err := e.s.SetAdminTokenHash(ctx, []byte("hash1")); err != nil {
@@ -606,14 +623,14 @@ func TestAdmin(t *testing.T) {
 	if h := must[[]byte](t)(e.s.AdminTokenHash(ctx)); string(h) != "hash1" {
 		t.Errorf("hash = %q", h)
 	}
-	se := Session{IDHash: []byte("sid"), CSRF: "csrf", ExpiresAt: t0.Add(time.Hour)}
+	se := model.Session{IDHash: []byte("sid"), CSRF: "csrf", ExpiresAt: t0.Add(time.Hour)}
 	if err := e.s.CreateSession(ctx, se); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := e.s.Session(ctx, []byte("sid"), t0); err != nil || got.CSRF != "csrf" {
 		t.Errorf("Session = %+v, %v", got, err)
 	}
-	if _, err := e.s.Session(ctx, []byte("sid"), t0.Add(time.Hour)); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.Session(ctx, []byte("sid"), t0.Add(time.Hour)); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("expired session: %v", err)
 	}
 	if err := e.s.CreateSetupLink(ctx, []byte("link"), t0.Add(time.Hour)); err != nil {
@@ -628,7 +645,7 @@ func TestAdmin(t *testing.T) {
 	if err := e.s.ConsumeSetupLink(ctx, []byte("link"), t0); !errors.Is(err, ErrLinkUsed) {
 		t.Errorf("reused link: %v", err)
 	}
-	if err := e.s.ConsumeSetupLink(ctx, []byte("nope"), t0); !errors.Is(err, ErrNotFound) {
+	if err := e.s.ConsumeSetupLink(ctx, []byte("nope"), t0); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("unknown link: %v", err)
 	}
 	e.s.CreateSetupLink(ctx, []byte("link2"), t0.Add(time.Hour))
@@ -636,17 +653,17 @@ func TestAdmin(t *testing.T) {
 	if err := e.s.SetAdminTokenHash(ctx, []byte("hash2")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.s.Session(ctx, []byte("sid"), t0); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.Session(ctx, []byte("sid"), t0); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("session survived a token reset: %v", err)
 	}
-	if err := e.s.ConsumeSetupLink(ctx, []byte("link2"), t0); !errors.Is(err, ErrNotFound) {
+	if err := e.s.ConsumeSetupLink(ctx, []byte("link2"), t0); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("setup link survived a token reset: %v", err)
 	}
 	e.s.CreateSession(ctx, se)
 	if err := e.s.DeleteSession(ctx, []byte("sid")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.s.Session(ctx, []byte("sid"), t0); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.Session(ctx, []byte("sid"), t0); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("deleted session: %v", err)
 	}
 }
@@ -654,28 +671,28 @@ func TestAdmin(t *testing.T) {
 func TestDeletionRequests(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
-	d := DeletionRequest{Code: "abc123", Kind: "delete", UserID: "17841"}
+	d := model.DeletionRequest{Code: "abc123", Kind: "delete", UserID: "17841"}
 	if err := e.s.CreateDeletionRequest(ctx, d); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.s.CreateDeletionRequest(ctx, d); !errors.Is(err, ErrConflict) {
 		t.Errorf("duplicate code: %v", err)
 	}
-	if err := e.s.CreateDeletionRequest(ctx, DeletionRequest{Code: "x", Kind: "other"}); !errors.Is(err, ErrInvalid) {
+	if err := e.s.CreateDeletionRequest(ctx, model.DeletionRequest{Code: "x", Kind: "other"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad kind: %v", err)
 	}
-	got := must[DeletionRequest](t)(e.s.DeletionRequest(ctx, "abc123"))
+	got := must[model.DeletionRequest](t)(e.s.DeletionRequest(ctx, "abc123"))
 	if !got.RequestedAt.Equal(t0) || !got.CompletedAt.IsZero() {
 		t.Errorf("pending %+v", got)
 	}
 	if err := e.s.CompleteDeletionRequest(ctx, "abc123", t0.Add(time.Second), 2); err != nil {
 		t.Fatal(err)
 	}
-	got = must[DeletionRequest](t)(e.s.DeletionRequest(ctx, "abc123"))
+	got = must[model.DeletionRequest](t)(e.s.DeletionRequest(ctx, "abc123"))
 	if !got.CompletedAt.Equal(t0.Add(time.Second)) || got.FeedsAffected != 2 || got.Kind != "delete" || got.UserID != "17841" {
 		t.Errorf("completed %+v", got)
 	}
-	if _, err := e.s.DeletionRequest(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+	if _, err := e.s.DeletionRequest(ctx, "nope"); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("unknown code: %v", err)
 	}
 }
@@ -686,11 +703,11 @@ func TestTokenNeverOnDisk(t *testing.T) {
 	ctx := context.Background()
 	e := open(t)
 	tokens := []string{"IGAAtokenNumberOne0123456789abcdef", "IGAAtokenNumberTwo0123456789abcdef", "IGAArefreshedToken0123456789abcdef"}
-	f := must[Feed](t)(e.s.CreateFeed(ctx, "f", nil))
+	f := must[model.Feed](t)(e.s.CreateFeed(ctx, "f", nil))
 	connect(t, e.s, f.ID, "1", tokens[0])
-	g := must[Feed](t)(e.s.CreateFeed(ctx, "g", nil))
+	g := must[model.Feed](t)(e.s.CreateFeed(ctx, "g", nil))
 	connect(t, e.s, g.ID, "2", tokens[1])
-	if err := e.s.ReplaceToken(ctx, f.ID, tokens[0], Token{AccessToken: tokens[2], ExpiresAt: t0}); err != nil {
+	if err := e.s.ReplaceToken(ctx, f.ID, tokens[0], model.Token{AccessToken: tokens[2], TokenInfo: model.TokenInfo{ExpiresAt: t0}}); err != nil {
 		t.Fatal(err)
 	}
 	scan := func(stage string) {
@@ -747,7 +764,7 @@ func TestConcurrentWriters(t *testing.T) {
 					errs <- err
 					return
 				}
-				if _, err := s.Connect(ctx, f.ID, Account{IGUserID: "1"}, Token{AccessToken: "IGAAx", ExpiresAt: t0}); err != nil {
+				if _, err := s.Connect(ctx, f.ID, model.Account{IGUserID: "1"}, model.Token{AccessToken: "IGAAx", TokenInfo: model.TokenInfo{ExpiresAt: t0}}); err != nil {
 					errs <- err
 					return
 				}
@@ -763,7 +780,7 @@ func TestConcurrentWriters(t *testing.T) {
 	for err := range errs {
 		t.Errorf("concurrent write: %v", err)
 	}
-	if n := len(must[[]Feed](t)(e.s.Feeds(ctx))); n != 64 {
+	if n := len(must[[]model.Feed](t)(e.s.Feeds(ctx))); n != 64 {
 		t.Errorf("feeds = %d, want 64", n)
 	}
 }
@@ -771,8 +788,8 @@ func TestConcurrentWriters(t *testing.T) {
 func TestNewFeedIDShape(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
-		id := newFeedID()
-		if !ValidFeedID(id) || seen[id] {
+		id := model.NewFeedID()
+		if !model.ValidFeedID(id) || seen[id] {
 			t.Fatalf("bad or repeated id %q", id)
 		}
 		seen[id] = true
@@ -797,11 +814,11 @@ func BenchmarkPosts50(b *testing.B) {
 	ctx := context.Background()
 	f, _ := e.s.CreateFeed(ctx, "f", nil)
 	connect(b, e.s, f.ID, "1", "IGAAx")
-	var ps []Post
+	var ps []model.Post
 	for i := range 50 {
 		ps = append(ps, post(fmt.Sprint(i), fmt.Sprintf("post:%d", i)))
 	}
-	e.s.ReplacePosts(ctx, f.ID, nil, ps, t0)
+	e.s.ReplacePosts(ctx, f.ID, e.gen(b, f.ID), nil, ps, t0)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := e.s.Posts(ctx, f.ID); err != nil {

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/feedd/feedd/internal/model"
 	"log/slog"
 	"time"
 )
@@ -15,9 +16,9 @@ import (
 // feed was connected to another Instagram account, that account's posts are
 // dropped; the files of images no feed references any more are returned,
 // for the caller to delete after this commit.
-func (s *Store) Connect(ctx context.Context, feedID string, acct Account, tok Token) ([]string, error) {
-	if !ValidFeedID(feedID) {
-		return nil, ErrNotFound
+func (s *Store) Connect(ctx context.Context, feedID string, acct model.Account, tok model.Token) ([]string, error) {
+	if !model.ValidFeedID(feedID) {
+		return nil, model.ErrNotFound
 	}
 	if tok.AccessToken == "" || acct.IGUserID == "" {
 		return nil, fmt.Errorf("%w: connect needs an access token and an account id", ErrInvalid)
@@ -40,7 +41,7 @@ func (s *Store) Connect(ctx context.Context, feedID string, acct Account, tok To
 			return err
 		}
 		if exists == 0 {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
 		cands, err := feedRefs(ctx, tx, feedID)
 		if err != nil {
@@ -74,7 +75,7 @@ func (s *Store) Connect(ctx context.Context, feedID string, acct Account, tok To
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE feeds SET status = 'active', status_reason = '', updated_at = ?,
-				next_fetch_at = ?, fetch_failures = 0 WHERE id = ?`, unix(now), unix(now), feedID); err != nil {
+				next_fetch_at = ?, fetch_failures = 0, generation = generation + 1 WHERE id = ?`, unix(now), unix(now), feedID); err != nil {
 			return err
 		}
 		if err := recomputeRefs(ctx, tx, feedID); err != nil {
@@ -86,7 +87,7 @@ func (s *Store) Connect(ctx context.Context, feedID string, acct Account, tok To
 	return files, wrap("connect", err)
 }
 
-func upsertAccount(ctx context.Context, tx *sql.Tx, feedID string, a Account) error {
+func upsertAccount(ctx context.Context, tx *sql.Tx, feedID string, a model.Account) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO accounts (feed_id, app_user_id, ig_user_id, username, name, account_type,
 			avatar_key, followers_count, follows_count, media_count, connected_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -103,20 +104,20 @@ func upsertAccount(ctx context.Context, tx *sql.Tx, feedID string, a Account) er
 const tokenSelect = `SELECT feed_id, sealed, obtained_at, expires_at, expiry_assumed, refreshed_at, next_refresh_at,
 	refresh_failures, last_refresh_error FROM tokens`
 
-func (s *Store) scanToken(sc scanner) (Token, error) {
+func (s *Store) scanToken(sc scanner) (model.Token, error) {
 	var (
-		t                          Token
+		t                          model.Token
 		sealed                     []byte
 		obtained, expires, assumed int64
 		refreshed, next            sql.NullInt64
 		lastErr                    sql.NullString
 	)
 	if err := sc.Scan(&t.FeedID, &sealed, &obtained, &expires, &assumed, &refreshed, &next, &t.RefreshFailures, &lastErr); err != nil {
-		return Token{}, err
+		return model.Token{}, err
 	}
 	pt, err := s.box.Open(sealed, tokenAAD(t.FeedID))
 	if err != nil {
-		return Token{}, fmt.Errorf("store: token of feed %s: %w", t.FeedID, err)
+		return model.Token{}, fmt.Errorf("store: token of feed %s: %w", t.FeedID, err)
 	}
 	t.AccessToken = string(pt)
 	t.ObtainedAt, t.ExpiresAt, t.ExpiryAssumed = fromUnix(obtained), fromUnix(expires), assumed != 0
@@ -126,23 +127,23 @@ func (s *Store) scanToken(sc scanner) (Token, error) {
 
 // Token returns the feed's token, decrypted: ErrNotFound for an unknown
 // feed, ErrNotConnected for a feed without a token.
-func (s *Store) Token(ctx context.Context, feedID string) (Token, error) {
-	if !ValidFeedID(feedID) {
-		return Token{}, ErrNotFound
+func (s *Store) Token(ctx context.Context, feedID string) (model.Token, error) {
+	if !model.ValidFeedID(feedID) {
+		return model.Token{}, model.ErrNotFound
 	}
 	t, err := s.scanToken(s.r.QueryRowContext(ctx, tokenSelect+` WHERE feed_id = ?`, feedID))
 	if errors.Is(err, sql.ErrNoRows) {
 		var n int
 		if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM feeds WHERE id = ?`, feedID).Scan(&n); err != nil {
-			return Token{}, fmt.Errorf("store: read token: %w", err)
+			return model.Token{}, fmt.Errorf("store: read token: %w", err)
 		}
 		if n == 0 {
-			return Token{}, ErrNotFound
+			return model.Token{}, model.ErrNotFound
 		}
-		return Token{}, ErrNotConnected
+		return model.Token{}, model.ErrNotConnected
 	}
 	if err != nil {
-		return Token{}, wrap("read token", err)
+		return model.Token{}, wrap("read token", err)
 	}
 	return t, nil
 }
@@ -150,9 +151,9 @@ func (s *Store) Token(ctx context.Context, feedID string) (Token, error) {
 // ReplaceToken swaps in a refreshed token if the stored one is still
 // oldAccessToken (ErrTokenChanged otherwise: a reconnect or another refresh
 // won). Refresh failures are cleared.
-func (s *Store) ReplaceToken(ctx context.Context, feedID, oldAccessToken string, nt Token) error {
-	if !ValidFeedID(feedID) {
-		return ErrNotFound
+func (s *Store) ReplaceToken(ctx context.Context, feedID, oldAccessToken string, nt model.Token) error {
+	if !model.ValidFeedID(feedID) {
+		return model.ErrNotFound
 	}
 	if nt.AccessToken == "" {
 		return fmt.Errorf("%w: empty access token", ErrInvalid)
@@ -167,13 +168,13 @@ func (s *Store) ReplaceToken(ctx context.Context, feedID, oldAccessToken string,
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		cur, err := s.scanToken(tx.QueryRowContext(ctx, tokenSelect+` WHERE feed_id = ?`, feedID))
 		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNotFound
+			return model.ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
 		if subtle.ConstantTimeCompare([]byte(cur.AccessToken), []byte(oldAccessToken)) != 1 {
-			return ErrTokenChanged
+			return model.ErrTokenChanged
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE tokens SET sealed = ?, obtained_at = ?, expires_at = ?, expiry_assumed = ?,
 			refreshed_at = ?, next_refresh_at = ?, refresh_failures = 0, last_refresh_error = NULL WHERE feed_id = ?`,
@@ -198,7 +199,7 @@ func (s *Store) RecordRefreshFailure(ctx context.Context, feedID, errText string
 // scheduled attempt that has come, and unscheduled ones at least 24 hours
 // old that expire within window. Feeds that need reauthorization are
 // skipped: their token is dead.
-func (s *Store) TokensDue(ctx context.Context, now time.Time, window time.Duration) ([]Token, error) {
+func (s *Store) TokensDue(ctx context.Context, now time.Time, window time.Duration) ([]model.Token, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT t.feed_id, t.sealed, t.obtained_at, t.expires_at, t.expiry_assumed,
 			t.refreshed_at, t.next_refresh_at, t.refresh_failures, t.last_refresh_error
 		FROM tokens t JOIN feeds f ON f.id = t.feed_id
@@ -211,7 +212,7 @@ func (s *Store) TokensDue(ctx context.Context, now time.Time, window time.Durati
 		return nil, fmt.Errorf("store: tokens due: %w", err)
 	}
 	defer rows.Close()
-	out := []Token{}
+	out := []model.Token{}
 	for rows.Next() {
 		t, err := s.scanToken(rows)
 		if err != nil {
@@ -230,8 +231,8 @@ func (s *Store) TokensDue(ctx context.Context, now time.Time, window time.Durati
 // not_connected. It returns the files of images no feed references any
 // more, for the caller to delete after this commit.
 func (s *Store) Disconnect(ctx context.Context, feedID string) ([]string, error) {
-	if !ValidFeedID(feedID) {
-		return nil, ErrNotFound
+	if !model.ValidFeedID(feedID) {
+		return nil, model.ErrNotFound
 	}
 	var files []string
 	err := s.write(ctx, func(tx *sql.Tx) error {
@@ -241,7 +242,8 @@ func (s *Store) Disconnect(ctx context.Context, feedID string) ([]string, error)
 		}
 		if err := rowsAffected(tx.ExecContext(ctx, `UPDATE feeds SET status = 'not_connected', status_reason = '',
 				updated_at = ?, last_fetch_at = NULL, last_fetch_ok = NULL, last_fetch_error = NULL, fetched_at = NULL,
-				next_fetch_at = NULL, fetch_failures = 0 WHERE id = ?`, unix(s.now()), feedID)); err != nil {
+				next_fetch_at = NULL, fetch_failures = 0, generation = generation + 1 WHERE id = ?`,
+			unix(s.now()), feedID)); err != nil {
 			return err
 		}
 		for _, q := range []string{
