@@ -5,7 +5,8 @@
 // request does no encoding, hashing or compression. Concurrent misses for one
 // key collapse into a single load; an entry past its freshness is still served
 // while one background load replaces it (stale-while-revalidate), and when a
-// load fails the previous entry keeps being served (stale-if-error).
+// load fails the previous entry keeps being served (stale-if-error), unless
+// the failure says the thing is gone (Options.Gone).
 // Entries are grouped (by feed id) so that one call drops every variant of a
 // feed when a new snapshot lands.
 package cache
@@ -27,6 +28,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 )
+
+// ErrNoEntry is returned when a Loader returns neither an entry nor an error.
+var ErrNoEntry = errors.New("cache: loader returned no entry")
 
 // Result says how a Get was answered.
 type Result int
@@ -68,6 +72,7 @@ type Entry struct {
 	jsonLen    []string
 	gzipLen    []string
 
+	group      string
 	gen        uint64
 	refreshing atomic.Bool
 }
@@ -121,6 +126,12 @@ type Loader func(ctx context.Context, group, key string) (*Entry, error)
 type Options struct {
 	// Load builds missing entries (required).
 	Load Loader
+	// Gone reports whether a load error means the key's thing no longer
+	// exists (a deleted feed). Such an error reaches the caller at once:
+	// the key's entry and every other entry of its group are dropped, never
+	// served again. Nil: nothing is gone; every failed load falls back on
+	// the previous entry.
+	Gone func(error) bool
 	// Fresh is how long an entry is served without a refresh (default 5m).
 	Fresh time.Duration
 	// MaxStale is the age up to which an old entry is served while a
@@ -210,7 +221,9 @@ func (c *Cache) gen(group string) uint64 {
 	return 0
 }
 
-// Invalidate drops every entry of group: the next Get loads afresh.
+// Invalidate drops every entry of group: the next Get of any of its keys
+// loads afresh (an entry from before is served only if that load fails, and
+// not with a Gone error).
 func (c *Cache) Invalidate(group string) {
 	g, ok := c.gens.Load(group)
 	if !ok {
@@ -237,7 +250,7 @@ func (c *Cache) Get(ctx context.Context, group, key string) (*Entry, Result, err
 			return e, Hit, nil
 		case age <= c.opts.MaxStale:
 			if e.refreshing.CompareAndSwap(false, true) {
-				c.refresh(group, key, e)
+				c.refresh(group, key, gen, e)
 			}
 			c.requests[Stale].Inc()
 			return e, Stale, nil
@@ -245,9 +258,9 @@ func (c *Cache) Get(ctx context.Context, group, key string) (*Entry, Result, err
 			old = e
 		}
 	}
-	e, err := c.load(ctx, group, key)
+	e, err := c.load(ctx, group, key, gen)
 	if err != nil {
-		if old != nil {
+		if old != nil && !c.gone(err) {
 			// Serving the previous bytes beats failing the visitor.
 			c.opts.Logger.Warn("cache load failed; serving previous entry", slog.String("key", key), slog.Any("error", err))
 			c.requests[Stale].Inc()
@@ -259,34 +272,12 @@ func (c *Cache) Get(ctx context.Context, group, key string) (*Entry, Result, err
 	return e, Miss, nil
 }
 
-// load runs one shared load for key and stores its result.
-func (c *Cache) load(ctx context.Context, group, key string) (*Entry, error) {
-	ch := c.sf.DoChan(key, func() (any, error) {
-		gen := c.gen(group)
-		// A caller that missed just before the previous load stored its
-		// entry arrives here after that flight ended: use its entry
-		// rather than load a second time.
-		if v, ok := c.items.Get(key); ok {
-			if e := v.(*Entry); e.gen == gen && c.opts.Now().Sub(e.BuiltAt) <= c.opts.Fresh {
-				return e, nil
-			}
-		}
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
-		defer cancel()
-		e, err := c.opts.Load(lctx, group, key)
-		if err != nil {
-			return nil, err
-		}
-		if e == nil {
-			return nil, errors.New("cache: loader returned no entry")
-		}
-		e.BuiltAt = c.opts.Now()
-		// An invalidation during the load leaves gen behind, so the next Get
-		// reloads rather than keep bytes older than the snapshot.
-		e.gen = gen
-		c.items.Set(key, e, gocache.NoExpiration)
-		c.sweep(e.BuiltAt)
-		return e, nil
+// load runs one shared load for key at generation gen and stores its
+// result. Flights are keyed by generation as well: a Get after an Invalidate
+// must not join a load that may have read the group before it.
+func (c *Cache) load(ctx context.Context, group, key string, gen uint64) (*Entry, error) {
+	ch := c.sf.DoChan(key+"\x00"+strconv.FormatUint(gen, 10), func() (any, error) {
+		return c.fill(ctx, group, key, gen)
 	})
 	select {
 	case r := <-ch:
@@ -296,6 +287,61 @@ func (c *Cache) load(ctx context.Context, group, key string) (*Entry, error) {
 		return r.Val.(*Entry), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// fill is the body of one flight: it loads key and stores the entry.
+func (c *Cache) fill(ctx context.Context, group, key string, gen uint64) (*Entry, error) {
+	// A caller that missed just before the previous load stored its entry
+	// arrives here after that flight ended: use its entry rather than load
+	// a second time.
+	if v, ok := c.items.Get(key); ok {
+		if e := v.(*Entry); e.gen == gen && c.opts.Now().Sub(e.BuiltAt) <= c.opts.Fresh {
+			return e, nil
+		}
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
+	defer cancel()
+	e, err := c.opts.Load(lctx, group, key)
+	if err != nil {
+		if c.gone(err) {
+			c.drop(group, key)
+		}
+		return nil, err
+	}
+	if e == nil {
+		return nil, ErrNoEntry
+	}
+	e.BuiltAt = c.opts.Now()
+	e.group, e.gen = group, gen
+	// After an invalidation during the load the entry may be older than the
+	// group's snapshot: it answers the callers that asked before, but is not
+	// stored, so the next Get loads again. (An invalidation between this
+	// check and Set leaves an entry whose gen is behind: never served fresh.)
+	if c.gen(group) == gen {
+		c.items.Set(key, e, gocache.NoExpiration)
+	}
+	c.sweep(e.BuiltAt)
+	return e, nil
+}
+
+func (c *Cache) gone(err error) bool { return c.opts.Gone != nil && c.opts.Gone(err) }
+
+// drop forgets the group of key after a load found key gone. Only a key that
+// had an entry counts: a request for an unknown id leaves no trace, so
+// whatever visitors send costs no memory. A key that had one names something
+// that existed, most often its whole group (a deleted feed), so every entry
+// of the group goes, and the generation moves on so that a load still in
+// flight stores nothing.
+func (c *Cache) drop(group, key string) {
+	if _, ok := c.items.Get(key); !ok {
+		return
+	}
+	c.Invalidate(group)
+	for k, it := range c.items.Items() {
+		if it.Object.(*Entry).group == group {
+			c.items.Delete(k)
+		}
 	}
 }
 
@@ -320,7 +366,9 @@ func (c *Cache) sweep(now time.Time) {
 	}
 }
 
-func (c *Cache) refresh(group, key string, old *Entry) {
+// refresh replaces old (the entry of key at generation gen) in the
+// background.
+func (c *Cache) refresh(group, key string, gen uint64, old *Entry) {
 	if c.closing.Load() {
 		old.refreshing.Store(false)
 		return
@@ -328,11 +376,18 @@ func (c *Cache) refresh(group, key string, old *Entry) {
 	c.bg.Add(1)
 	go func() {
 		defer c.bg.Done()
-		if _, err := c.load(context.Background(), group, key); err != nil {
+		_, err := c.load(context.Background(), group, key, gen)
+		switch {
+		case err == nil:
+			return
+		case c.gone(err):
+			// fill dropped the entry.
+			c.opts.Logger.Info("cache entry gone", slog.String("key", key), slog.Any("error", err))
+		default:
 			c.opts.Logger.Warn("cache refresh failed; serving previous entry", slog.String("key", key), slog.Any("error", err))
-			// Let a later request try again.
-			old.refreshing.Store(false)
 		}
+		// Let a later request try again.
+		old.refreshing.Store(false)
 	}()
 }
 
