@@ -27,10 +27,16 @@ import (
 	gocache "github.com/patrickmn/go-cache"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/feedd/feedd/internal/guard"
 )
 
 // ErrNoEntry is returned when a Loader returns neither an entry nor an error.
 var ErrNoEntry = errors.New("cache: loader returned no entry")
+
+// ErrLoadPanicked is returned when a Loader panicked. The panic itself is
+// logged and counted by Options.Guard.
+var ErrLoadPanicked = errors.New("cache: load panicked")
 
 // Result says how a Get was answered.
 type Result int
@@ -146,6 +152,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives feedd_feed_cache_requests_total (nil: not registered).
 	Registerer prometheus.Registerer
+	// Guard recovers a panicking load (nil: recovered, logged, not counted).
+	Guard *guard.Guard
 }
 
 // Cache is the hot cache. The zero value is not usable; call New.
@@ -276,8 +284,13 @@ func (c *Cache) Get(ctx context.Context, group, key string) (*Entry, Result, err
 // result. Flights are keyed by generation as well: a Get after an Invalidate
 // must not join a load that may have read the group before it.
 func (c *Cache) load(ctx context.Context, group, key string, gen uint64) (*Entry, error) {
-	ch := c.sf.DoChan(key+"\x00"+strconv.FormatUint(gen, 10), func() (any, error) {
-		return c.fill(ctx, group, key, gen)
+	ch := c.sf.DoChan(key+"\x00"+strconv.FormatUint(gen, 10), func() (v any, err error) {
+		// singleflight re-raises a panic of DoChan's function where nobody
+		// can recover it, so it must not leave the flight.
+		if c.opts.Guard.Run("cache_load", func() { v, err = c.fill(ctx, group, key, gen) }) {
+			return nil, ErrLoadPanicked
+		}
+		return v, err
 	})
 	select {
 	case r := <-ch:
@@ -374,21 +387,21 @@ func (c *Cache) refresh(group, key string, gen uint64, old *Entry) {
 		return
 	}
 	c.bg.Add(1)
-	go func() {
+	c.opts.Guard.Go("cache_refresh", func() {
 		defer c.bg.Done()
+		// A replaced entry is no longer served; one that was not (even after
+		// a panic) lets a later request try again.
+		defer old.refreshing.Store(false)
 		_, err := c.load(context.Background(), group, key, gen)
 		switch {
 		case err == nil:
-			return
 		case c.gone(err):
 			// fill dropped the entry.
 			c.opts.Logger.Info("cache entry gone", slog.String("key", key), slog.Any("error", err))
 		default:
 			c.opts.Logger.Warn("cache refresh failed; serving previous entry", slog.String("key", key), slog.Any("error", err))
 		}
-		// Let a later request try again.
-		old.refreshing.Store(false)
-	}()
+	})
 }
 
 // Close waits for background refreshes and starts no more.

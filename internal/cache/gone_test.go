@@ -27,11 +27,19 @@ type feedSource struct {
 	// hold, when set, makes the next load read the state and then wait
 	// until hold is closed: a load that started before a change.
 	hold chan struct{}
+	// boom, when set, makes loads panic with it.
+	boom any
 }
 
 func (s *feedSource) set(version int, err error) {
 	s.mu.Lock()
 	s.version, s.err = version, err
+	s.mu.Unlock()
+}
+
+func (s *feedSource) panicWith(v any) {
+	s.mu.Lock()
+	s.boom = v
 	s.mu.Unlock()
 }
 
@@ -45,11 +53,14 @@ func (s *feedSource) holdNext() chan struct{} {
 func (s *feedSource) load(ctx context.Context, group, key string) (*Entry, error) {
 	s.mu.Lock()
 	s.loads++
-	v, err, hold := s.version, s.err, s.hold
+	v, err, hold, boom := s.version, s.err, s.hold, s.boom
 	s.hold = nil
 	s.mu.Unlock()
 	if hold != nil {
 		<-hold
+	}
+	if boom != nil {
+		panic(boom)
 	}
 	if err != nil {
 		return nil, err
@@ -66,8 +77,15 @@ type goneFixture struct {
 
 func newGoneFixture(t *testing.T, gone func(error) bool) *goneFixture {
 	t.Helper()
+	return newFixture(t, Options{Gone: gone})
+}
+
+// newFixture fills in o's loader, clock and windows.
+func newFixture(t *testing.T, o Options) *goneFixture {
+	t.Helper()
 	fx := &goneFixture{src: &feedSource{version: 1}, clk: &clock{T: time.Unix(1_800_000_000, 0)}}
-	c, err := New(Options{Load: fx.src.load, Gone: gone, Fresh: time.Minute, MaxStale: 10 * time.Minute, Now: fx.clk.Now})
+	o.Load, o.Now, o.Fresh, o.MaxStale = fx.src.load, fx.clk.Now, time.Minute, 10*time.Minute
+	c, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
