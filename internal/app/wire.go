@@ -17,7 +17,7 @@ import (
 	"github.com/feedd/feedd/internal/graph"
 	"github.com/feedd/feedd/internal/media"
 	"github.com/feedd/feedd/internal/render"
-	"github.com/feedd/feedd/internal/server"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // MediaDir is the stored images' directory inside the data dir.
@@ -122,7 +122,7 @@ func (m *Main) wire(ctx context.Context) error {
 	// The HTML fragment and embed page are compressed per response (they
 	// vary with the options); the widget assets and the feed JSON carry
 	// precompressed bytes, which Gzip leaves alone.
-	rh.Register(pub.Group("", server.Gzip))
+	rh.Register(pub.Group("", web.Gzip))
 	mediaHandler := echo.WrapHandler(http.StripPrefix("/media", ms.Handler()))
 	pub.GET("/media/*", mediaHandler)
 	pub.HEAD("/media/*", mediaHandler)

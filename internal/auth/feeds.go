@@ -12,7 +12,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // Status is a feed as the owner sees it (product.md's status object). It
@@ -115,7 +115,7 @@ func validFeedID(id string) bool {
 	return true
 }
 
-func feedNotFound() *httperr.Error { return httperr.NotFound(notFoundWhat) }
+func feedNotFound() *web.Error { return web.NotFound(notFoundWhat) }
 
 // mapStoreErr turns a store error into a client error where one fits.
 func mapStoreErr(err error) error {
@@ -130,15 +130,15 @@ func NormalizeName(name string) (string, error) {
 	name = strings.TrimSpace(name)
 	switch {
 	case name == "":
-		return "", httperr.BadRequest(codeBadName, "name: must not be empty")
+		return "", web.BadRequest(codeBadName, "name: must not be empty")
 	case !utf8.ValidString(name):
-		return "", httperr.BadRequest(codeBadName, "name: must be valid UTF-8")
+		return "", web.BadRequest(codeBadName, "name: must be valid UTF-8")
 	case utf8.RuneCountInString(name) > maxNameLen:
-		return "", httperr.BadRequest(codeBadName, "name: at most %d characters", maxNameLen)
+		return "", web.BadRequest(codeBadName, "name: at most %d characters", maxNameLen)
 	}
 	for _, r := range name {
 		if unicode.IsControl(r) {
-			return "", httperr.BadRequest(codeBadName, "name: must not contain control characters")
+			return "", web.BadRequest(codeBadName, "name: must not contain control characters")
 		}
 	}
 	return name, nil
@@ -150,14 +150,14 @@ func NormalizeName(name string) (string, error) {
 // without default ports, deduplicated.
 func NormalizeOrigins(in []string) ([]string, error) {
 	if len(in) > maxOrigins {
-		return nil, httperr.BadRequest(codeBadOrigin, "allowed_origins: at most %d origins", maxOrigins)
+		return nil, web.BadRequest(codeBadOrigin, "allowed_origins: at most %d origins", maxOrigins)
 	}
 	out := make([]string, 0, len(in))
 	seen := map[string]bool{}
 	for i, raw := range in {
 		o, err := normalizeOrigin(strings.TrimSpace(raw))
 		if err != nil {
-			return nil, httperr.BadRequest(codeBadOrigin, "allowed_origins[%d]: %s", i, err.Error())
+			return nil, web.BadRequest(codeBadOrigin, "allowed_origins[%d]: %s", i, err.Error())
 		}
 		if !seen[o] {
 			seen[o] = true
@@ -327,10 +327,10 @@ func (s *Service) FetchNow(ctx context.Context, id string) (Status, error) {
 		return Status{}, err
 	}
 	if st.Status == StatusNotConnected {
-		return Status{}, httperr.New(http.StatusConflict, "not_connected", "feed is not connected: connect an Instagram account first")
+		return Status{}, web.New(http.StatusConflict, "not_connected", "feed is not connected: connect an Instagram account first")
 	}
 	if s.fetcher == nil {
-		return Status{}, httperr.New(http.StatusServiceUnavailable, "unavailable", "fetching is not available")
+		return Status{}, web.New(http.StatusServiceUnavailable, "unavailable", "fetching is not available")
 	}
 	if err := s.fetcher.FetchNow(ctx, id); err != nil {
 		if ctx.Err() != nil {

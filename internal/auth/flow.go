@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/feedd/feedd/internal/graph"
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 )
 
 const (
@@ -86,7 +86,7 @@ func validStateString(st string) bool {
 // ErrAppNotConfigured is returned by Connect when the app id or secret is missing.
 var ErrAppNotConfigured = errors.New("auth: Instagram app not configured")
 
-func (s *Service) appNotConfigured() *httperr.Error {
+func (s *Service) appNotConfigured() *web.Error {
 	var missing []string
 	if s.appID == "" {
 		missing = append(missing, "FEEDD_INSTAGRAM_APP_ID")
@@ -94,7 +94,7 @@ func (s *Service) appNotConfigured() *httperr.Error {
 	if s.appSecret == "" {
 		missing = append(missing, "FEEDD_INSTAGRAM_APP_SECRET")
 	}
-	return &httperr.Error{
+	return &web.Error{
 		Status: http.StatusConflict, Code: "app_not_configured",
 		Message: "set " + strings.Join(missing, " and ") + " (the Instagram app's id and secret) and register the redirect URI " + s.redirect,
 		Err:     ErrAppNotConfigured,
@@ -355,7 +355,7 @@ func (s *Service) PasteToken(ctx context.Context, feedID, token string) (Status,
 		return Status{}, pasteGraphErr(err)
 	}
 	if fe := professionalOnly(prof, feedID); fe != nil {
-		return Status{}, httperr.BadRequest("personal_account", "access_token: %s %s", fe.Title, fe.Action)
+		return Status{}, web.BadRequest("personal_account", "access_token: %s %s", fe.Title, fe.Action)
 	}
 	now := s.now()
 	tok := Token{AccessToken: token, TokenMeta: TokenMeta{ObtainedAt: now}}
@@ -389,14 +389,14 @@ func (s *Service) PasteToken(ctx context.Context, feedID, token string) (Status,
 
 func validTokenString(t string) error {
 	if t == "" {
-		return httperr.BadRequest("invalid_access_token", "access_token: must not be empty")
+		return web.BadRequest("invalid_access_token", "access_token: must not be empty")
 	}
 	if len(t) > maxTokenLen {
-		return httperr.BadRequest("invalid_access_token", "access_token: longer than %d characters", maxTokenLen)
+		return web.BadRequest("invalid_access_token", "access_token: longer than %d characters", maxTokenLen)
 	}
 	for i := 0; i < len(t); i++ {
 		if c := t[i]; c <= ' ' || c >= 0x7f {
-			return httperr.BadRequest("invalid_access_token", "access_token: contains spaces or characters a token never has")
+			return web.BadRequest("invalid_access_token", "access_token: contains spaces or characters a token never has")
 		}
 	}
 	return nil
@@ -405,21 +405,21 @@ func validTokenString(t string) error {
 func pasteGraphErr(err error) error {
 	switch {
 	case errors.Is(err, graph.ErrTokenInvalid):
-		return &httperr.Error{Status: http.StatusBadRequest, Code: "token_invalid", Err: err,
+		return &web.Error{Status: http.StatusBadRequest, Code: "token_invalid", Err: err,
 			Message: "access_token: Instagram says this token is invalid or expired; generate a new one"}
 	case errors.Is(err, graph.ErrPermission):
-		return &httperr.Error{Status: http.StatusBadRequest, Code: "missing_scope", Err: err,
+		return &web.Error{Status: http.StatusBadRequest, Code: "missing_scope", Err: err,
 			Message: "access_token: the token lacks the instagram_business_basic permission"}
 	case errors.Is(err, graph.ErrThrottled):
 		wait := int(graph.RetryAfter(err).Seconds()) + 1
-		return &httperr.Error{Status: http.StatusServiceUnavailable, Code: "instagram_throttled", Err: err,
+		return &web.Error{Status: http.StatusServiceUnavailable, Code: "instagram_throttled", Err: err,
 			RetryAfter: wait,
 			Message:    fmt.Sprintf("Instagram's rate limit holds for about %s more; nothing was changed: paste the token again then", waitText(wait))}
 	case errors.Is(err, graph.ErrBadRequest):
-		return &httperr.Error{Status: http.StatusBadRequest, Code: "token_invalid", Err: err,
+		return &web.Error{Status: http.StatusBadRequest, Code: "token_invalid", Err: err,
 			Message: "access_token: Instagram refused this token"}
 	default:
-		return &httperr.Error{Status: http.StatusBadGateway, Code: "instagram_unreachable", Err: err,
+		return &web.Error{Status: http.StatusBadGateway, Code: "instagram_unreachable", Err: err,
 			Message: "Instagram could not be reached; try again in a minute"}
 	}
 }

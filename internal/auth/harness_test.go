@@ -19,8 +19,8 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/graph"
-	"github.com/feedd/feedd/internal/httperr"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/web"
 )
 
 const (
@@ -143,7 +143,7 @@ func (e *env) start() {
 func newRouter(svc *Service) *echo.Echo {
 	ec := echo.New()
 	ec.HTTPErrorHandler = func(c *echo.Context, err error) {
-		if he, ok := httperr.As(err); ok {
+		if he, ok := web.As(err); ok {
 			_ = c.JSON(he.Status, map[string]any{"error": he})
 			return
 		}
@@ -176,11 +176,11 @@ func fakeAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		ck, err := c.Cookie("feedd_session")
 		if err != nil || ck.Value != testSession {
-			return httperr.Unauthorized()
+			return web.Unauthorized()
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if r.FormValue("_csrf") != "csrf-"+testSession && r.Header.Get("X-CSRF-Token") != "csrf-"+testSession {
-				return httperr.New(http.StatusForbidden, "csrf", "missing or wrong CSRF token")
+				return web.New(http.StatusForbidden, "csrf", "missing or wrong CSRF token")
 			}
 		}
 		return next(c)

@@ -17,9 +17,9 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/doctor"
-	"github.com/feedd/feedd/internal/httperr"
 	"github.com/feedd/feedd/internal/server"
 	"github.com/feedd/feedd/internal/ui"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // Router is what routes register on: *echo.Echo and *echo.Group both fit.
@@ -143,33 +143,33 @@ func (h *Handler) meta(kind string) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		r := c.Request()
 		if r.ContentLength > maxCallbackBody {
-			return httperr.New(http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
+			return web.New(http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
 		}
 		r.Body = http.MaxBytesReader(c.Response(), r.Body, maxCallbackBody)
 		if err := r.ParseForm(); err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				return httperr.New(http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
+				return web.New(http.StatusRequestEntityTooLarge, "body_too_large", "request body too large")
 			}
-			return httperr.BadRequest("invalid_form", "body: not a valid form")
+			return web.BadRequest("invalid_form", "body: not a valid form")
 		}
 		sr := r.PostForm.Get("signed_request")
 		if sr == "" {
-			return httperr.BadRequest("invalid_signed_request", "signed_request: missing")
+			return web.BadRequest("invalid_signed_request", "signed_request: missing")
 		}
 		req, err := h.svc.MetaCallback(r.Context(), kind, sr)
 		switch {
 		case errors.Is(err, ErrNoAppSecret):
-			return &httperr.Error{Status: http.StatusServiceUnavailable, Code: "app_not_configured", Err: err,
+			return &web.Error{Status: http.StatusServiceUnavailable, Code: "app_not_configured", Err: err,
 				Message: "FEEDD_INSTAGRAM_APP_SECRET is not set, so the request cannot be verified"}
 		case errors.Is(err, ErrSignedRequestSignature):
-			return &httperr.Error{Status: http.StatusForbidden, Code: "invalid_signature", Err: err,
+			return &web.Error{Status: http.StatusForbidden, Code: "invalid_signature", Err: err,
 				Message: "signed_request: signature does not match"}
 		case errors.Is(err, ErrSignedRequestAlgorithm):
-			return &httperr.Error{Status: http.StatusBadRequest, Code: "invalid_signed_request", Err: err,
+			return &web.Error{Status: http.StatusBadRequest, Code: "invalid_signed_request", Err: err,
 				Message: "signed_request: algorithm must be HMAC-SHA256"}
 		case errors.Is(err, ErrSignedRequestMalformed):
-			return &httperr.Error{Status: http.StatusBadRequest, Code: "invalid_signed_request", Err: err,
+			return &web.Error{Status: http.StatusBadRequest, Code: "invalid_signed_request", Err: err,
 				Message: "signed_request: malformed"}
 		case err != nil:
 			return err
@@ -214,7 +214,7 @@ func decodeJSON(c *echo.Context, v any) error {
 	r := c.Request()
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return httperr.New(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type: want application/json")
+			return web.New(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type: want application/json")
 		}
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), r.Body, maxJSONBody))
@@ -222,7 +222,7 @@ func decodeJSON(c *echo.Context, v any) error {
 	err := dec.Decode(v)
 	if err == nil {
 		if dec.More() {
-			return httperr.BadRequest("invalid_json", "body: want exactly one JSON object")
+			return web.BadRequest("invalid_json", "body: want exactly one JSON object")
 		}
 		return nil
 	}
@@ -233,20 +233,20 @@ func decodeJSON(c *echo.Context, v any) error {
 	)
 	switch {
 	case errors.As(err, &mbe):
-		return httperr.New(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body: larger than %d bytes", maxJSONBody))
+		return web.New(http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("body: larger than %d bytes", maxJSONBody))
 	case errors.Is(err, io.EOF):
-		return httperr.BadRequest("invalid_json", "body: empty; want a JSON object")
+		return web.BadRequest("invalid_json", "body: empty; want a JSON object")
 	case errors.As(err, &ute):
 		if ute.Field == "" {
-			return httperr.BadRequest("invalid_json", "body: want a JSON object")
+			return web.BadRequest("invalid_json", "body: want a JSON object")
 		}
-		return httperr.BadRequest("invalid_json", "%s: must be %s", ute.Field, jsonKind(ute.Type.Kind().String()))
+		return web.BadRequest("invalid_json", "%s: must be %s", ute.Field, jsonKind(ute.Type.Kind().String()))
 	case errors.As(err, &se):
-		return httperr.BadRequest("invalid_json", "body: invalid JSON at byte %d", se.Offset)
+		return web.BadRequest("invalid_json", "body: invalid JSON at byte %d", se.Offset)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return httperr.BadRequest("unknown_field", "%s: unknown field", strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))
+		return web.BadRequest("unknown_field", "%s: unknown field", strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`))
 	default:
-		return httperr.BadRequest("invalid_json", "body: invalid JSON")
+		return web.BadRequest("invalid_json", "body: invalid JSON")
 	}
 }
 
@@ -271,7 +271,7 @@ func (h *Handler) apiCreate(c *echo.Context) error {
 		return err
 	}
 	if in.Name == nil {
-		return httperr.BadRequest("invalid_name", "name: required")
+		return web.BadRequest("invalid_name", "name: required")
 	}
 	st, err := h.svc.CreateFeed(c.Request().Context(), *in.Name, in.AllowedOrigins)
 	if err != nil {
@@ -333,7 +333,7 @@ func (h *Handler) apiToken(c *echo.Context) error {
 		return err
 	}
 	if in.AccessToken == nil {
-		return httperr.BadRequest("invalid_access_token", "access_token: required")
+		return web.BadRequest("invalid_access_token", "access_token: required")
 	}
 	st, err := h.svc.PasteToken(c.Request().Context(), c.Param("id"), *in.AccessToken)
 	if err != nil {

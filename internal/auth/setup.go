@@ -14,9 +14,9 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/doctor"
-	"github.com/feedd/feedd/internal/httperr"
 	"github.com/feedd/feedd/internal/render"
 	"github.com/feedd/feedd/internal/ui"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // RegisterSetup mounts the setup pages on the /setup group.
@@ -74,7 +74,7 @@ func (h *Handler) takeFlash(c *echo.Context) *flash {
 // client errors become error flashes, anything else is a real error.
 func (h *Handler) back(c *echo.Context, to string, err error, okMsg string) error {
 	if err != nil {
-		he, ok := httperr.As(err)
+		he, ok := web.As(err)
 		if !ok {
 			return err
 		}
@@ -280,7 +280,7 @@ func (h *Handler) setupIndex(c *echo.Context) error {
 func (h *Handler) setupFeed(c *echo.Context) error {
 	st, err := h.svc.Feed(c.Request().Context(), c.Param("id"))
 	if err != nil {
-		if he, ok := httperr.As(err); ok && he.Status == http.StatusNotFound {
+		if he, ok := web.As(err); ok && he.Status == http.StatusNotFound {
 			h.setFlash(c, flash{Kind: "error", Msg: "That feed does not exist (any more)."})
 			return c.Redirect(http.StatusSeeOther, h.svc.prefix+"/setup")
 		}
@@ -293,7 +293,7 @@ func (h *Handler) setupFeed(c *echo.Context) error {
 	opts, err := render.ParseOptions(c.QueryParams())
 	if err != nil {
 		opts = render.DefaultOptions
-		if he, ok := httperr.As(err); ok {
+		if he, ok := web.As(err); ok {
 			v.OptsError = he.Message
 		}
 	}
@@ -352,14 +352,14 @@ func (h *Handler) setupRefresh(c *echo.Context) error {
 	extendWriteDeadline(c)
 	st, err := h.svc.FetchNow(c.Request().Context(), c.Param("id"))
 	if err == nil && st.LastFetch != nil && !st.LastFetch.OK {
-		return h.back(c, feedPage(c), &httperr.Error{Status: http.StatusBadGateway, Message: "Fetching failed: " + st.LastFetch.Error}, "")
+		return h.back(c, feedPage(c), &web.Error{Status: http.StatusBadGateway, Message: "Fetching failed: " + st.LastFetch.Error}, "")
 	}
 	return h.back(c, feedPage(c), err, "Fetched.")
 }
 
 func (h *Handler) setupDelete(c *echo.Context) error {
 	if c.FormValue("confirm") != "yes" {
-		return h.back(c, feedPage(c), httperr.BadRequest("confirm", "Tick the box to confirm the deletion."), "")
+		return h.back(c, feedPage(c), web.BadRequest("confirm", "Tick the box to confirm the deletion."), "")
 	}
 	err := h.svc.DeleteFeed(c.Request().Context(), c.Param("id"))
 	return h.back(c, "/setup", err, "Feed deleted with its token, posts and images.")

@@ -11,8 +11,8 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/app"
-	"github.com/feedd/feedd/internal/httperr"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/web"
 )
 
 //go:embed front.html
@@ -76,7 +76,7 @@ func (f *frontPage) serve(c *echo.Context) error {
 func (f *frontPage) setupLink(c *echo.Context) error {
 	host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
 	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
-		return &httperr.Error{Status: http.StatusForbidden, Code: "forbidden",
+		return &web.Error{Status: http.StatusForbidden, Code: "forbidden",
 			Message: "setup links are handed out to this machine's browsers only; use the admin token printed at start"}
 	}
 	link, err := f.m.Server.IssueSetupLink(c.Request().Context())

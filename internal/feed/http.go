@@ -9,7 +9,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/cache"
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // Source gives the handler ready-to-send feed entries; *Service is one.
@@ -42,12 +42,6 @@ var (
 	hdrGzip         = []string{"gzip"}
 	hdrVary         = []string{"Origin, Accept-Encoding"}
 	hdrCacheControl = []string{"public, max-age=60, stale-while-revalidate=600, stale-if-error=86400"}
-	hdrAny          = []string{"*"}
-	hdrExpose       = []string{"ETag"}
-	hdrMethods      = []string{"GET, HEAD, OPTIONS"}
-	hdrAllowHeaders = []string{"If-None-Match"}
-	hdrMaxAge       = []string{"86400"}
-	hdrPreflightVar = []string{"Origin, Access-Control-Request-Method, Access-Control-Request-Headers"}
 )
 
 // CacheControl is the Cache-Control of feed responses (product.md).
@@ -63,15 +57,17 @@ func (h *Handler) Get(c *echo.Context) error {
 	r := c.Request()
 	w := c.Response()
 	hdr := w.Header()
-	setCORS(hdr, e, r.Header["Origin"])
+	if v := corsOrigin(e, r.Header["Origin"]); v != nil {
+		web.SetOrigin(hdr, v)
+	}
 	hdr["Vary"] = hdrVary
 	hdr["Cache-Control"] = hdrCacheControl
 	hdr["Etag"] = e.ETagHeader()
-	if inm := r.Header["If-None-Match"]; len(inm) > 0 && ETagMatch(inm, e.ETag) {
+	if inm := r.Header["If-None-Match"]; len(inm) > 0 && web.ETagMatch(inm, e.ETag) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	gz := AcceptsGzip(r.Header["Accept-Encoding"])
+	gz := web.AcceptsGzip(r.Header["Accept-Encoding"])
 	body := e.JSON
 	if gz {
 		hdr["Content-Encoding"] = hdrGzip
@@ -116,19 +112,18 @@ func (h *Handler) Preflight(c *echo.Context) error {
 		return mapErr(err)
 	}
 	hdr := c.Response().Header()
-	hdr["Vary"] = hdrPreflightVar
-	if setCORS(hdr, e, r.Header["Origin"]) {
-		hdr["Access-Control-Allow-Methods"] = hdrMethods
-		hdr["Access-Control-Allow-Headers"] = hdrAllowHeaders
-		hdr["Access-Control-Max-Age"] = hdrMaxAge
+	v := corsOrigin(e, r.Header["Origin"])
+	if v != nil {
+		web.SetOrigin(hdr, v)
 	}
+	web.SetPreflight(hdr, v)
 	c.Response().WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func mapErr(err error) error {
 	if errors.Is(err, ErrNotFound) {
-		return httperr.NotFound("feed")
+		return web.NotFound("feed")
 	}
 	return err
 }
@@ -157,150 +152,26 @@ func NewEntry(body []byte, allowedOrigins []string) (*cache.Entry, error) {
 	return cache.NewEntry(body, newEntryMeta(allowedOrigins))
 }
 
-// setCORS sets Access-Control-Allow-Origin for the request's origin and
-// reports whether the origin is allowed.
-func setCORS(hdr http.Header, e *cache.Entry, origin []string) bool {
+// corsOrigin is the Access-Control-Allow-Origin value for the request's
+// origin, or nil when the feed does not allow it. The entry's precomputed
+// values spare the allocation for its configured origins.
+func corsOrigin(e *cache.Entry, origin []string) []string {
 	m, _ := e.Meta.(*entryMeta)
 	if m == nil || len(m.allowed) == 0 {
-		hdr["Access-Control-Allow-Origin"] = hdrAny
-		hdr["Access-Control-Expose-Headers"] = hdrExpose
-		return true
+		return web.OriginHeader("*")
 	}
 	if len(origin) == 0 {
-		return false
+		return nil
 	}
 	if v, ok := m.headers[origin[0]]; ok {
-		hdr["Access-Control-Allow-Origin"] = v
-		hdr["Access-Control-Expose-Headers"] = hdrExpose
-		return true
+		return v
 	}
-	v, ok := AllowOrigin(m.allowed, origin[0])
+	v, ok := web.AllowOrigin(m.allowed, origin[0])
 	if !ok {
-		return false
+		return nil
 	}
-	if v == "*" {
-		hdr["Access-Control-Allow-Origin"] = hdrAny
-	} else {
-		hdr["Access-Control-Allow-Origin"] = []string{v}
-	}
-	hdr["Access-Control-Expose-Headers"] = hdrExpose
-	return true
+	return web.OriginHeader(v)
 }
 
-// AllowOrigin is the CORS decision shared by the JSON and HTML feed routes:
-// with no allowed origins every site may read the feed ("*"); otherwise the
-// request's Origin is echoed when it is in the list (compared without case
-// and without a trailing slash; "*" in the list allows all).
-func AllowOrigin(allowed []string, origin string) (string, bool) {
-	if len(allowed) == 0 {
-		return "*", true
-	}
-	for _, a := range allowed {
-		if a == "*" {
-			return "*", true
-		}
-	}
-	if origin == "" || origin == "null" {
-		return "", false
-	}
-	for _, a := range allowed {
-		if strings.EqualFold(strings.TrimRight(a, "/"), origin) {
-			return origin, true
-		}
-	}
-	return "", false
-}
-
-// ETagMatch reports whether an If-None-Match header (all its lines) names
-// etag, using the weak comparison RFC 9110 prescribes for If-None-Match:
-// W/"x" matches "x"; "*" matches any current representation.
-func ETagMatch(ifNoneMatch []string, etag string) bool {
-	for _, line := range ifNoneMatch {
-		for line != "" {
-			line = strings.TrimLeft(line, " \t,")
-			if line == "" {
-				break
-			}
-			if line[0] == '*' {
-				return true
-			}
-			if strings.HasPrefix(line, "W/") {
-				line = line[2:]
-			}
-			if line == "" || line[0] != '"' {
-				// Not a valid entity tag: skip to the next element.
-				i := strings.IndexByte(line, ',')
-				if i < 0 {
-					break
-				}
-				line = line[i:]
-				continue
-			}
-			end := strings.IndexByte(line[1:], '"')
-			if end < 0 {
-				break
-			}
-			if line[:end+2] == etag {
-				return true
-			}
-			line = line[end+2:]
-		}
-	}
-	return false
-}
-
-// AcceptsGzip reports whether Accept-Encoding allows gzip (gzip, x-gzip or
-// "*", not refused with q=0).
-func AcceptsGzip(acceptEncoding []string) bool {
-	star, gzip := false, false
-	for _, line := range acceptEncoding {
-		for line != "" {
-			var elem string
-			if i := strings.IndexByte(line, ','); i >= 0 {
-				elem, line = line[:i], line[i+1:]
-			} else {
-				elem, line = line, ""
-			}
-			name, params, _ := strings.Cut(elem, ";")
-			name = strings.TrimSpace(name)
-			ok := !qZero(params)
-			switch {
-			case strings.EqualFold(name, "gzip"), strings.EqualFold(name, "x-gzip"):
-				if !ok {
-					return false
-				}
-				gzip = true
-			case name == "*":
-				star = ok
-			}
-		}
-	}
-	return gzip || star
-}
-
-// qZero reports whether coding parameters carry q=0 (q=0, 0.0, 0.000 ...).
-func qZero(params string) bool {
-	for params != "" {
-		var p string
-		if i := strings.IndexByte(params, ';'); i >= 0 {
-			p, params = params[:i], params[i+1:]
-		} else {
-			p, params = params, ""
-		}
-		p = strings.TrimSpace(p)
-		if len(p) < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=' {
-			continue
-		}
-		v := strings.TrimSpace(p[2:])
-		if v == "" || v[0] != '0' {
-			return false
-		}
-		for _, ch := range v[1:] {
-			if ch != '.' && ch != '0' {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
+// AcceptsGzip is web.AcceptsGzip, for callers outside internal.
+func AcceptsGzip(acceptEncoding []string) bool { return web.AcceptsGzip(acceptEncoding) }

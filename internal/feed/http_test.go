@@ -17,7 +17,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/cache"
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // fakeSource serves fixed bodies per feed id.
@@ -36,14 +36,14 @@ func (s *fakeSource) Entry(ctx context.Context, id string, q Query) (*cache.Entr
 }
 
 // newEcho mounts the handler like the server does, with an error handler
-// rendering *httperr.Error as the JSON envelope.
+// rendering *web.Error as the JSON envelope.
 func newEcho(t testing.TB, src Source) *echo.Echo {
 	t.Helper()
 	e := echo.New()
 	e.HTTPErrorHandler = func(c *echo.Context, err error) {
-		he, ok := httperr.As(err)
+		he, ok := web.As(err)
 		if !ok {
-			he = httperr.New(http.StatusInternalServerError, "internal", "internal error")
+			he = web.New(http.StatusInternalServerError, "internal", "internal error")
 		}
 		c.JSON(he.Status, map[string]any{"error": he})
 	}
@@ -267,7 +267,7 @@ func TestParseQueryTable(t *testing.T) {
 		v, _ := url.ParseQuery(tt.raw)
 		q, err := ParseQuery(v)
 		if tt.errSub != "" {
-			var he *httperr.Error
+			var he *web.Error
 			if !errors.As(err, &he) || he.Status != 400 || !strings.Contains(he.Message, tt.errSub) {
 				t.Errorf("%q: err %v, want 400 naming %s", tt.raw, err, tt.errSub)
 			}
@@ -311,34 +311,6 @@ func TestAltText(t *testing.T) {
 	}
 	if got := AltText(nil, nil, ""); got == "" {
 		t.Error("empty alt")
-	}
-}
-
-func TestAllowOrigin(t *testing.T) {
-	if v, ok := AllowOrigin(nil, ""); !ok || v != "*" {
-		t.Error("no list must allow all")
-	}
-	if v, ok := AllowOrigin([]string{"https://a.example", "*"}, "https://b.example"); !ok || v != "*" {
-		t.Error(`"*" in the list must allow all`)
-	}
-	if _, ok := AllowOrigin([]string{"https://a.example"}, "null"); ok {
-		t.Error(`"null" origin allowed`)
-	}
-	if _, ok := AllowOrigin([]string{"https://a.example"}, "http://a.example"); ok {
-		t.Error("scheme ignored")
-	}
-}
-
-func TestAcceptsGzip(t *testing.T) {
-	tests := map[string]bool{
-		"gzip": true, "GZIP": true, "br, gzip": true, "gzip;q=0.5": true, "x-gzip": true, "*": true,
-		"gzip;q=0": false, "gzip; q=0.000": false, "*;q=0": false, "br": false, "identity": false, "": false,
-		"gzipper": false, "*, gzip;q=0": false,
-	}
-	for in, want := range tests {
-		if got := AcceptsGzip([]string{in}); got != want {
-			t.Errorf("%q: %v, want %v", in, got, want)
-		}
 	}
 }
 

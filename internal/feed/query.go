@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // Query limits.
@@ -57,7 +57,7 @@ func ParseTypes(list []string) (TypeSet, error) {
 				if len(part) > 20 {
 					part = part[:20] + "…"
 				}
-				return 0, httperr.BadRequest("invalid_parameter", "type %q is not one of image, video, carousel, reel", part)
+				return 0, web.BadRequest("invalid_parameter", "type %q is not one of image, video, carousel, reel", part)
 			}
 			set |= bit
 		}
@@ -106,7 +106,7 @@ type Query struct {
 var DefaultQuery = Query{Limit: DefaultLimit}
 
 // ParseQuery validates the query string of a feed request. Unknown
-// parameters are ignored; a bad value is a 400 *httperr.Error naming it.
+// parameters are ignored; a bad value is a 400 *web.Error naming it.
 func ParseQuery(v url.Values) (Query, error) {
 	limit := DefaultLimit
 	if s := v.Get("limit"); s != "" {
@@ -140,7 +140,7 @@ func NewQuery(limit int, after string, types []string) (Query, error) {
 }
 
 func errLimit() error {
-	return httperr.BadRequest("invalid_parameter", "limit must be an integer from 1 to %d", MaxLimit)
+	return web.BadRequest("invalid_parameter", "limit must be an integer from 1 to %d", MaxLimit)
 }
 
 func newQuery(limit int, after string, types TypeSet) (Query, error) {
@@ -148,7 +148,7 @@ func newQuery(limit int, after string, types TypeSet) (Query, error) {
 	if after != "" {
 		c, ok := decodeCursor(after)
 		if !ok {
-			return Query{}, httperr.BadRequest("invalid_parameter", "after must be the \"next\" value of a previous page")
+			return Query{}, web.BadRequest("invalid_parameter", "after must be the \"next\" value of a previous page")
 		}
 		q.After, q.after = after, c
 	}

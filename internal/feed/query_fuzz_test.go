@@ -8,11 +8,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // FuzzParseQuery feeds arbitrary query strings to the feed query parser: it
-// never panics, every refusal is a 400 *httperr.Error with a bounded
+// never panics, every refusal is a 400 *web.Error with a bounded
 // message, and every accepted query is in range and survives the cache-key
 // round trip unchanged.
 func FuzzParseQuery(f *testing.F) {
@@ -32,7 +32,7 @@ func FuzzParseQuery(f *testing.F) {
 		}
 		q, err := ParseQuery(v)
 		if err != nil {
-			var he *httperr.Error
+			var he *web.Error
 			if !errors.As(err, &he) || he.Status != 400 || he.Code != "invalid_parameter" {
 				t.Fatalf("error %v is not a 400 invalid_parameter", err)
 			}

@@ -208,7 +208,7 @@ func (s *Service) Entry(ctx context.Context, id string, q Query) (*cache.Entry, 
 
 // Doc returns the feed document for the HTML renderer, with the feed's
 // allowed origins. The document is shared: callers must not modify it.
-// limit 0 means DefaultLimit; bad values give a 400 *httperr.Error.
+// limit 0 means DefaultLimit; bad values give a 400 *web.Error.
 func (s *Service) Doc(ctx context.Context, id string, limit int, after string, types []string) (*Doc, []string, error) {
 	q, err := NewQuery(limit, after, types)
 	if err != nil {

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +14,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/feed"
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 	"github.com/feedd/feedd/widget"
 )
 
@@ -91,7 +89,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 func (h *Handlers) Fragment(c *echo.Context) error {
 	id, ok := strings.CutSuffix(c.Param("id"), ".html")
 	if !ok {
-		return httperr.NotFound("page")
+		return web.NotFound("page")
 	}
 	o, doc, allowed, err := h.load(c, id)
 	if err != nil {
@@ -99,9 +97,8 @@ func (h *Handlers) Fragment(c *echo.Context) error {
 	}
 	hdr := c.Response().Header()
 	hdr.Set("Vary", "Origin")
-	if v, ok := feed.AllowOrigin(allowed, c.Request().Header.Get("Origin")); ok {
-		hdr.Set("Access-Control-Allow-Origin", v)
-		hdr.Set("Access-Control-Expose-Headers", "ETag")
+	if v, ok := web.AllowOrigin(allowed, c.Request().Header.Get("Origin")); ok {
+		web.SetOrigin(hdr, []string{v})
 	}
 	return h.write(c, func(b *bytes.Buffer) error { return h.r.Fragment(b, doc, o) })
 }
@@ -127,20 +124,18 @@ func (h *Handlers) Embed(c *echo.Context) error {
 func (h *Handlers) Preflight(c *echo.Context) error {
 	id, ok := strings.CutSuffix(c.Param("id"), ".html")
 	if !ok {
-		return httperr.NotFound("page")
+		return web.NotFound("page")
 	}
 	_, allowed, err := h.src.Doc(c.Request().Context(), id, 0, "", nil)
 	if err != nil {
 		return mapErr(err)
 	}
 	hdr := c.Response().Header()
-	hdr.Set("Vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")
-	if v, ok := feed.AllowOrigin(allowed, c.Request().Header.Get("Origin")); ok {
-		hdr.Set("Access-Control-Allow-Origin", v)
-		hdr.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
-		hdr.Set("Access-Control-Allow-Headers", "If-None-Match")
-		hdr.Set("Access-Control-Max-Age", "86400")
+	var grant []string
+	if v, ok := web.AllowOrigin(allowed, c.Request().Header.Get("Origin")); ok {
+		grant = []string{v}
 	}
+	web.SetPreflight(hdr, grant)
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -165,15 +160,14 @@ func (h *Handlers) write(c *echo.Context, render func(*bytes.Buffer) error) erro
 	if err := render(b); err != nil {
 		return fmt.Errorf("render: %w", err)
 	}
-	sum := sha256.Sum256(b.Bytes())
-	etag := `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`
+	etag := web.StrongETag(b.Bytes())
 	hdr := c.Response().Header()
 	hdr.Set("ETag", etag)
 	hdr.Set("Cache-Control", FeedCacheControl)
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	r := c.Request()
-	if inm := r.Header["If-None-Match"]; len(inm) > 0 && feed.ETagMatch(inm, etag) {
+	if inm := r.Header["If-None-Match"]; len(inm) > 0 && web.ETagMatch(inm, etag) {
 		return c.NoContent(http.StatusNotModified)
 	}
 	hdr.Set("Content-Length", fmt.Sprint(b.Len()))
@@ -187,7 +181,7 @@ func (h *Handlers) write(c *echo.Context, render func(*bytes.Buffer) error) erro
 
 func mapErr(err error) error {
 	if errors.Is(err, feed.ErrNotFound) {
-		return httperr.NotFound("feed")
+		return web.NotFound("feed")
 	}
 	return err
 }
@@ -226,10 +220,9 @@ func newAsset(raw []byte, ctype string) *asset {
 	zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
 	zw.Write(raw)
 	zw.Close()
-	sum := sha256.Sum256(raw)
 	return &asset{
 		raw: raw, gz: b.Bytes(), ctype: ctype,
-		etag:   `"` + base64.RawURLEncoding.EncodeToString(sum[:12]) + `"`,
+		etag:   web.StrongETag(raw),
 		rawLen: fmt.Sprint(len(raw)), gzLen: fmt.Sprint(b.Len()),
 	}
 }
@@ -244,11 +237,11 @@ func (a *asset) serve(c *echo.Context) error {
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	// Any site may load the script; CORS lets a page use crossorigin or SRI.
 	hdr.Set("Access-Control-Allow-Origin", "*")
-	if inm := r.Header["If-None-Match"]; len(inm) > 0 && feed.ETagMatch(inm, a.etag) {
+	if inm := r.Header["If-None-Match"]; len(inm) > 0 && web.ETagMatch(inm, a.etag) {
 		return c.NoContent(http.StatusNotModified)
 	}
 	body, n := a.raw, a.rawLen
-	if feed.AcceptsGzip(r.Header["Accept-Encoding"]) {
+	if web.AcceptsGzip(r.Header["Accept-Encoding"]) {
 		body, n = a.gz, a.gzLen
 		hdr.Set("Content-Encoding", "gzip")
 	}

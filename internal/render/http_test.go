@@ -12,12 +12,12 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 	"github.com/feedd/feedd/widget"
 )
 
 // newTestEcho mounts the handlers on an Echo whose error handler renders
-// *httperr.Error like the server's does.
+// *web.Error like the server's does.
 func newTestEcho(t testing.TB, src Source, public string) *echo.Echo {
 	t.Helper()
 	h, err := NewHandlers(Config{Source: src, PublicURL: public})
@@ -27,7 +27,7 @@ func newTestEcho(t testing.TB, src Source, public string) *echo.Echo {
 	e := echo.New()
 	e.HTTPErrorHandler = func(c *echo.Context, err error) {
 		status, body := 500, map[string]any{"code": "internal"}
-		if he, ok := httperr.As(err); ok {
+		if he, ok := web.As(err); ok {
 			status, body = he.Status, map[string]any{"code": he.Code, "message": he.Message}
 		}
 		c.JSON(status, map[string]any{"error": body})

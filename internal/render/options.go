@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/feedd/feedd/internal/feed"
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // Option limits and defaults. The defaults make a 3×4 grid: full rows on
@@ -43,7 +43,7 @@ var DefaultOptions = Options{
 }
 
 // ParseOptions reads options from a query string. Unknown parameters are
-// ignored; a bad value is a 400 *httperr.Error naming the parameter.
+// ignored; a bad value is a 400 *web.Error naming the parameter.
 func ParseOptions(v url.Values) (Options, error) {
 	o := DefaultOptions
 	var err error
@@ -128,7 +128,7 @@ func intParam(v url.Values, name string, def, lo, hi int) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < lo || n > hi {
-		return 0, httperr.BadRequest("invalid_parameter", "%s must be an integer from %d to %d", name, lo, hi)
+		return 0, web.BadRequest("invalid_parameter", "%s must be an integer from %d to %d", name, lo, hi)
 	}
 	return n, nil
 }
@@ -143,7 +143,7 @@ func enumParam(v url.Values, name, def string, allowed ...string) (string, error
 			return s, nil
 		}
 	}
-	return "", httperr.BadRequest("invalid_parameter", "%s must be one of %s", name, strings.Join(allowed, ", "))
+	return "", web.BadRequest("invalid_parameter", "%s must be one of %s", name, strings.Join(allowed, ", "))
 }
 
 func boolParam(v url.Values, name string, def bool) (bool, error) {
@@ -155,5 +155,5 @@ func boolParam(v url.Values, name string, def bool) (bool, error) {
 	case "false", "0", "no", "off":
 		return false, nil
 	}
-	return false, httperr.BadRequest("invalid_parameter", "%s must be true or false", name)
+	return false, web.BadRequest("invalid_parameter", "%s must be true or false", name)
 }

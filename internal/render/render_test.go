@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/feedd/feedd/internal/feed"
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 )
 
 const pub = "https://feeds.example.com"
@@ -206,7 +206,7 @@ func TestParseOptionsRejectsBadValues(t *testing.T) {
 		"theme=blue", "header=maybe", "lightbox=2", "load-more=yes please", "limit=0", "limit=101", "after=!!", "type=story"} {
 		v, _ := url.ParseQuery(q)
 		_, err := ParseOptions(v)
-		e, ok := httperr.As(err)
+		e, ok := web.As(err)
 		name, _, _ := strings.Cut(q, "=")
 		if !ok || e.Status != 400 || !strings.Contains(e.Message, name) {
 			t.Errorf("%s: got %v, want a 400 naming %s", q, err, name)

@@ -17,8 +17,8 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/feedd/feedd/internal/httperr"
 	"github.com/feedd/feedd/internal/ui"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // Lifetimes of admin credentials.
@@ -198,7 +198,7 @@ func (s *Server) requireAdmin(page bool) echo.MiddlewareFunc {
 			if page && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 				return c.Redirect(http.StatusSeeOther, s.prefix+"/setup/login")
 			}
-			return httperr.Unauthorized()
+			return web.Unauthorized()
 		}
 	}
 }
@@ -212,16 +212,16 @@ func (s *Server) credentialFailed(c *echo.Context) error {
 	s.log.Warn("admin credential rejected", slog.String("client_ip", ip.String()), slog.String("path", c.Request().URL.Path),
 		slog.Bool("throttled", !ok))
 	if !ok {
-		return &httperr.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		return &web.Error{Status: http.StatusTooManyRequests, Code: "rate_limited",
 			Message: "too many failed sign-in attempts; wait and try again", RetryAfter: retrySeconds(wait)}
 	}
-	return httperr.Unauthorized()
+	return web.Unauthorized()
 }
 
-var errCSRF = &httperr.Error{Status: http.StatusForbidden, Code: "csrf",
+var errCSRF = &web.Error{Status: http.StatusForbidden, Code: "csrf",
 	Message: "missing or invalid CSRF token; reload the page and try again"}
 
-var errCrossSite = &httperr.Error{Status: http.StatusForbidden, Code: "cross_site",
+var errCrossSite = &web.Error{Status: http.StatusForbidden, Code: "cross_site",
 	Message: "cross-site request refused"}
 
 // csrf protects state-changing requests authenticated by the session
@@ -367,7 +367,7 @@ func (s *Server) loginPage(c *echo.Context) error {
 
 func (s *Server) badSetupLink(c *echo.Context) error {
 	if err := s.credentialFailed(c); err != nil {
-		if e, ok := httperr.As(err); ok && e.Status == http.StatusTooManyRequests {
+		if e, ok := web.As(err); ok && e.Status == http.StatusTooManyRequests {
 			return err
 		}
 	}
@@ -388,7 +388,7 @@ func (s *Server) loginSubmit(c *echo.Context) error {
 	}
 	if !good {
 		if err := s.credentialFailed(c); err != nil {
-			if e, ok := httperr.As(err); ok && e.Status == http.StatusTooManyRequests {
+			if e, ok := web.As(err); ok && e.Status == http.StatusTooManyRequests {
 				return err
 			}
 		}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/feedd/feedd/internal/httperr"
 	"github.com/feedd/feedd/internal/ui"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // codes for the framework's own HTTP errors (404 route, 405, 413...).
@@ -27,7 +27,7 @@ var statusCodes = map[int]struct{ code, message string }{
 	http.StatusServiceUnavailable:    {"unavailable", "service unavailable; try again later"},
 }
 
-// handleError is the one error handler: *httperr.Error keeps its status and
+// handleError is the one error handler: *web.Error keeps its status and
 // message; the framework's HTTP errors get the same envelope; anything else
 // is a 500 "internal" whose details only reach the log, with the request id.
 func (s *Server) handleError(c *echo.Context, err error) {
@@ -49,7 +49,7 @@ func (s *Server) handleError(c *echo.Context, err error) {
 		return
 	}
 	body, _ := json.Marshal(struct {
-		Error *httperr.Error `json:"error"`
+		Error *web.Error `json:"error"`
 	}{e})
 	h["Content-Type"] = hdrJSON
 	h.Del("Content-Encoding") // a handler may have announced precompressed bytes
@@ -60,8 +60,8 @@ func (s *Server) handleError(c *echo.Context, err error) {
 	}
 }
 
-func (s *Server) toClientError(c *echo.Context, err error) *httperr.Error {
-	if e, ok := httperr.As(err); ok {
+func (s *Server) toClientError(c *echo.Context, err error) *web.Error {
+	if e, ok := web.As(err); ok {
 		if e.Status >= 500 {
 			s.log.Error("request failed", slog.Any("error", err), slog.String("request_id", RequestID(c)),
 				slog.String("route", c.Path()))
@@ -85,11 +85,11 @@ func (s *Server) toClientError(c *echo.Context, err error) *httperr.Error {
 			if !ok {
 				m.code, m.message = "error", strings.ToLower(http.StatusText(status))
 			}
-			return &httperr.Error{Status: status, Code: m.code, Message: m.message}
+			return &web.Error{Status: status, Code: m.code, Message: m.message}
 		}
 		if status == http.StatusServiceUnavailable {
 			m := statusCodes[status]
-			return &httperr.Error{Status: status, Code: m.code, Message: m.message}
+			return &web.Error{Status: status, Code: m.code, Message: m.message}
 		}
 	}
 	s.log.Error("request failed", slog.Any("error", err), slog.String("request_id", RequestID(c)),
@@ -97,8 +97,8 @@ func (s *Server) toClientError(c *echo.Context, err error) *httperr.Error {
 	return internalError(c)
 }
 
-func internalError(c *echo.Context) *httperr.Error {
-	return &httperr.Error{Status: http.StatusInternalServerError, Code: "internal",
+func internalError(c *echo.Context) *web.Error {
+	return &web.Error{Status: http.StatusInternalServerError, Code: "internal",
 		Message: "internal error (request id " + RequestID(c) + ")"}
 }
 
@@ -113,7 +113,7 @@ func (s *Server) wantsHTML(c *echo.Context) bool {
 	return accept == "" || strings.Contains(accept, "text/html") || !strings.Contains(accept, "json")
 }
 
-func (s *Server) renderErrorPage(c *echo.Context, e *httperr.Error) {
+func (s *Server) renderErrorPage(c *echo.Context, e *web.Error) {
 	m := ui.Message{Title: errorTitle(e.Status), Paragraphs: []string{sentence(e.Message)}, Detail: "Request id " + RequestID(c)}
 	switch e.Status {
 	case http.StatusUnauthorized:

@@ -17,7 +17,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // Header values assigned into header maps as they are, so the hot path
@@ -205,7 +205,7 @@ func (s *Server) end(c *echo.Context, ri *requestInfo, err error) {
 }
 
 func rateLimited(wait time.Duration) error {
-	return &httperr.Error{
+	return &web.Error{
 		Status:     http.StatusTooManyRequests,
 		Code:       "rate_limited",
 		Message:    "too many requests; slow down",
@@ -217,7 +217,7 @@ func isNotFoundRoute(c *echo.Context) bool {
 	return c.RouteInfo().Name == echo.NotFoundRouteName
 }
 
-var errBodyTooLarge = &httperr.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "request body too large"}
+var errBodyTooLarge = &web.Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large", Message: "request body too large"}
 
 // panicError carries a recovered panic to the error handler (logged with
 // its stack, answered as a plain 500).

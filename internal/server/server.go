@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/feedd/feedd/internal/ui"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // Server timeouts (issue 2): slow clients cannot hold connections open.
@@ -183,8 +184,8 @@ func New(opts Options) (*Server, error) {
 	e.Use(s.core)
 	s.echo = e
 	s.public = e.Group("", publicMW)
-	s.admin = e.Group("/api/admin", s.gzip, s.requireAdmin(false), s.csrf)
-	s.setup = e.Group("/setup", s.gzip, s.setupHeaders, s.requireAdmin(true), s.csrf)
+	s.admin = e.Group("/api/admin", web.Gzip, s.requireAdmin(false), s.csrf)
+	s.setup = e.Group("/setup", web.Gzip, s.setupHeaders, s.requireAdmin(true), s.csrf)
 
 	// Unknown paths under the owner groups still require the credential,
 	// so they do not reveal which admin routes exist.
@@ -198,8 +199,8 @@ func New(opts Options) (*Server, error) {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})))
 	e.GET(ui.CSSRoute, s.css)
 	e.HEAD(ui.CSSRoute, s.css)
-	e.GET("/setup/login", s.loginPage, s.gzip, s.setupHeaders)
-	e.POST("/setup/login", s.loginSubmit, s.gzip, s.setupHeaders)
+	e.GET("/setup/login", s.loginPage, web.Gzip, s.setupHeaders)
+	e.POST("/setup/login", s.loginSubmit, web.Gzip, s.setupHeaders)
 	s.setup.POST("/logout", s.logout)
 	return s, nil
 }
@@ -236,7 +237,7 @@ func (s *Server) Echo() *echo.Echo { return s.echo }
 
 // Public returns the group for visitor routes: rate limited per client IP,
 // embeddable in other sites' frames, no gzip (handlers that benefit wrap
-// themselves with Gzip).
+// themselves with web.Gzip).
 func (s *Server) Public() *echo.Group { return s.public }
 
 // Admin returns the /api/admin group: admin credential required (401 JSON),

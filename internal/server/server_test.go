@@ -14,7 +14,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/feedd/feedd/internal/httperr"
+	"github.com/feedd/feedd/internal/web"
 )
 
 type envelope struct {
@@ -37,10 +37,10 @@ func TestErrorEnvelope(t *testing.T) {
 	f := newFixture(t, nil)
 	e := f.srv.Echo()
 	e.GET("/client", func(c *echo.Context) error {
-		return httperr.BadRequest("invalid_limit", "limit must be 1..100, got %q", "500")
+		return web.BadRequest("invalid_limit", "limit must be 1..100, got %q", "500")
 	})
 	e.GET("/retry", func(c *echo.Context) error {
-		return &httperr.Error{Status: 503, Code: "busy", Message: "try later", RetryAfter: 7}
+		return &web.Error{Status: 503, Code: "busy", Message: "try later", RetryAfter: 7}
 	})
 	e.GET("/internal", func(c *echo.Context) error {
 		return errors.New("db: disk I/O error at /var/secret/path")
@@ -115,7 +115,7 @@ func TestStreamedBodyOverLimit(t *testing.T) {
 func TestHTMLErrorPagesForOwnerRoutes(t *testing.T) {
 	f := newFixture(t, nil)
 	f.srv.Echo().GET("/auth/instagram/callback", func(c *echo.Context) error {
-		return httperr.BadRequest("bad_state", "the sign-in link expired")
+		return web.BadRequest("bad_state", "the sign-in link expired")
 	})
 	w := f.do(req("GET", "/auth/instagram/callback?state=x&code=SECRETCODE", nil, "Accept", "text/html"))
 	if w.Code != 400 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {

@@ -1,4 +1,4 @@
-package server
+package web
 
 import (
 	"bufio"
@@ -28,7 +28,7 @@ var gzipWriters = sync.Pool{New: func() any {
 func Gzip(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		r := c.Request()
-		if r.Method == http.MethodHead || !acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		if r.Method == http.MethodHead || !AcceptsGzip(r.Header["Accept-Encoding"]) {
 			return next(c)
 		}
 		orig := c.Response()
@@ -42,18 +42,58 @@ func Gzip(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-func (s *Server) gzip(next echo.HandlerFunc) echo.HandlerFunc { return Gzip(next) }
+// AcceptsGzip reports whether Accept-Encoding allows gzip (gzip, x-gzip or
+// "*", not refused with q=0).
+func AcceptsGzip(acceptEncoding []string) bool {
+	star, gzip := false, false
+	for _, line := range acceptEncoding {
+		for line != "" {
+			var elem string
+			if i := strings.IndexByte(line, ','); i >= 0 {
+				elem, line = line[:i], line[i+1:]
+			} else {
+				elem, line = line, ""
+			}
+			name, params, _ := strings.Cut(elem, ";")
+			name = strings.TrimSpace(name)
+			ok := !qZero(params)
+			switch {
+			case strings.EqualFold(name, "gzip"), strings.EqualFold(name, "x-gzip"):
+				if !ok {
+					return false
+				}
+				gzip = true
+			case name == "*":
+				star = ok
+			}
+		}
+	}
+	return gzip || star
+}
 
-func acceptsGzip(ae string) bool {
-	for ae != "" {
-		var part string
-		part, ae, _ = strings.Cut(ae, ",")
-		name, params, _ := strings.Cut(part, ";")
-		if strings.TrimSpace(name) != "gzip" {
+// qZero reports whether coding parameters carry q=0 (q=0, 0.0, 0.000 ...).
+func qZero(params string) bool {
+	for params != "" {
+		var p string
+		if i := strings.IndexByte(params, ';'); i >= 0 {
+			p, params = params[:i], params[i+1:]
+		} else {
+			p, params = params, ""
+		}
+		p = strings.TrimSpace(p)
+		if len(p) < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=' {
 			continue
 		}
-		params = strings.ReplaceAll(params, " ", "")
-		return params != "q=0" && params != "q=0.0" && params != "q=0.00" && params != "q=0.000"
+		v := strings.TrimSpace(p[2:])
+		if v == "" || v[0] != '0' {
+			return false
+		}
+		for _, ch := range v[1:] {
+			if ch != '.' && ch != '0' {
+				return false
+			}
+		}
+		return true
 	}
 	return false
 }

@@ -1,9 +1,10 @@
-// Package httperr carries the errors that feedd answers to HTTP clients.
+// Package web holds feedd's HTTP response rules: the error envelope, CORS,
+// ETags and gzip.
 //
 // Handlers return *Error for anything a client should see; the server's one
 // error handler renders it as {"error":{"code","message"}} with its status.
 // Any other error becomes a 500 "internal" whose details only reach the log.
-package httperr
+package web
 
 import (
 	"errors"
