@@ -23,6 +23,7 @@ import (
 	"github.com/feedd/feedd/internal/config"
 	"github.com/feedd/feedd/internal/feed"
 	"github.com/feedd/feedd/internal/graph"
+	"github.com/feedd/feedd/internal/guard"
 	"github.com/feedd/feedd/internal/media"
 	"github.com/feedd/feedd/internal/secret"
 	"github.com/feedd/feedd/internal/server"
@@ -71,6 +72,7 @@ type Main struct {
 	Box      *secret.Box
 	Store    *store.Store
 	Registry *prometheus.Registry
+	Guard    *guard.Guard // recovers panics of background goroutines
 	Server   *server.Server
 	Graph    *graph.Client
 	Media    *media.Store
@@ -125,6 +127,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Main, err err
 	}
 
 	m.Registry = prometheus.NewRegistry()
+	if m.Guard, err = guard.New(m.Logger, m.Registry); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
 	var formOrigins []string
 	if o := originOf(cfg.AuthorizeURL); o != "" {
 		formOrigins = append(formOrigins, o)
