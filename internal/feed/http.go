@@ -27,8 +27,16 @@ type Handler struct {
 // NewHandler returns the feed JSON handler over src.
 func NewHandler(src Source) *Handler { return &Handler{src: src} }
 
+// Router is what the feed routes register on: *echo.Group and the server's
+// public group both fit.
+type Router interface {
+	GET(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
+	HEAD(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
+	OPTIONS(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
+}
+
 // Register mounts the feed routes on g (the server's public group).
-func (h *Handler) Register(g *echo.Group) {
+func (h *Handler) Register(g Router) {
 	g.GET("/api/v1/feeds/:id", h.Get)
 	g.HEAD("/api/v1/feeds/:id", h.Get)
 	g.OPTIONS("/api/v1/feeds/:id", h.Preflight)

@@ -67,8 +67,16 @@ func NewHandlers(cfg Config) (*Handlers, error) {
 	}, nil
 }
 
+// Router is what the routes register on: *echo.Group and the server's
+// public group both fit.
+type Router interface {
+	GET(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
+	HEAD(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
+	OPTIONS(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
+}
+
 // Register mounts the routes on g (the server's public group).
-func (h *Handlers) Register(g *echo.Group) {
+func (h *Handlers) Register(g Router) {
 	g.GET("/feeds/:id", h.Fragment)
 	g.HEAD("/feeds/:id", h.Fragment)
 	g.OPTIONS("/feeds/:id", h.Preflight)

@@ -266,10 +266,6 @@ func setupCSP(formOrigins []string) string {
 		"frame-src 'self'; form-action " + form + "; frame-ancestors 'none'; base-uri 'none'"
 }
 
-// publicGroup marks the public group's routes (see onAddRoute); the
-// visitor rate limit itself runs in core, which knows the route.
-func (s *Server) publicGroup(next echo.HandlerFunc) echo.HandlerFunc { return next }
-
 func retrySeconds(d time.Duration) int {
 	n := int((d + time.Second - 1) / time.Second)
 	if n < 1 {

@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -88,19 +87,18 @@ type Server struct {
 	// now().Sub reads the wall clock as well), now().Sub with a test's.
 	since  func(time.Time) time.Duration
 	echo   *echo.Echo
-	public *echo.Group
+	public *PublicGroup
 	admin  *echo.Group
 	setup  *echo.Group
 
-	prefix     string // PublicURL's path, without a trailing slash
-	origin     string // PublicURL's scheme://host
-	secure     bool   // PublicURL is https: Secure cookies
-	bodyLimit  int64
-	metrics    *httpMetrics
-	visitors   *ipLimiter // public group rate limit; nil when disabled
-	failures   *ipLimiter // failed admin credentials
-	setupCSP   []string
-	publicMark uintptr // code pointer of the public group's middleware
+	prefix    string // PublicURL's path, without a trailing slash
+	origin    string // PublicURL's scheme://host
+	secure    bool   // PublicURL is https: Secure cookies
+	bodyLimit int64
+	metrics   *httpMetrics
+	visitors  *ipLimiter // public group rate limit; nil when disabled
+	failures  *ipLimiter // failed admin credentials
+	setupCSP  []string
 
 	// routes holds every registered route pattern; unmatched stands for
 	// requests that match none.
@@ -170,8 +168,6 @@ func New(opts Options) (*Server, error) {
 	}
 	s.metrics = m
 
-	publicMW := s.publicGroup
-	s.publicMark = reflect.ValueOf(echo.MiddlewareFunc(publicMW)).Pointer()
 	e := echo.NewWithConfig(echo.Config{
 		Logger:           opts.Logger,
 		HTTPErrorHandler: s.handleError,
@@ -183,7 +179,7 @@ func New(opts Options) (*Server, error) {
 	})
 	e.Use(s.core)
 	s.echo = e
-	s.public = e.Group("", publicMW)
+	s.public = &PublicGroup{g: e.Group(""), s: s}
 	s.admin = e.Group("/api/admin", web.Gzip, s.requireAdmin(false), s.csrf)
 	s.setup = e.Group("/setup", web.Gzip, s.setupHeaders, s.requireAdmin(true), s.csrf)
 
@@ -205,21 +201,20 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// onAddRoute records every route pattern, and which belong to the public
-// group, so the core middleware leaves those embeddable and logs them
-// cheaply. A pattern registered on both counts as public.
+// onAddRoute records every route pattern as owner-only; the public group
+// marks its own routes public as it adds them (PublicGroup.Add).
 func (s *Server) onAddRoute(r echo.Route) error {
-	public := false
-	for _, m := range r.Middlewares {
-		if reflect.ValueOf(m).Pointer() == s.publicMark {
-			public = true
-			break
-		}
-	}
-	if rt, ok := s.routes.load(r.Path); !ok || public && !rt.public {
-		s.routes.store(r.Path, &route{label: r.Path, public: public})
-	}
+	s.recordRoute(r.Path, false)
 	return nil
+}
+
+// recordRoute enters a route pattern in the route table, so the core
+// middleware leaves public routes embeddable and logs them cheaply. A
+// pattern registered on both kinds of group counts as public.
+func (s *Server) recordRoute(path string, public bool) {
+	if rt, ok := s.routes.load(path); !ok || public && !rt.public {
+		s.routes.store(path, &route{label: path, public: public})
+	}
 }
 
 // route finds the request's route: its pattern's, or unmatched for a path
@@ -237,8 +232,48 @@ func (s *Server) Echo() *echo.Echo { return s.echo }
 
 // Public returns the group for visitor routes: rate limited per client IP,
 // embeddable in other sites' frames, no gzip (handlers that benefit wrap
-// themselves with web.Gzip).
-func (s *Server) Public() *echo.Group { return s.public }
+// themselves with web.Gzip). Routes added anywhere else are owner routes.
+func (s *Server) Public() *PublicGroup { return s.public }
+
+// PublicGroup is the group of visitor routes. A route is public because it
+// was added through this group (or a sub-group of it): each addition is
+// recorded as public in the route table.
+type PublicGroup struct {
+	g *echo.Group
+	s *Server
+}
+
+// Add registers a public route; see echo.Group.Add.
+func (p *PublicGroup) Add(method, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo {
+	ri := p.g.Add(method, path, h, m...)
+	p.s.recordRoute(ri.Path, true)
+	return ri
+}
+
+// GET registers a public GET route.
+func (p *PublicGroup) GET(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo {
+	return p.Add(http.MethodGet, path, h, m...)
+}
+
+// HEAD registers a public HEAD route.
+func (p *PublicGroup) HEAD(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo {
+	return p.Add(http.MethodHead, path, h, m...)
+}
+
+// OPTIONS registers a public OPTIONS route.
+func (p *PublicGroup) OPTIONS(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo {
+	return p.Add(http.MethodOptions, path, h, m...)
+}
+
+// POST registers a public POST route.
+func (p *PublicGroup) POST(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo {
+	return p.Add(http.MethodPost, path, h, m...)
+}
+
+// Group returns a public sub-group with prefix and its own middleware.
+func (p *PublicGroup) Group(prefix string, m ...echo.MiddlewareFunc) *PublicGroup {
+	return &PublicGroup{g: p.g.Group(prefix, m...), s: p.s}
+}
 
 // Admin returns the /api/admin group: admin credential required (401 JSON),
 // CSRF checked for cookie sessions.
