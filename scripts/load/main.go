@@ -1,222 +1,470 @@
-// Command load serves one warm feed for the load comparison in run.sh.
+// Command load is the helper of run.sh, which compares the warm feed
+// endpoint of the feedd binary with a bare net/http handler and nginx:
 //
-//	go run ./scripts/load -mode feedd -addr 127.0.0.1:18081
-//	go run ./scripts/load -mode bare  -addr 127.0.0.1:18082
-//	go run ./scripts/load -dump DIR   (writes feed.json, feed.json.gz, etag)
+//	load -mode instagram -addr 127.0.0.1:18084 -feedd http://127.0.0.1:18081 \
+//	     -admin-token-file F -env OUT.env -id OUT.id
+//	load -mode capture -url http://127.0.0.1:18081/api/v1/feeds/ID -out DIR
+//	load -mode bare -addr 127.0.0.1:18082 -from DIR
 //
-// Both modes build the same bytes from the same seeded snapshot: "feedd"
-// serves them through the feed service, its hot cache and its Echo handler
-// behind the public middleware stack; "bare" writes them from memory with a
-// plain net/http handler and the same headers. No Instagram is involved.
+// "instagram" serves the Instagram sandbox as a process of its own, writes
+// the FEEDD_* variables that point a `feedd serve` at it, then, once that
+// feedd answers, connects one feed to the sandbox's business account the
+// way an owner does (admin API, consent, callback, a first full poll) and
+// writes the feed's id. It keeps serving the sandbox for feedd's polls.
+//
+// "capture" warms the feed and records feedd's answers: the body, the gzip
+// body and the headers of a 200, a gzip 200 and a 304.
+//
+// "bare" serves those captured answers from memory with a plain net/http
+// handler and no framework: the same headers and bytes as feedd, on an
+// http.Server with feedd's timeouts.
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
-	_ "net/http/pprof"
+	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/feedd/feedd/internal/cache"
 	"github.com/feedd/feedd/internal/feed"
+	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/server"
 )
 
-const feedID = "k3v9x2m4q8"
+// callbackPath is feedd's OAuth redirect path under FEEDD_PUBLIC_URL.
+const callbackPath = "/auth/instagram/callback"
 
 func main() {
-	mode := flag.String("mode", "feedd", "feedd or bare")
-	addr := flag.String("addr", "127.0.0.1:18081", "listen address")
-	dump := flag.String("dump", "", "write the feed bytes into this directory and exit")
-	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address (profiling a run)")
+	log.SetFlags(0)
+	log.SetPrefix("load: ")
+	mode := flag.String("mode", "", "instagram, capture or bare")
+	addr := flag.String("addr", "", "listen address (instagram, bare)")
+	feeddURL := flag.String("feedd", "", "base URL of the feedd to connect (instagram)")
+	tokenFile := flag.String("admin-token-file", "", "file holding feedd's admin token (instagram)")
+	envFile := flag.String("env", "", "write feedd's Instagram variables here (instagram)")
+	idFile := flag.String("id", "", "write the connected feed's id here (instagram)")
+	feedURL := flag.String("url", "", "the feed URL to capture (capture)")
+	out := flag.String("out", "", "directory for the captured answers (capture)")
+	from := flag.String("from", "", "directory of captured answers (bare)")
 	flag.Parse()
-	if *pprofAddr != "" {
-		go func() { log.Println(http.ListenAndServe(*pprofAddr, nil)) }()
-	}
 
-	svc, err := feed.New(feed.Options{
-		Store:     newSeedStore(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)),
-		PublicURL: "https://feeds.example.com",
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		// The snapshot never changes here: keep the entry fresh all run.
-		CacheFresh: 24 * time.Hour,
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	entry, err := svc.Entry(context.Background(), feedID, feed.DefaultQuery)
-	if err != nil {
-		log.Fatal(err)
-	}
-	switch {
-	case *dump != "":
-		must(os.WriteFile(filepath.Join(*dump, "feed.json"), entry.JSON, 0o644))
-		must(os.WriteFile(filepath.Join(*dump, "feed.json.gz"), entry.Gzip, 0o644))
-		fmt.Printf("%d bytes json, %d bytes gzip, etag %s\n", len(entry.JSON), len(entry.Gzip), entry.ETag)
-		return
-	case *mode == "feedd":
-		h, err := feeddHandler(svc)
-		if err != nil {
-			log.Fatal(err)
-		}
-		serve(*addr, h)
-	case *mode == "bare":
-		serve(*addr, bareHandler(entry))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch *mode {
+	case "instagram":
+		err = runInstagram(ctx, *addr, *feeddURL, *tokenFile, *envFile, *idFile)
+	case "capture":
+		err = capture(ctx, *feedURL, *out)
+	case "bare":
+		err = runBare(ctx, *addr, *from)
 	default:
-		log.Fatalf("unknown mode %q", *mode)
+		err = fmt.Errorf("unknown -mode %q (instagram, capture or bare)", *mode)
 	}
-}
-
-func serve(addr string, h http.Handler) {
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
-	log.Fatal(srv.ListenAndServe())
-}
-
-func must(err error) {
 	if err != nil {
 		log.Fatal(err)
 	}
 }
 
-// bareHandler is the floor: the same bytes, headers included (feedd's
-// security headers and a per-request id), written from memory by a plain
-// net/http handler with no framework and no middleware.
-func bareHandler(e *cache.Entry) http.Handler {
-	jsonLen, gzLen := []string{strconv.Itoa(len(e.JSON))}, []string{strconv.Itoa(len(e.Gzip))}
-	var (
-		acao    = []string{"*"}
-		expose  = []string{"ETag"}
-		vary    = []string{"Origin, Accept-Encoding"}
-		cc      = []string{feed.CacheControl}
-		etag    = []string{e.ETag}
-		ctype   = []string{"application/json"}
-		gz      = []string{"gzip"}
-		nosniff = []string{"nosniff"}
-		referer = []string{"strict-origin-when-cross-origin"}
-		prefix  = "BARELOAD-"
-		n       atomic.Uint64
-	)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h["X-Request-Id"] = []string{prefix + strconv.FormatUint(n.Add(1), 36)}
-		h["X-Content-Type-Options"] = nosniff
-		h["Referrer-Policy"] = referer
-		h["Access-Control-Allow-Origin"] = acao
-		h["Access-Control-Expose-Headers"] = expose
-		h["Vary"] = vary
-		h["Cache-Control"] = cc
-		h["Etag"] = etag
-		if inm := r.Header["If-None-Match"]; len(inm) == 1 && inm[0] == e.ETag {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-		h["Content-Type"] = ctype
-		body := e.JSON
-		if feed.AcceptsGzip(r.Header["Accept-Encoding"]) {
-			h["Content-Encoding"] = gz
-			h["Content-Length"] = gzLen
-			body = e.Gzip
-		} else {
-			h["Content-Length"] = jsonLen
-		}
-		w.Write(body)
+// runInstagram serves the sandbox until ctx ends, connecting one feed of
+// the feedd at feeddURL to it on the way.
+func runInstagram(ctx context.Context, addr, feeddURL, tokenFile, envFile, idFile string) error {
+	if addr == "" || feeddURL == "" || tokenFile == "" || envFile == "" || idFile == "" {
+		return errors.New("instagram: -addr, -feedd, -admin-token-file, -env and -id are required")
+	}
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	token := strings.TrimSpace(string(tok))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	redirect := strings.TrimRight(feeddURL, "/") + callbackPath
+	sb := sandbox.New(sandbox.Options{
+		RedirectURIs: []string{redirect},
+		BaseURL:      "http://" + ln.Addr().String(),
+		Seed:         1,
+		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
-}
+	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
 
-// seedStore is a read-only snapshot: one connected feed with 50 posts of
-// every kind, each image stored in three sizes.
-type seedStore struct {
-	feed  feed.FeedRecord
-	posts []feed.PostRecord
-	media map[string]feed.MediaRecord
-}
-
-func newSeedStore(now time.Time) *seedStore {
-	s := &seedStore{media: map[string]feed.MediaRecord{}}
-	s.feed = feed.FeedRecord{
-		ID: feedID, Status: feed.StatusActive,
-		Account:     &feed.AccountRecord{IGUserID: "17841400000000001", Username: "harbour.bakery", Name: "Harbour Bakery", AvatarKey: "avatar:1"},
-		LastFetchAt: now, LastFetchOK: true, FetchedAt: now, LastViewedAt: now, NextFetchAt: now.Add(time.Hour),
+	env := strings.Join([]string{
+		"FEEDD_INSTAGRAM_APP_ID=" + sb.AppID(),
+		"FEEDD_INSTAGRAM_APP_SECRET=" + sb.AppSecret(),
+		"FEEDD_INSTAGRAM_AUTHORIZE_URL=" + sb.AuthorizeURL(),
+		"FEEDD_INSTAGRAM_TOKEN_URL=" + sb.TokenURL(),
+		"FEEDD_INSTAGRAM_GRAPH_URL=" + sb.GraphURL(),
+		"FEEDD_MEDIA_HOSTS=" + ln.Addr().String(),
+		"FEEDD_MEDIA_ALLOW_PRIVATE=true",
+	}, "\n") + "\n"
+	if err := writeFileAtomic(envFile, []byte(env)); err != nil {
+		return err
 	}
-	s.addMedia("avatar:1", 150, 150)
-	for i := range 50 {
-		id := strconv.Itoa(17918195224117851 + i)
-		caption := fmt.Sprintf("Fresh from the oven, batch %d: sourdough, rye and a cardamom bun or two. See you at the market! #bakery #sourdough", i)
-		likes, comments := int64(100+i), int64(i%7)
-		p := feed.PostRecord{
-			ID: id, MediaType: "IMAGE", Permalink: "https://www.instagram.com/p/C" + id + "/",
-			Timestamp: now.Add(-time.Duration(i) * 26 * time.Hour).Truncate(time.Second),
-			Caption:   &caption, LikeCount: &likes, CommentsCount: &comments, MediaKey: "post:" + id,
+
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	id, err := connect(cctx, sb, feeddURL, token, redirect)
+	cancel()
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("connect a feed: %w", err)
+	}
+	if err := writeFileAtomic(idFile, []byte(id+"\n")); err != nil {
+		srv.Close()
+		return err
+	}
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+		return srv.Close()
+	}
+}
+
+// admin is a client of feedd's admin API.
+type admin struct {
+	base, token string
+	client      *http.Client
+}
+
+func (a *admin) call(ctx context.Context, method, path string, body any, want int, into any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
 		}
-		switch i % 5 {
-		case 1:
-			p.MediaType = "CAROUSEL_ALBUM"
-			for c := range 3 {
-				cid := id + strconv.Itoa(c)
-				p.Children = append(p.Children, feed.ChildRecord{ID: cid, MediaType: "IMAGE", MediaKey: "post:" + cid})
-				s.addMedia("post:"+cid, 1080, 1350)
-			}
-			p.MediaKey = p.Children[0].MediaKey
-		case 3:
-			p.MediaType, p.IsReel = "VIDEO", true
-			p.Permalink = "https://www.instagram.com/reel/C" + id + "/"
-			s.addMedia(p.MediaKey, 1080, 1920)
-		default:
-			s.addMedia(p.MediaKey, 1080, 1080)
-		}
-		s.posts = append(s.posts, p)
+		rd = bytes.NewReader(b)
 	}
-	return s
-}
-
-func (s *seedStore) addMedia(key string, w, h int) {
-	m := feed.MediaRecord{Key: key, Width: w, Height: h, Color: "#a0b1c2"}
-	for _, vw := range []int{320, 640, 1080} {
-		name := fmt.Sprintf("%x", []byte(key))
-		m.Variants = append(m.Variants, feed.Variant{Width: vw, Height: h * vw / w, File: name[:2] + "/" + name + "-" + strconv.Itoa(vw) + ".jpg"})
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if err != nil {
+		return err
 	}
-	s.media[key] = m
-}
-
-func (s *seedStore) Feed(ctx context.Context, id string) (feed.FeedRecord, error) {
-	if id != feedID {
-		return feed.FeedRecord{}, feed.ErrNotFound
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	return s.feed, nil
-}
-
-func (s *seedStore) Posts(ctx context.Context, id string) ([]feed.PostRecord, error) {
-	return s.posts, nil
-}
-
-func (s *seedStore) MediaByKeys(ctx context.Context, keys []string) (map[string]feed.MediaRecord, error) {
-	out := make(map[string]feed.MediaRecord, len(keys))
-	for _, k := range keys {
-		if m, ok := s.media[k]; ok {
-			out[k] = m
-		}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
 	}
-	return out, nil
-}
-
-func (s *seedStore) PutMedia(ctx context.Context, m feed.MediaRecord) error { return nil }
-func (s *seedStore) ReplacePosts(ctx context.Context, id string, acct *feed.AccountRecord, posts []feed.PostRecord, at time.Time) ([]string, error) {
-	return nil, nil
-}
-func (s *seedStore) DueFeeds(ctx context.Context, now, viewedSince time.Time) ([]feed.FeedRecord, error) {
-	return nil, nil
-}
-func (s *seedStore) MarkViewed(ctx context.Context, id string, at time.Time) error { return nil }
-func (s *seedStore) RecordFetch(ctx context.Context, id string, r feed.FetchResult) error {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: %d %.300s", method, path, resp.StatusCode, b)
+	}
+	if into != nil {
+		return json.Unmarshal(b, into)
+	}
 	return nil
 }
-func (s *seedStore) SetStatus(ctx context.Context, id, status, reason string) error { return nil }
-func (s *seedStore) AccessToken(ctx context.Context, id string) (string, error) {
-	return "", feed.ErrNotConnected
+
+// connect waits for feedd, creates a feed, connects it to the sandbox's
+// business account through the OAuth flow and polls it once, media
+// included. It returns the feed's id.
+func connect(ctx context.Context, sb *sandbox.Sandbox, base, token, redirect string) (string, error) {
+	a := &admin{base: strings.TrimRight(base, "/"), token: token, client: &http.Client{
+		Timeout:       2 * time.Minute,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+	if err := waitHealthy(ctx, a.client, a.base+"/healthz"); err != nil {
+		return "", err
+	}
+	var st struct {
+		ID        string `json:"id"`
+		Status    string `json:"status"`
+		PostCount int    `json:"post_count"`
+	}
+	if err := a.call(ctx, http.MethodPost, "/api/admin/feeds", map[string]any{"name": "Load run"}, http.StatusCreated, &st); err != nil {
+		return "", err
+	}
+	id := st.ID
+	var c struct {
+		AuthorizeURL string `json:"authorize_url"`
+	}
+	if err := a.call(ctx, http.MethodPost, "/api/admin/feeds/"+id+"/connect", nil, http.StatusOK, &c); err != nil {
+		return "", err
+	}
+	au, err := url.Parse(c.AuthorizeURL)
+	if err != nil {
+		return "", err
+	}
+	// The owner clicks Allow as the business account on the consent page.
+	cb, err := sb.Approve(sandbox.AccountBusiness, redirect, au.Query().Get("state"))
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cb, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusFound {
+		return "", fmt.Errorf("callback answered %d", resp.StatusCode)
+	}
+	// A full poll (every picture downloaded and resized) before anything
+	// is measured, so no background work of the first poll overlaps a round.
+	if err := a.call(ctx, http.MethodPost, "/api/admin/feeds/"+id+"/refresh", nil, http.StatusOK, &st); err != nil {
+		return "", err
+	}
+	if st.Status != "active" || st.PostCount == 0 {
+		return "", fmt.Errorf("feed %s is %s with %d posts after its first poll", id, st.Status, st.PostCount)
+	}
+	return id, nil
+}
+
+// waitHealthy waits until url answers 200, for as long as ctx allows.
+func waitHealthy(ctx context.Context, client *http.Client, url string) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer 200: %w", url, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// answer is one captured response of feedd.
+type answer struct {
+	Status int         `json:"status"`
+	Header http.Header `json:"header"`
+}
+
+// captured is what capture writes into answers.json beside feed.json and
+// feed.json.gz.
+type captured struct {
+	ETag        string `json:"etag"`
+	Plain       answer `json:"plain"`
+	Gzip        answer `json:"gzip"`
+	NotModified answer `json:"not_modified"`
+}
+
+// capture warms the feed (until its ETag holds for a second) and records
+// feedd's three answers.
+func capture(ctx context.Context, feedURL, out string) error {
+	if feedURL == "" || out == "" {
+		return errors.New("capture: -url and -out are required")
+	}
+	// No transparent gzip: the plain request must not ask for it.
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	get := func(hdr ...string) (answer, []byte, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, feedURL, nil)
+		if err != nil {
+			return answer{}, nil, err
+		}
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return answer{}, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+		return answer{resp.StatusCode, resp.Header}, b, err
+	}
+
+	var etag string
+	stable := 0
+	for i := 0; stable < 5; i++ {
+		if i == 100 {
+			return fmt.Errorf("capture: %s did not settle (ETag still changing)", feedURL)
+		}
+		a, _, err := get()
+		if err != nil {
+			return err
+		}
+		if a.Status != http.StatusOK {
+			return fmt.Errorf("capture: %s answered %d", feedURL, a.Status)
+		}
+		if e := a.Header.Get("Etag"); e == etag && e != "" {
+			stable++
+		} else {
+			etag, stable = e, 0
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	var c captured
+	var plain, gz []byte
+	var err error
+	if c.Plain, plain, err = get(); err != nil {
+		return err
+	}
+	if c.Gzip, gz, err = get("Accept-Encoding", "gzip"); err != nil {
+		return err
+	}
+	c.ETag = c.Plain.Header.Get("Etag")
+	if c.NotModified, _, err = get("If-None-Match", c.ETag); err != nil {
+		return err
+	}
+	switch {
+	case c.Plain.Status != http.StatusOK || c.Gzip.Status != http.StatusOK || c.NotModified.Status != http.StatusNotModified:
+		return fmt.Errorf("capture: answers %d, %d (gzip), %d (If-None-Match)", c.Plain.Status, c.Gzip.Status, c.NotModified.Status)
+	case c.Gzip.Header.Get("Content-Encoding") != "gzip":
+		return errors.New("capture: the gzip answer is not gzip-encoded")
+	case c.Gzip.Header.Get("Etag") != c.ETag || c.NotModified.Header.Get("Etag") != c.ETag:
+		return errors.New("capture: the feed changed while it was captured")
+	}
+	js, err := json.MarshalIndent(c, "", "\t")
+	if err != nil {
+		return err
+	}
+	for name, b := range map[string][]byte{"feed.json": plain, "feed.json.gz": gz, "answers.json": js} {
+		if err := os.WriteFile(filepath.Join(out, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	var doc struct {
+		Posts []json.RawMessage `json:"posts"`
+	}
+	if err := json.Unmarshal(plain, &doc); err != nil {
+		return fmt.Errorf("capture: feed JSON: %w", err)
+	}
+	fmt.Printf("%d posts, %d bytes json, %d bytes gzip, etag %s\n", len(doc.Posts), len(plain), len(gz), c.ETag)
+	return nil
+}
+
+// Headers that differ per answer on every server: net/http writes Date,
+// and each server makes its own request ids.
+var perRequest = map[string]bool{"Date": true, "X-Request-Id": true}
+
+// reply is a captured answer ready to write: header values shared, never
+// modified.
+type reply struct {
+	status int
+	header []headerField
+	body   []byte
+}
+
+type headerField struct {
+	key   string
+	value []string
+}
+
+func newReply(a answer, body []byte) reply {
+	r := reply{status: a.Status, body: body}
+	for k, v := range a.Header {
+		if !perRequest[k] {
+			r.header = append(r.header, headerField{k, v})
+		}
+	}
+	return r
+}
+
+// runBare serves the captured answers with a plain net/http handler: the
+// floor that feedd's framework, middleware and cache are compared with.
+func runBare(ctx context.Context, addr, from string) error {
+	if addr == "" || from == "" {
+		return errors.New("bare: -addr and -from are required")
+	}
+	js, err := os.ReadFile(filepath.Join(from, "answers.json"))
+	if err != nil {
+		return err
+	}
+	var c captured
+	if err := json.Unmarshal(js, &c); err != nil {
+		return err
+	}
+	plain, err := os.ReadFile(filepath.Join(from, "feed.json"))
+	if err != nil {
+		return err
+	}
+	gz, err := os.ReadFile(filepath.Join(from, "feed.json.gz"))
+	if err != nil {
+		return err
+	}
+	h := bareHandler(c.ETag, newReply(c.Plain, plain), newReply(c.Gzip, gz), newReply(c.NotModified, nil))
+
+	// The same limits as feedd's own http.Server (internal/server, Run).
+	srv := &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: server.ReadHeaderTimeout,
+		ReadTimeout:       server.ReadTimeout,
+		WriteTimeout:      server.WriteTimeout,
+		IdleTimeout:       server.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+	}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// bareHandler answers like feedd (304 on the exact ETag, gzip when
+// accepted, a per-request id of the same length as feedd's) with nothing
+// else: no router, no middleware, no cache lookup.
+func bareHandler(etag string, plain, gzip, notModified reply) http.Handler {
+	var n atomic.Uint64
+	const prefix = "BARELOAD-" // as long as feedd's random prefix and '-'
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rep := &plain
+		switch {
+		case len(r.Header["If-None-Match"]) == 1 && r.Header["If-None-Match"][0] == etag:
+			rep = &notModified
+		case feed.AcceptsGzip(r.Header["Accept-Encoding"]):
+			rep = &gzip
+		}
+		h := w.Header()
+		h["X-Request-Id"] = []string{prefix + strconv.FormatUint(n.Add(1), 36)}
+		for _, f := range rep.header {
+			h[f.key] = f.value
+		}
+		w.WriteHeader(rep.status)
+		if rep.body != nil && r.Method != http.MethodHead {
+			w.Write(rep.body)
+		}
+	})
+}
+
+func writeFileAtomic(name string, b []byte) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
 }
