@@ -22,6 +22,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/secret"
 	"github.com/feedd/feedd/internal/store"
 )
@@ -42,7 +43,7 @@ type mediaDir struct {
 
 // deadState is what the checks with the process dead found.
 type deadState struct {
-	feeds map[string]store.Feed
+	feeds map[string]model.Feed
 	media mediaDir
 }
 
@@ -70,17 +71,17 @@ func (c *checker) fail(format string, args ...any) {
 // passes integrity_check and foreign_key_check; (2) every stored token
 // decrypts; (3) no feed has fewer posts than the test saw it with; and the
 // media dir holds no stored file whose bytes are not its name's.
-func (c *checker) checkDead(ctx context.Context, m *model) (*deadState, error) {
+func (c *checker) checkDead(ctx context.Context, m *ledger) (*deadState, error) {
 	dbPath := filepath.Join(c.dir, "feedd.db")
 	if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
-		return &deadState{feeds: map[string]store.Feed{}}, nil // killed before the database was made
+		return &deadState{feeds: map[string]model.Feed{}}, nil // killed before the database was made
 	}
 	if err := c.integrity(ctx, dbPath); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(c.dir, secret.KeyFileName)); err != nil {
 		c.fail("database exists but the key file does not: %v", err)
-		return &deadState{feeds: map[string]store.Feed{}}, nil
+		return &deadState{feeds: map[string]model.Feed{}}, nil
 	}
 	key, created, err := secret.LoadOrCreateKey(c.dir, c.logger)
 	if err != nil {
@@ -96,7 +97,7 @@ func (c *checker) checkDead(ctx context.Context, m *model) (*deadState, error) {
 	st, err := store.Open(ctx, dbPath, box, store.Options{})
 	if err != nil {
 		c.fail("store does not open after the kill: %v", err)
-		return &deadState{feeds: map[string]store.Feed{}}, nil
+		return &deadState{feeds: map[string]model.Feed{}}, nil
 	}
 	defer st.Close()
 
@@ -104,14 +105,14 @@ func (c *checker) checkDead(ctx context.Context, m *model) (*deadState, error) {
 	if err != nil {
 		return nil, err
 	}
-	ds := &deadState{feeds: map[string]store.Feed{}}
+	ds := &deadState{feeds: map[string]model.Feed{}}
 	for _, f := range feeds {
 		ds.feeds[f.ID] = f
 		_, err := st.Token(ctx, f.ID)
 		switch {
 		case err == nil:
-		case errors.Is(err, store.ErrNotConnected):
-			if f.Status == store.StatusActive {
+		case errors.Is(err, model.ErrNotConnected):
+			if f.Status == model.StatusActive {
 				c.fail("feed %s is active but has no token", f.ID)
 			}
 			if f.Token != nil {
@@ -244,7 +245,7 @@ func (c *checker) scanMedia() (mediaDir, error) {
 // admin changes are there, no feed lost posts, every picture a feed names
 // is served whole, the orphans the kill left were swept at start and no
 // half-written file is served.
-func (c *checker) checkLive(ctx context.Context, p *proc, m *model, ds *deadState) error {
+func (c *checker) checkLive(ctx context.Context, p *proc, m *ledger, ds *deadState) error {
 	list, err := p.feeds()
 	if err != nil {
 		return fmt.Errorf("list feeds after restart: %w", err)
@@ -254,7 +255,7 @@ func (c *checker) checkLive(ctx context.Context, p *proc, m *model, ds *deadStat
 		live[f.ID] = f
 	}
 
-	// The model against the server: reconcile what a kill left unsure.
+	// The ledger against the server: reconcile what a kill left unsure.
 	m.mu.Lock()
 	for name, w := range m.pending {
 		for _, f := range list {
@@ -282,11 +283,11 @@ func (c *checker) checkLive(ctx context.Context, p *proc, m *model, ds *deadStat
 		tf.name, tf.patchTo = f.Name, ""
 		if tf.unsure {
 			// A connect or disconnect was cut short: start over from what is there.
-			tf.connected = f.Status != store.StatusNotConnected
+			tf.connected = model.Status(f.Status) != model.StatusNotConnected
 			tf.floorDB, tf.floorJSON = 0, 0
 			tf.unsure = false
 		}
-		if tf.connected && tf.owner >= 0 && f.Status != store.StatusActive {
+		if tf.connected && tf.owner >= 0 && model.Status(f.Status) != model.StatusActive {
 			c.fail("feed %s: acknowledged connected, status %q after the restart", id, f.Status)
 		}
 	}

@@ -44,19 +44,19 @@ type tfeed struct {
 	deleting bool
 }
 
-// model is the test's view of the data dir's feeds, carried across kills.
-type model struct {
+// ledger is the test's view of the data dir's feeds, carried across kills.
+type ledger struct {
 	mu      sync.Mutex
 	feeds   map[string]*tfeed
 	pending map[string]int // names of creates in flight → worker
 	seq     int
 }
 
-func newModel() *model {
-	return &model{feeds: map[string]*tfeed{}, pending: map[string]int{}}
+func newModel() *ledger {
+	return &ledger{feeds: map[string]*tfeed{}, pending: map[string]int{}}
 }
 
-func (m *model) demo() *tfeed {
+func (m *ledger) demo() *tfeed {
 	for _, f := range m.feeds {
 		if f.owner < 0 {
 			return f
@@ -66,7 +66,7 @@ func (m *model) demo() *tfeed {
 }
 
 // owned lists worker w's feeds, in id order so that choices replay.
-func (m *model) owned(w int) []*tfeed {
+func (m *ledger) owned(w int) []*tfeed {
 	var out []*tfeed
 	for _, f := range m.feeds {
 		if f.owner == w && !f.deleting {
@@ -78,7 +78,7 @@ func (m *model) owned(w int) []*tfeed {
 }
 
 // seen raises a feed's floors from an acknowledged observation.
-func (m *model) seen(id string, postCount, jsonPosts int) {
+func (m *ledger) seen(id string, postCount, jsonPosts int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f := m.feeds[id]
@@ -323,7 +323,7 @@ type worker struct {
 	iter    int
 	rng     *rand.Rand
 	p       *proc
-	m       *model
+	m       *ledger
 	current atomic.Value // string: the op in flight, "" between ops
 	killing *atomic.Bool
 	ops     map[string]int
