@@ -3,7 +3,7 @@
 # net/http handler and nginx serving the same bytes as a static file.
 #
 #   scripts/load/run.sh            # DURATION=3 ROUNDS=10 CONNS=64 by default
-#   FEEDD_BIN=bin/feedd scripts/load/run.sh   # measure a binary built elsewhere
+#   BINARY=bin/feedd scripts/load/run.sh   # measure a binary built elsewhere
 #
 # Needs wrk and nginx (apt-get install -y wrk nginx-light). Everything runs on
 # loopback; on a machine with 2+ CPUs each server is pinned to CPU 1 and wrk to
@@ -43,8 +43,8 @@ FEEDD_PORT=${FEEDD_PORT:-18081}
 BARE_PORT=${BARE_PORT:-18082}
 NGINX_PORT=${NGINX_PORT:-18083}
 SANDBOX_PORT=${SANDBOX_PORT:-18084}
-FEEDD_BIN=${FEEDD_BIN:-}
-[ -z "$FEEDD_BIN" ] || FEEDD_BIN=$(realpath "$FEEDD_BIN")
+BINARY=${BINARY:-}
+[ -z "$BINARY" ] || BINARY=$(realpath "$BINARY")
 
 cd "$(dirname "$0")/../.."
 for tool in wrk nginx curl go base64; do
@@ -83,12 +83,12 @@ for v in GOGC GOMEMLIMIT GODEBUG GOMAXPROCS; do
 done
 
 echo "building..." >&2
-if [ -z "$FEEDD_BIN" ]; then
+if [ -z "$BINARY" ]; then
 	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$TMP/feedd" ./cmd/feedd
-	FEEDD_BIN=$TMP/feedd
+	BINARY=$TMP/feedd
 fi
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$TMP/load" ./scripts/load
-"$FEEDD_BIN" version >&2
+"$BINARY" version >&2
 
 # The sandbox first: feedd's Instagram variables come from it.
 FEEDD_URL=http://127.0.0.1:$FEEDD_PORT
@@ -108,7 +108,7 @@ mapfile -t INSTAGRAM_ENV <"$TMP/instagram.env"
 	FEEDD_ADDR="127.0.0.1:$FEEDD_PORT" FEEDD_PUBLIC_URL="$FEEDD_URL" FEEDD_DATA_DIR="$TMP/data" \
 	FEEDD_SECRET_KEY_FILE="$TMP/secret-key" FEEDD_ADMIN_TOKEN_FILE="$TMP/admin-token" \
 	FEEDD_RATE_LIMIT=1000000000 \
-	"$FEEDD_BIN" serve >"$TMP/feedd.log" 2>&1 & PIDS+=($!)
+	"$BINARY" serve >"$TMP/feedd.log" 2>&1 & PIDS+=($!)
 FEEDD_PID=$!
 
 # The sandbox connects a feed and polls it once (pictures included).
@@ -236,7 +236,7 @@ col() { awk -v n="$2" '{print $n}' "$1"; }
 ratio() { paste "$1" "$2" | awk -v n="$3" '{print $n / $(n + 2)}' | median; }
 
 echo
-echo "$("$FEEDD_BIN" version); feed: $(cat "$TMP/capture.txt")"
+echo "$("$BINARY" version); feed: $(cat "$TMP/capture.txt")"
 echo "wrk -t1 -c$CONNS -d${DURATION}s, $ROUNDS rounds; server pinned: ${SERVER_CPU[*]:-no}"
 printf '%-8s %-6s %12s %10s   %s\n' scenario server 'req/s' 'p99 ms' '(median of rounds)'
 for scenario in 200 304 gzip; do
