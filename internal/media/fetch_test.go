@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/feedd/feedd/internal/model"
 )
 
 // A signed query as the CDN gives it; it must never appear in an error.
@@ -544,7 +546,7 @@ func TestConcurrentFetchesOfOneImageCountBytesOnce(t *testing.T) {
 	src := newSource(t, false, serveBytes(jpegBytes(t, 700, 500)))
 	s := newStore(t, Options{Hosts: []HostPattern{hostOf(t, src.Server)}, AllowPrivate: true})
 	const n = 6
-	imgs := make([]Image, n)
+	imgs := make([]model.Media, n)
 	errs := make([]error, n)
 	done := make(chan int)
 	for i := range n {

@@ -16,10 +16,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/feedd/feedd/internal/model"
 )
 
 // stored fetches a generated image into a fresh store.
-func stored(t *testing.T, o Options, w, h int) (*Store, Image) {
+func stored(t *testing.T, o Options, w, h int) (*Store, model.Media) {
 	t.Helper()
 	src := newSource(t, false, serveBytes(jpegBytes(t, w, h)))
 	o.Hosts = []HostPattern{hostOf(t, src.Server)}

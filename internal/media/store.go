@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/feedd/feedd/internal/model"
 )
 
 // Defaults for zero Options fields.
@@ -81,26 +83,6 @@ type Options struct {
 	Resolver Resolver
 	// Now is the clock used by Sweep to age temp files; nil means time.Now.
 	Now func() time.Time
-}
-
-// Image is a stored image: its original size, dominant colour and the
-// files written for it.
-type Image struct {
-	Width, Height int
-	// Color is the dominant colour, "#rrggbb".
-	Color string
-	// Bytes is the total size of the variants' files.
-	Bytes int64
-	// Variants are the stored sizes, smallest first.
-	Variants []Variant
-}
-
-// Variant is one stored size of an image.
-type Variant struct {
-	Width, Height int
-	// File is the name relative to Dir and to the /media/ route.
-	File  string
-	Bytes int64
 }
 
 // Store fetches, stores, removes and serves media files.
@@ -274,14 +256,15 @@ func (s *Store) checkRedirect(req *http.Request, via []*http.Request) error {
 }
 
 // Fetch downloads the image at srcURL, stores one JPEG per width and returns
-// what was stored. The widths are every configured width below the
+// what was stored: the original's size, its dominant colour and the files,
+// smallest first, as a model.Media without a Key (the caller names it). The widths are every configured width below the
 // original's, plus the original's own width when it is not wider than the
 // largest configured one; nothing is upscaled. Files whose content already
 // exists are not written again.
 //
 // Errors wrap the package's sentinels and name the URL's host and path only:
 // the query of a signed CDN URL never appears.
-func (s *Store) Fetch(ctx context.Context, srcURL string) (Image, error) {
+func (s *Store) Fetch(ctx context.Context, srcURL string) (model.Media, error) {
 	img, err := s.fetch(ctx, srcURL)
 	s.downloads.WithLabelValues(outcome(err)).Inc()
 	return img, err
@@ -309,34 +292,34 @@ func outcome(err error) string {
 	return "error"
 }
 
-func (s *Store) fetch(ctx context.Context, srcURL string) (Image, error) {
+func (s *Store) fetch(ctx context.Context, srcURL string) (model.Media, error) {
 	u, err := url.Parse(srcURL)
 	if err != nil {
 		// url.Parse's error quotes the whole URL, signature included.
-		return Image{}, fmt.Errorf("%w: unparsable", ErrBadURL)
+		return model.Media{}, fmt.Errorf("%w: unparsable", ErrBadURL)
 	}
 	u.Scheme = strings.ToLower(u.Scheme)
 	safe := redact(u)
 	if err := s.checkURL(u); err != nil {
-		return Image{}, fmt.Errorf("media: fetch %s: %w", safe, err)
+		return model.Media{}, fmt.Errorf("media: fetch %s: %w", safe, err)
 	}
 	data, err := s.download(ctx, u)
 	if err != nil {
-		return Image{}, fmt.Errorf("media: fetch %s: %w", safe, err)
+		return model.Media{}, fmt.Errorf("media: fetch %s: %w", safe, err)
 	}
 	select {
 	case s.decodeSem <- struct{}{}:
 	case <-ctx.Done():
-		return Image{}, fmt.Errorf("media: fetch %s: %w", safe, ctx.Err())
+		return model.Media{}, fmt.Errorf("media: fetch %s: %w", safe, ctx.Err())
 	}
 	p, err := process(data, s.lim)
 	<-s.decodeSem
 	if err != nil {
-		return Image{}, fmt.Errorf("media: fetch %s: %w", safe, err)
+		return model.Media{}, fmt.Errorf("media: fetch %s: %w", safe, err)
 	}
 	img, err := s.save(p)
 	if err != nil {
-		return Image{}, fmt.Errorf("media: store %s: %w", safe, err)
+		return model.Media{}, fmt.Errorf("media: store %s: %w", safe, err)
 	}
 	s.log.Debug("media stored", slog.String("host", u.Host), slog.String("path", u.EscapedPath()),
 		slog.Int("width", img.Width), slog.Int("height", img.Height), slog.Int("variants", len(img.Variants)))
@@ -404,16 +387,16 @@ func redactErr(err error) error {
 }
 
 // save writes the variants that are not stored yet and describes them.
-func (s *Store) save(p processed) (Image, error) {
-	img := Image{Width: p.width, Height: p.height, Color: p.color}
+func (s *Store) save(p processed) (model.Media, error) {
+	img := model.Media{Width: p.width, Height: p.height, Color: p.color}
 	for _, v := range p.variants {
 		name := v.hash[:2] + "/" + v.hash + "-" + strconv.Itoa(v.width) + ".jpg"
 		if err := s.writeFile(name, v.data); err != nil {
-			return Image{}, err
+			return model.Media{}, err
 		}
 		n := int64(len(v.data))
 		img.Bytes += n
-		img.Variants = append(img.Variants, Variant{Width: v.width, Height: v.height, File: name, Bytes: n})
+		img.Variants = append(img.Variants, model.Variant{Width: v.width, Height: v.height, File: name, Bytes: n})
 	}
 	return img, nil
 }
