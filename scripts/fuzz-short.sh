@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 FUZZTIME="${FUZZTIME:-5s}"
 targets="
 ./internal/graph FuzzDecodeResponses
-./internal/auth FuzzParseSignedRequest
-./internal/auth FuzzSignedRequestVerify
+./internal/connection FuzzParseSignedRequest
+./internal/connection FuzzSignedRequestVerify
 ./internal/feed FuzzParseQuery
 ./internal/feed FuzzCursor
 ./internal/media FuzzProcess

@@ -158,7 +158,7 @@ func TestDoctorTakesNoArguments(t *testing.T) {
 	}
 }
 
-// doctor cannot import app (app imports auth, which imports doctor), so it
+// doctor cannot import app (app imports owner, which imports doctor), so it
 // keeps its own copy of the database's file name.
 func TestDoctorKnowsTheDatabaseFile(t *testing.T) {
 	if doctor.DatabaseFile != app.DatabaseFile {

@@ -19,12 +19,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/feedd/feedd/internal/auth"
 	"github.com/feedd/feedd/internal/config"
+	"github.com/feedd/feedd/internal/connection"
 	"github.com/feedd/feedd/internal/feed"
 	"github.com/feedd/feedd/internal/graph"
 	"github.com/feedd/feedd/internal/guard"
 	"github.com/feedd/feedd/internal/media"
+	"github.com/feedd/feedd/internal/owner"
 	"github.com/feedd/feedd/internal/secret"
 	"github.com/feedd/feedd/internal/server"
 	"github.com/feedd/feedd/internal/store"
@@ -66,18 +67,19 @@ type namedWorker struct {
 
 // Main is the feedd program.
 type Main struct {
-	Config   config.Config
-	Logger   *slog.Logger
-	Now      func() time.Time
-	Box      *secret.Box
-	Store    *store.Store
-	Registry *prometheus.Registry
-	Guard    *guard.Guard // recovers panics of background goroutines
-	Server   *server.Server
-	Graph    *graph.Client
-	Media    *media.Store
-	Feeds    *feed.Service
-	Auth     *auth.Service
+	Config      config.Config
+	Logger      *slog.Logger
+	Now         func() time.Time
+	Box         *secret.Box
+	Store       *store.Store
+	Registry    *prometheus.Registry
+	Guard       *guard.Guard // recovers panics of background goroutines
+	Server      *server.Server
+	Graph       *graph.Client
+	Media       *media.Store
+	Feeds       *feed.Service
+	Connections *connection.Service
+	Owner       *owner.Service
 
 	stdout  io.Writer
 	mu      sync.Mutex

@@ -11,11 +11,12 @@ import (
 	"github.com/labstack/echo/v5"
 	"golang.org/x/time/rate"
 
-	"github.com/feedd/feedd/internal/auth"
+	"github.com/feedd/feedd/internal/connection"
 	"github.com/feedd/feedd/internal/doctor"
 	"github.com/feedd/feedd/internal/feed"
 	"github.com/feedd/feedd/internal/graph"
 	"github.com/feedd/feedd/internal/media"
+	"github.com/feedd/feedd/internal/owner"
 	"github.com/feedd/feedd/internal/render"
 	"github.com/feedd/feedd/internal/web"
 )
@@ -23,10 +24,10 @@ import (
 // MediaDir is the stored images' directory inside the data dir.
 const MediaDir = "media"
 
-// wire builds the Instagram client, the media store, the feed service and
-// the auth service over the store, registers their routes on the server and
-// their loops as workers. It runs the start-up media sweep before anything
-// can download.
+// wire builds the Instagram client, the media store, the connection
+// service, the feed service and the owner service over the store, registers
+// their routes on the server and their loops as workers. It runs the
+// start-up media sweep before anything can download.
 func (m *Main) wire(ctx context.Context) error {
 	cfg := m.Config
 	var limiter *rate.Limiter
@@ -72,6 +73,28 @@ func (m *Main) wire(ctx context.Context) error {
 		return err
 	}
 
+	cs, err := connection.New(connection.Options{
+		Store:         m.Store,
+		Graph:         gc,
+		Files:         ms,
+		PublicURL:     cfg.PublicBase(),
+		RedirectURI:   cfg.RedirectURI(),
+		AppID:         cfg.InstagramAppID,
+		AppSecret:     cfg.InstagramAppSecret,
+		CheckInterval: cfg.TokenCheckInterval,
+		RefreshWindow: cfg.TokenRefreshWindow,
+		NotifyWebhook: cfg.NotifyWebhook,
+		Now:           m.Now,
+		Logger:        m.Logger,
+		Registerer:    m.Registry,
+		Guard:         m.Guard,
+	})
+	if err != nil {
+		return fmt.Errorf("app: connection service: %w", err)
+	}
+	m.Connections = cs
+	m.OnClose(func() error { cs.Close(); return nil })
+
 	fs, err := feed.New(feed.Options{
 		Store:         feed.NewStore(m.Store),
 		Graph:         feed.NewGraphClient(gc),
@@ -88,28 +111,20 @@ func (m *Main) wire(ctx context.Context) error {
 	m.Feeds = fs
 	m.OnClose(func() error { fs.Close(); return nil })
 
-	as, err := auth.New(auth.Options{
-		Store:         auth.NewStore(m.Store),
-		Graph:         gc,
-		Fetcher:       fs,
-		Files:         ms,
-		Invalidator:   fs,
-		PublicURL:     cfg.PublicBase(),
-		RedirectURI:   cfg.RedirectURI(),
-		AppID:         cfg.InstagramAppID,
-		AppSecret:     cfg.InstagramAppSecret,
-		CheckInterval: cfg.TokenCheckInterval,
-		RefreshWindow: cfg.TokenRefreshWindow,
-		NotifyWebhook: cfg.NotifyWebhook,
-		Now:           m.Now,
-		Logger:        m.Logger,
-		Registerer:    m.Registry,
+	cs.SetFeeds(fs)
+	ow, err := owner.New(owner.Options{
+		Store:       m.Store,
+		Connections: cs,
+		Feeds:       fs,
+		Files:       ms,
+		PublicURL:   cfg.PublicBase(),
+		Now:         m.Now,
+		Logger:      m.Logger,
 	})
 	if err != nil {
-		return fmt.Errorf("app: auth service: %w", err)
+		return fmt.Errorf("app: owner service: %w", err)
 	}
-	m.Auth = as
-	m.OnClose(func() error { as.Close(); return nil })
+	m.Owner = ow
 
 	rh, err := render.NewHandlers(render.Config{Source: fs, PublicURL: cfg.PublicBase(), Logger: m.Logger})
 	if err != nil {
@@ -127,13 +142,13 @@ func (m *Main) wire(ctx context.Context) error {
 	pub.GET("/media/*", mediaHandler)
 	pub.HEAD("/media/*", mediaHandler)
 
-	ah := auth.NewHandler(as, auth.HTTPOptions{Checks: doctor.Checker(doctor.Input{Config: cfg, Now: m.Now, InServer: true})})
-	ah.RegisterSetup(srv.Setup())
-	ah.RegisterAdmin(srv.Admin())
-	ah.RegisterCallbacks(srv.Echo())
+	oh := owner.NewHandler(ow, owner.HTTPOptions{Checks: doctor.Checker(doctor.Input{Config: cfg, Now: m.Now, InServer: true})})
+	oh.RegisterSetup(srv.Setup())
+	oh.RegisterAdmin(srv.Admin())
+	oh.RegisterCallbacks(srv.Echo())
 
 	m.AddWorker("poller", WorkerFunc(fs.Run))
-	m.AddWorker("token_refresher", WorkerFunc(as.Run))
+	m.AddWorker("token_refresher", WorkerFunc(cs.Run))
 	return nil
 }
 

@@ -24,8 +24,8 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/app"
-	"github.com/feedd/feedd/internal/auth"
 	"github.com/feedd/feedd/internal/config"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
 	"github.com/feedd/feedd/internal/secret"
 	"github.com/feedd/feedd/internal/server"
@@ -240,7 +240,7 @@ func baseURL(a net.Addr) string {
 // redirect followed to feedd's own callback, which exchanges the code for
 // short- and long-lived tokens. Then it polls once, media included.
 func connectDemoFeed(ctx context.Context, m *app.Main, sb *sandbox.Sandbox, base string) (string, error) {
-	feeds, err := m.Auth.Feeds(ctx)
+	feeds, err := m.Owner.Feeds(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -248,19 +248,19 @@ func connectDemoFeed(ctx context.Context, m *app.Main, sb *sandbox.Sandbox, base
 	for _, f := range feeds {
 		if f.Name == FeedName {
 			id = f.ID
-			if f.Status == auth.StatusActive && f.PostCount > 0 {
+			if f.Status == model.StatusActive && f.PostCount > 0 {
 				return id, nil
 			}
 		}
 	}
 	if id == "" {
-		st, err := m.Auth.CreateFeed(ctx, FeedName, nil)
+		st, err := m.Owner.CreateFeed(ctx, FeedName, nil)
 		if err != nil {
 			return "", err
 		}
 		id = st.ID
 	}
-	authorize, err := m.Auth.Connect(ctx, id, nil)
+	authorize, err := m.Owner.Connect(ctx, id, nil)
 	if err != nil {
 		return "", err
 	}
@@ -268,7 +268,7 @@ func connectDemoFeed(ctx context.Context, m *app.Main, sb *sandbox.Sandbox, base
 	if err != nil {
 		return "", err
 	}
-	redirect, err := sb.Approve(sandbox.AccountBusiness, m.Auth.RedirectURI(), u.Query().Get("state"))
+	redirect, err := sb.Approve(sandbox.AccountBusiness, m.Connections.RedirectURI(), u.Query().Get("state"))
 	if err != nil {
 		return "", err
 	}

@@ -128,7 +128,7 @@ func connectFeeds(t testing.TB, in *instance, sb *sandbox.Sandbox, n int, acctOf
 	ctx := context.Background()
 	ids := make([]string, n)
 	for i := range n {
-		st, err := in.m.Auth.CreateFeed(ctx, fmt.Sprintf("soak feed %04d", i), nil)
+		st, err := in.m.Owner.CreateFeed(ctx, fmt.Sprintf("soak feed %04d", i), nil)
 		if err != nil {
 			t.Fatalf("create feed %d: %v", i, err)
 		}
@@ -171,7 +171,7 @@ func connectFeeds(t testing.TB, in *instance, sb *sandbox.Sandbox, n int, acctOf
 // (two days old, so the refresh at paste time succeeds).
 func pasteFresh(ctx context.Context, in *instance, sb *sandbox.Sandbox, id, acct string) error {
 	tok := sb.MintLongLivedToken(acct, time.Now().Add(-48*time.Hour))
-	_, err := in.m.Auth.PasteToken(ctx, id, tok)
+	_, err := in.m.Owner.PasteToken(ctx, id, tok)
 	return err
 }
 

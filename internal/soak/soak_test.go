@@ -134,7 +134,7 @@ func runSoak(t *testing.T, p soakPlan) {
 				time.Sleep(p.phase / 2)
 				for i := range p.creator {
 					looked := time.Now()
-					st, err := in.m.Auth.Feed(ctx, ids[i])
+					st, err := in.m.Owner.Feed(ctx, ids[i])
 					if err == nil && st.Status == "needs_reauth" {
 						recMu.Lock()
 						recStats.needsReauth++

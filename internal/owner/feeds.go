@@ -1,9 +1,10 @@
-package auth
+package owner
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -12,6 +13,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/feedd/feedd/internal/connection"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/web"
 )
 
@@ -21,7 +24,7 @@ type Status struct {
 	ID             string         `json:"id"`
 	Name           string         `json:"name"`
 	AllowedOrigins []string       `json:"allowed_origins"`
-	Status         string         `json:"status"`
+	Status         model.Status   `json:"status"`
 	StatusReason   string         `json:"status_reason,omitempty"`
 	Account        *AccountStatus `json:"account"`
 	Token          *TokenStatus   `json:"token"`
@@ -64,13 +67,12 @@ const (
 	maxNameLen    = 100
 	maxOrigins    = 50
 	maxOriginLen  = 255
-	maxFeedIDLen  = 32
 	notFoundWhat  = "feed"
 	codeBadName   = "invalid_name"
 	codeBadOrigin = "invalid_allowed_origins"
 )
 
-func statusOf(f FeedRecord) Status {
+func statusOf(f model.Feed) Status {
 	st := Status{
 		ID: f.ID, Name: f.Name, AllowedOrigins: f.AllowedOrigins, Status: f.Status,
 		StatusReason: f.StatusReason, PostCount: f.PostCount,
@@ -79,7 +81,7 @@ func statusOf(f FeedRecord) Status {
 		st.AllowedOrigins = []string{}
 	}
 	if st.Status == "" {
-		st.Status = StatusNotConnected
+		st.Status = model.StatusNotConnected
 	}
 	if a := f.Account; a != nil {
 		st.Account = &AccountStatus{
@@ -101,26 +103,17 @@ func statusOf(f FeedRecord) Status {
 	return st
 }
 
-// validFeedID reports whether id can be a feed id at all (so hostile ids never reach the store).
-func validFeedID(id string) bool {
-	if id == "" || len(id) > maxFeedIDLen {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
-}
-
 func feedNotFound() *web.Error { return web.NotFound(notFoundWhat) }
 
-// mapStoreErr turns a store error into a client error where one fits.
-func mapStoreErr(err error) error {
-	if errors.Is(err, ErrNotFound) {
+// clientErr turns a domain error into the answer the owner sees, where one fits.
+func clientErr(err error) error {
+	switch {
+	case errors.Is(err, model.ErrNotFound):
 		return feedNotFound()
+	case errors.Is(err, model.ErrNotConnected):
+		return web.New(http.StatusConflict, "not_connected", "feed is not connected: connect an Instagram account first")
+	case errors.Is(err, connection.ErrNoFeeds):
+		return web.New(http.StatusServiceUnavailable, "unavailable", "fetching is not available")
 	}
 	return err
 }
@@ -216,6 +209,89 @@ func normalizeOrigin(raw string) (string, error) {
 	return scheme + "://" + host, nil
 }
 
+// Store is what the owner surface needs from the database; *store.Store
+// implements it.
+type Store interface {
+	CreateFeed(ctx context.Context, name string, origins []string) (model.Feed, error)
+	Feed(ctx context.Context, id string) (model.Feed, error)
+	Feeds(ctx context.Context) ([]model.Feed, error)
+	UpdateFeed(ctx context.Context, id string, name *string, origins *[]string) (model.Feed, error)
+	DeleteFeed(ctx context.Context, id string) ([]string, error)
+}
+
+// Invalidator drops a feed's cached answers (the feed service).
+type Invalidator interface {
+	Invalidate(feedID string)
+}
+
+// FileRemover deletes stored media files (the media store).
+type FileRemover interface {
+	Remove(files []string) error
+}
+
+// Options configures a Service. Store, Connections and PublicURL are required.
+type Options struct {
+	Store       Store
+	Connections *connection.Service
+	Feeds       Invalidator // nil: caches expire on their own
+	Files       FileRemover // nil: files are left for the start-up sweep
+	PublicURL   string      // FEEDD_PUBLIC_URL
+	Now         func() time.Time
+	Logger      *slog.Logger
+}
+
+// Service is the owner's feeds: create, list, edit, delete, and each
+// feed's status; anything about a feed's connection goes to Connections.
+type Service struct {
+	store     Store
+	conn      *connection.Service
+	feeds     Invalidator
+	files     FileRemover
+	publicURL string
+	prefix    string // the public URL's path ("" at the root), for links and redirects
+	now       func() time.Time
+	log       *slog.Logger
+}
+
+// New returns a Service.
+func New(opts Options) (*Service, error) {
+	if opts.Store == nil || opts.Connections == nil {
+		return nil, errors.New("owner: Store and Connections are required")
+	}
+	pu, err := url.Parse(opts.PublicURL)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		return nil, fmt.Errorf("owner: PublicURL %q: want an absolute http(s) URL", opts.PublicURL)
+	}
+	s := &Service{store: opts.Store, conn: opts.Connections, feeds: opts.Feeds, files: opts.Files,
+		publicURL: strings.TrimRight(opts.PublicURL, "/"), prefix: strings.TrimRight(pu.Path, "/"),
+		now: opts.Now, log: opts.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// Connections is the connection service the owner's actions go to.
+func (s *Service) Connections() *connection.Service { return s.conn }
+
+func (s *Service) invalidate(id string) {
+	if s.feeds != nil {
+		s.feeds.Invalidate(id)
+	}
+}
+
+func (s *Service) removeFiles(files []string) {
+	if s.files == nil || len(files) == 0 {
+		return
+	}
+	if err := s.files.Remove(files); err != nil {
+		s.log.Warn("removing media files", slog.Int("files", len(files)), slog.Any("error", err))
+	}
+}
+
 // CreateFeed creates a not-connected feed.
 func (s *Service) CreateFeed(ctx context.Context, name string, origins []string) (Status, error) {
 	name, err := NormalizeName(name)
@@ -228,20 +304,20 @@ func (s *Service) CreateFeed(ctx context.Context, name string, origins []string)
 	}
 	f, err := s.store.CreateFeed(ctx, name, origins)
 	if err != nil {
-		return Status{}, fmt.Errorf("auth: create feed: %w", err)
+		return Status{}, fmt.Errorf("owner: create feed: %w", err)
 	}
-	s.log.Info("feed created", feedAttr(f.ID))
+	s.log.Info("feed created", slog.String("feed", f.ID))
 	return statusOf(f), nil
 }
 
 // Feed returns one feed's status.
 func (s *Service) Feed(ctx context.Context, id string) (Status, error) {
-	if !validFeedID(id) {
+	if !model.ValidFeedID(id) {
 		return Status{}, feedNotFound()
 	}
 	f, err := s.store.Feed(ctx, id)
 	if err != nil {
-		return Status{}, mapStoreErr(err)
+		return Status{}, clientErr(err)
 	}
 	return statusOf(f), nil
 }
@@ -261,7 +337,7 @@ func (s *Service) Feeds(ctx context.Context) ([]Status, error) {
 
 // UpdateFeed renames a feed and/or replaces its allowed origins.
 func (s *Service) UpdateFeed(ctx context.Context, id string, p Patch) (Status, error) {
-	if !validFeedID(id) {
+	if !model.ValidFeedID(id) {
 		return Status{}, feedNotFound()
 	}
 	if p.Name != nil {
@@ -279,8 +355,8 @@ func (s *Service) UpdateFeed(ctx context.Context, id string, p Patch) (Status, e
 		p.AllowedOrigins = &o
 	}
 	if p.Name != nil || p.AllowedOrigins != nil {
-		if err := s.store.UpdateFeed(ctx, id, p.Name, p.AllowedOrigins); err != nil {
-			return Status{}, mapStoreErr(err)
+		if _, err := s.store.UpdateFeed(ctx, id, p.Name, p.AllowedOrigins); err != nil {
+			return Status{}, clientErr(err)
 		}
 		s.invalidate(id)
 	}
@@ -289,54 +365,52 @@ func (s *Service) UpdateFeed(ctx context.Context, id string, p Patch) (Status, e
 
 // DeleteFeed deletes a feed with its token, posts and stored media.
 func (s *Service) DeleteFeed(ctx context.Context, id string) error {
-	if !validFeedID(id) {
+	if !model.ValidFeedID(id) {
 		return feedNotFound()
 	}
 	files, err := s.store.DeleteFeed(ctx, id)
 	if err != nil {
-		return mapStoreErr(err)
+		return clientErr(err)
 	}
 	s.removeFiles(files)
 	s.invalidate(id)
-	s.metrics.forget(id)
-	s.log.Info("feed deleted", feedAttr(id), intAttr("files", len(files)))
+	s.conn.Forget(id)
+	s.log.Info("feed deleted", slog.String("feed", id), slog.Int("files", len(files)))
 	return nil
+}
+
+// Connect issues a single-use connect state for the feed and returns the
+// Instagram URL to send the owner to; sessionHash binds the state to a
+// browser session (nil: to the feed only).
+func (s *Service) Connect(ctx context.Context, id string, sessionHash []byte) (string, error) {
+	u, err := s.conn.Connect(ctx, id, sessionHash)
+	return u, clientErr(err)
+}
+
+// PasteToken connects the feed with a token made elsewhere and returns its status.
+func (s *Service) PasteToken(ctx context.Context, id, token string) (Status, error) {
+	if err := s.conn.PasteToken(ctx, id, token); err != nil {
+		return Status{}, clientErr(err)
+	}
+	return s.Feed(ctx, id)
 }
 
 // Disconnect removes the feed's token, account, posts and media; the feed stays.
 func (s *Service) Disconnect(ctx context.Context, id string) (Status, error) {
-	if !validFeedID(id) {
-		return Status{}, feedNotFound()
+	if err := s.conn.Disconnect(ctx, id); err != nil {
+		return Status{}, clientErr(err)
 	}
-	files, err := s.store.Disconnect(ctx, id)
-	if err != nil {
-		return Status{}, mapStoreErr(err)
-	}
-	s.removeFiles(files)
-	s.invalidate(id)
-	s.metrics.forget(id)
-	s.log.Info("feed disconnected", feedAttr(id))
 	return s.Feed(ctx, id)
 }
 
 // FetchNow polls the feed at once (media included) and returns its status;
 // a failed poll shows in last_fetch, not as an error.
 func (s *Service) FetchNow(ctx context.Context, id string) (Status, error) {
-	st, err := s.Feed(ctx, id)
-	if err != nil {
-		return Status{}, err
+	if !model.ValidFeedID(id) {
+		return Status{}, feedNotFound()
 	}
-	if st.Status == StatusNotConnected {
-		return Status{}, web.New(http.StatusConflict, "not_connected", "feed is not connected: connect an Instagram account first")
-	}
-	if s.fetcher == nil {
-		return Status{}, web.New(http.StatusServiceUnavailable, "unavailable", "fetching is not available")
-	}
-	if err := s.fetcher.FetchNow(ctx, id); err != nil {
-		if ctx.Err() != nil {
-			return Status{}, ctx.Err()
-		}
-		s.log.Info("fetch now failed", feedAttr(id), errAttr(err))
+	if err := s.conn.FetchNow(ctx, id); err != nil {
+		return Status{}, clientErr(err)
 	}
 	return s.Feed(ctx, id)
 }

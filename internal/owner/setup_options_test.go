@@ -1,4 +1,4 @@
-package auth
+package owner
 
 import (
 	"net/http"

@@ -1,8 +1,7 @@
-package auth
+package connection
 
 import (
 	"context"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -11,43 +10,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/feedd/feedd/internal/graph"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
 )
 
-// connectAPI connects a new feed to acct through the API flow.
-func (e *env) connectAPI(name, acct string) string {
-	e.t.Helper()
-	id := e.createFeed(name).ID
-	var out struct {
-		AuthorizeURL string `json:"authorize_url"`
-	}
-	e.api("POST", "/api/admin/feeds/"+id+"/connect", "", &out)
-	resp, _ := e.get(e.authorize(out.AuthorizeURL, acct))
-	if resp.StatusCode != http.StatusSeeOther {
-		e.t.Fatalf("connect %s: %d", acct, resp.StatusCode)
-	}
-	return id
-}
-
 func TestRefresherKeepsTokenAliveForAYear(t *testing.T) {
 	e := newEnv(t)
-	id := e.connectAPI("Year", sandbox.AccountBusiness)
+	id := e.connect("Year", sandbox.AccountBusiness)
 	ctx := context.Background()
 	e.sb.ResetCalls()
 	var refreshTimes []time.Time
-	lastObtained, _ := e.store.Token(ctx, id)
+	lastObtained := e.token(id)
 	for step := 0; step < 365*24; step++ {
 		e.clock.Advance(time.Hour)
 		now := e.clock.Now()
 		// The feed is viewed and polled, as a live one is: the idle probe stays quiet.
-		e.store.setFetched(id, now, true)
+		e.setFetched(id, now, true)
 		if err := e.svc.CheckTokens(ctx); err != nil {
 			t.Fatalf("check at hour %d: %v", step, err)
 		}
-		tok, err := e.store.Token(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tok := e.token(id)
 		if !tok.ExpiresAt.After(now.Add(time.Hour)) {
 			t.Fatalf("token lapses at hour %d (expires %v)", step, tok.ExpiresAt)
 		}
@@ -68,12 +51,11 @@ func TestRefresherKeepsTokenAliveForAYear(t *testing.T) {
 	if n := len(refreshTimes); n < 11 || n > 14 {
 		t.Fatalf("%d refreshes in a year, want about one per 30 days", n)
 	}
-	if s := e.status(id); s.Status != StatusActive || s.Token.RefreshedAt == nil {
+	if s := e.feed(id); s.Status != model.StatusActive || s.Token.RefreshedAt.IsZero() {
 		t.Fatalf("after a year: %+v", s)
 	}
 	// The current token still works on Instagram.
-	tok, _ := e.store.Token(ctx, id)
-	if _, err := e.gc.Me(ctx, "", tok.AccessToken); err != nil {
+	if _, err := e.gc.Me(ctx, "", e.token(id).AccessToken); err != nil {
 		t.Fatalf("token after a year: %v", err)
 	}
 }
@@ -81,12 +63,12 @@ func TestRefresherKeepsTokenAliveForAYear(t *testing.T) {
 func TestNoRefreshBefore24Hours(t *testing.T) {
 	// A window longer than the token's life makes it due at once; only the 24h rule holds it back.
 	e := newEnv(t, func(o *Options) { o.RefreshWindow = 90 * 24 * time.Hour })
-	id := e.connectAPI("Young", sandbox.AccountBusiness)
+	id := e.connect("Young", sandbox.AccountBusiness)
 	ctx := context.Background()
 	e.sb.ResetCalls()
 	for h := 0; h < 23; h++ {
 		e.clock.Advance(time.Hour)
-		e.store.setFetched(id, e.clock.Now(), true)
+		e.setFetched(id, e.clock.Now(), true)
 		if err := e.svc.CheckTokens(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +83,7 @@ func TestNoRefreshBefore24Hours(t *testing.T) {
 	if n := e.graphCalls(sandbox.EndpointRefresh); n != 1 {
 		t.Fatalf("%d refresh calls after 24h, want 1", n)
 	}
-	if s := e.status(id); s.Status != StatusActive || s.Token.RefreshedAt == nil {
+	if s := e.feed(id); s.Status != model.StatusActive || s.Token.RefreshedAt.IsZero() {
 		t.Fatalf("status: %+v", s)
 	}
 }
@@ -109,8 +91,8 @@ func TestNoRefreshBefore24Hours(t *testing.T) {
 func TestRevokedTokenFlipsToNeedsReauthWithinOneCheck(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := newEnv(t, func(o *Options) { o.Registerer = reg })
-	id := e.connectAPI("Revoked", sandbox.AccountBusiness)
-	other := e.connectAPI("Other", sandbox.AccountCreator)
+	id := e.connect("Revoked", sandbox.AccountBusiness)
+	other := e.connect("Other", sandbox.AccountCreator)
 	ctx := context.Background()
 	if err := e.svc.CheckTokens(ctx); err != nil {
 		t.Fatal(err)
@@ -125,30 +107,22 @@ func TestRevokedTokenFlipsToNeedsReauthWithinOneCheck(t *testing.T) {
 	if err := e.svc.CheckTokens(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s := e.status(id)
-	if s.Status != StatusNeedsReauth || !strings.Contains(s.StatusReason, "reconnect") {
+	s := e.feed(id)
+	if s.Status != model.StatusNeedsReauth || !strings.Contains(s.StatusReason, "reconnect") {
 		t.Fatalf("after one check: %+v", s)
 	}
-	if s := e.status(other); s.Status != StatusActive {
+	if s := e.feed(other); s.Status != model.StatusActive {
 		t.Fatalf("other feed: %+v", s)
 	}
 	if got := testutil.ToFloat64(e.svc.metrics.reauth); got != 1 {
 		t.Fatalf("feedd_feeds_needing_reauth = %v", got)
 	}
-	_, page := e.get(e.srv.URL + "/setup/feeds/" + id)
-	if !strings.Contains(page, `role="alert" class="flash error banner-loud"`) || !strings.Contains(page, "Reconnect") {
-		t.Fatalf("setup page has no loud banner:\n%s", page)
-	}
 	if !strings.Contains(e.logs.String(), `level=WARN msg="feed needs reauth" feed=`+id) {
 		t.Fatal("no warning log")
 	}
 	// Reconnecting clears it and says so.
-	var out struct {
-		AuthorizeURL string `json:"authorize_url"`
-	}
-	e.api("POST", "/api/admin/feeds/"+id+"/connect", "", &out)
-	e.get(e.authorize(out.AuthorizeURL, sandbox.AccountBusiness))
-	if s := e.status(id); s.Status != StatusActive {
+	e.reconnect(id, sandbox.AccountBusiness)
+	if s := e.feed(id); s.Status != model.StatusActive {
 		t.Fatalf("after reconnect: %+v", s)
 	}
 	evs := e.webhookEvents()
@@ -168,7 +142,7 @@ func TestRevokedTokenFlipsToNeedsReauthWithinOneCheck(t *testing.T) {
 
 func TestConcurrentRefreshesMakeOneCall(t *testing.T) {
 	e := newEnv(t)
-	id := e.connectAPI("Concurrent", sandbox.AccountBusiness)
+	id := e.connect("Concurrent", sandbox.AccountBusiness)
 	e.clock.Advance(31 * 24 * time.Hour) // inside the 30-day window
 	e.sb.SetLatency(20 * time.Millisecond)
 	e.sb.ResetCalls()
@@ -183,26 +157,28 @@ func TestConcurrentRefreshesMakeOneCall(t *testing.T) {
 	if n := e.graphCalls(sandbox.EndpointRefresh); n != 1 {
 		t.Fatalf("%d refresh calls, want exactly 1", n)
 	}
-	tok, _ := e.store.Token(ctx, id)
-	if _, err := e.gc.Me(ctx, "", tok.AccessToken); err != nil {
+	if _, err := e.gc.Me(ctx, "", e.token(id).AccessToken); err != nil {
 		t.Fatalf("stored token is not the live one: %v", err)
 	}
 }
 
 func TestRefreshIsCompareAndSwap(t *testing.T) {
 	e := newEnv(t)
-	id := e.connectAPI("CAS", sandbox.AccountBusiness)
+	id := e.connect("CAS", sandbox.AccountBusiness)
 	e.clock.Advance(31 * 24 * time.Hour)
 	ctx := context.Background()
 	// Between our read and our write, the owner reconnects: the newer token must win.
-	old, _ := e.store.Token(ctx, id)
+	old := e.token(id)
 	e.svc.graph = graphWithHook{Graph: e.gc, beforeRefresh: func() {
-		_, _ = e.store.Connect(ctx, id, Account{Username: "re"}, Token{AccessToken: "reconnected-token", TokenMeta: TokenMeta{ObtainedAt: e.clock.Now(), ExpiresAt: e.clock.Now().Add(AssumedLifetime)}})
+		if _, err := e.store.Store.Connect(ctx, id, model.Account{IGUserID: "re", Username: "re"}, model.Token{AccessToken: "reconnected-token",
+			TokenInfo: model.TokenInfo{ObtainedAt: e.clock.Now(), ExpiresAt: e.clock.Now().Add(AssumedLifetime)}}); err != nil {
+			t.Error(err)
+		}
 	}}
 	if err := e.svc.RefreshToken(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	tok, _ := e.store.Token(ctx, id)
+	tok := e.token(id)
 	if tok.AccessToken != "reconnected-token" || tok.AccessToken == old.AccessToken {
 		t.Fatal("refresh overwrote a newer token")
 	}
@@ -210,18 +186,18 @@ func TestRefreshIsCompareAndSwap(t *testing.T) {
 
 func TestFailedRefreshBacksOffAndWarnsBeforeExpiry(t *testing.T) {
 	e := newEnv(t)
-	id := e.connectAPI("Backoff", sandbox.AccountBusiness)
+	id := e.connect("Backoff", sandbox.AccountBusiness)
 	ctx := context.Background()
 	e.clock.Advance(54 * 24 * time.Hour) // under 7 days left
 	e.sb.SetOutage(true)
 	if err := e.svc.CheckTokens(ctx); err != nil {
 		t.Fatal(err)
 	}
-	tok, _ := e.store.Token(ctx, id)
+	tok := e.token(id)
 	if tok.RefreshFailures != 1 || tok.NextRefreshAt.Sub(e.clock.Now()) < baseBackoff/2 {
 		t.Fatalf("after a failed refresh: failures %d, next in %v", tok.RefreshFailures, tok.NextRefreshAt.Sub(e.clock.Now()))
 	}
-	if s := e.status(id); s.Status != StatusActive || s.Token.LastRefreshError == "" {
+	if s := e.feed(id); s.Status != model.StatusActive || s.Token.LastRefreshError == "" {
 		t.Fatalf("a transient failure must not flip the feed: %+v", s)
 	}
 	e.sb.SetOutage(false)
@@ -229,7 +205,7 @@ func TestFailedRefreshBacksOffAndWarnsBeforeExpiry(t *testing.T) {
 	if err := e.svc.CheckTokens(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if s := e.status(id); s.Token.ExpiresAt.Sub(e.clock.Now()) < 59*24*time.Hour {
+	if s := e.feed(id); s.Token.ExpiresAt.Sub(e.clock.Now()) < 59*24*time.Hour {
 		t.Fatalf("not refreshed after the outage: %+v", s.Token)
 	}
 	var expiring int
@@ -276,7 +252,7 @@ type graphWithHook struct {
 	beforeRefresh func()
 }
 
-func (g graphWithHook) Refresh(ctx context.Context, acct, token string) (tok graphToken, err error) {
+func (g graphWithHook) Refresh(ctx context.Context, acct, token string) (graph.Token, error) {
 	g.beforeRefresh()
 	return g.Graph.Refresh(ctx, acct, token)
 }

@@ -1,4 +1,4 @@
-package auth
+package connection
 
 import (
 	"bytes"
@@ -41,9 +41,8 @@ func (s *Service) notify(ev Event) {
 	if err != nil {
 		return
 	}
-	s.notifyWG.Add(1)
-	go func() {
-		defer s.notifyWG.Done()
+	s.goBG("webhook", func() {
+		// A delivery under way finishes even while the service closes.
 		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.webhook, bytes.NewReader(body))
@@ -62,5 +61,5 @@ func (s *Service) notify(ev Event) {
 		if resp.StatusCode >= 300 {
 			s.log.Warn("webhook refused the event", slog.String("event", ev.Event), feedAttr(ev.FeedID), slog.Int("status", resp.StatusCode))
 		}
-	}()
+	})
 }

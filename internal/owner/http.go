@@ -1,4 +1,4 @@
-package auth
+package owner
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -16,7 +17,9 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/feedd/feedd/internal/connection"
 	"github.com/feedd/feedd/internal/doctor"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/server"
 	"github.com/feedd/feedd/internal/ui"
 	"github.com/feedd/feedd/internal/web"
@@ -45,9 +48,11 @@ type HTTPOptions struct {
 	Checks func(ctx context.Context) []doctor.Check
 }
 
-// Handler serves the auth routes.
+// Handler serves the owner's routes: setup pages, admin API and the
+// public routes of the connect flow and Meta's callbacks.
 type Handler struct {
 	svc    *Service
+	conn   *connection.Service
 	csrf   func(c *echo.Context) string
 	cookie string
 	checks func(ctx context.Context) []doctor.Check
@@ -65,9 +70,9 @@ var pages = func() map[string]*template.Template {
 	return m
 }()
 
-// NewHandler returns the auth routes over svc.
+// NewHandler returns the owner's routes over svc.
 func NewHandler(svc *Service, opts HTTPOptions) *Handler {
-	h := &Handler{svc: svc, csrf: opts.CSRFToken, cookie: opts.SessionCookie, checks: opts.Checks}
+	h := &Handler{svc: svc, conn: svc.conn, csrf: opts.CSRFToken, cookie: opts.SessionCookie, checks: opts.Checks}
 	if h.csrf == nil {
 		h.csrf = server.CSRFToken
 	}
@@ -80,8 +85,8 @@ func NewHandler(svc *Service, opts HTTPOptions) *Handler {
 // RegisterCallbacks mounts the public /auth/instagram routes (on the root router).
 func (h *Handler) RegisterCallbacks(r Router) {
 	r.GET("/auth/instagram/callback", h.callback)
-	r.POST("/auth/instagram/deauthorize", h.meta(KindDeauthorize))
-	r.POST("/auth/instagram/delete", h.meta(KindDelete))
+	r.POST("/auth/instagram/deauthorize", h.meta(model.KindDeauthorize))
+	r.POST("/auth/instagram/delete", h.meta(model.KindDelete))
 	r.GET("/auth/instagram/deletion", h.deletion)
 }
 
@@ -119,17 +124,17 @@ func (h *Handler) render(c *echo.Context, status int, name, title string, p ui.P
 
 func (h *Handler) callback(c *echo.Context) error {
 	q := c.QueryParams()
-	p := CallbackParams{
+	p := connection.CallbackParams{
 		State: q.Get("state"), Code: q.Get("code"), Error: q.Get("error"),
 		ErrorReason: q.Get("error_reason"), ErrorDescription: q.Get("error_description"),
 	}
-	id, err := h.svc.Callback(c.Request().Context(), p, h.sessionBinding(c))
+	id, err := h.conn.Callback(c.Request().Context(), p, h.sessionBinding(c))
 	if err != nil {
-		var fe *FlowError
+		var fe *connection.FlowError
 		if !errors.As(err, &fe) {
 			return err
 		}
-		h.svc.log.Info("connect failed", errAttr(fe))
+		h.svc.log.Info("connect failed", slog.Any("error", fe))
 		return h.render(c, fe.Status, "flow_error", "Connecting failed", ui.Page{Data: fe})
 	}
 	h.setFlash(c, flash{Kind: "ok", Msg: "Connected. feedd keeps the token alive from now on."})
@@ -157,33 +162,33 @@ func (h *Handler) meta(kind string) echo.HandlerFunc {
 		if sr == "" {
 			return web.BadRequest("invalid_signed_request", "signed_request: missing")
 		}
-		req, err := h.svc.MetaCallback(r.Context(), kind, sr)
+		req, err := h.conn.MetaCallback(r.Context(), kind, sr)
 		switch {
-		case errors.Is(err, ErrNoAppSecret):
+		case errors.Is(err, connection.ErrNoAppSecret):
 			return &web.Error{Status: http.StatusServiceUnavailable, Code: "app_not_configured", Err: err,
 				Message: "FEEDD_INSTAGRAM_APP_SECRET is not set, so the request cannot be verified"}
-		case errors.Is(err, ErrSignedRequestSignature):
+		case errors.Is(err, connection.ErrSignedRequestSignature):
 			return &web.Error{Status: http.StatusForbidden, Code: "invalid_signature", Err: err,
 				Message: "signed_request: signature does not match"}
-		case errors.Is(err, ErrSignedRequestAlgorithm):
+		case errors.Is(err, connection.ErrSignedRequestAlgorithm):
 			return &web.Error{Status: http.StatusBadRequest, Code: "invalid_signed_request", Err: err,
 				Message: "signed_request: algorithm must be HMAC-SHA256"}
-		case errors.Is(err, ErrSignedRequestMalformed):
+		case errors.Is(err, connection.ErrSignedRequestMalformed):
 			return &web.Error{Status: http.StatusBadRequest, Code: "invalid_signed_request", Err: err,
 				Message: "signed_request: malformed"}
 		case err != nil:
 			return err
 		}
 		return c.JSON(http.StatusOK, map[string]string{
-			"url": h.svc.DeletionStatusURL(req.Code), "confirmation_code": req.Code,
+			"url": h.conn.DeletionStatusURL(req.Code), "confirmation_code": req.Code,
 		})
 	}
 }
 
 func (h *Handler) deletion(c *echo.Context) error {
 	code := c.QueryParam("code")
-	req, err := h.svc.Deletion(c.Request().Context(), code)
-	if errors.Is(err, ErrNotFound) {
+	req, err := h.conn.Deletion(c.Request().Context(), code)
+	if errors.Is(err, model.ErrNotFound) {
 		return h.render(c, http.StatusNotFound, "deletion", "Deletion request", ui.Page{Data: deletionView{}})
 	}
 	if err != nil {

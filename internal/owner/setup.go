@@ -1,9 +1,10 @@
-package auth
+package owner
 
 import (
 	"encoding/base64"
 	"encoding/json"
 	"html"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/feedd/feedd/internal/connection"
 	"github.com/feedd/feedd/internal/doctor"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/render"
 	"github.com/feedd/feedd/internal/ui"
 	"github.com/feedd/feedd/internal/web"
@@ -82,7 +85,7 @@ func (h *Handler) back(c *echo.Context, to string, err error, okMsg string) erro
 			to = "/setup"
 		}
 		if he.Status >= 500 {
-			h.svc.log.Warn("setup action failed", errAttr(he))
+			h.svc.log.Warn("setup action failed", slog.Any("error", he))
 		}
 		h.setFlash(c, flash{Kind: "error", Msg: he.Message})
 	} else if okMsg != "" {
@@ -161,13 +164,8 @@ func (h *Handler) page(c *echo.Context, data pageData) ui.Page {
 
 func (h *Handler) basePage() pageData {
 	d := pageData{
-		AppConfigured: h.svc.AppConfigured(), RedirectURI: h.svc.RedirectURI(), PublicURL: h.svc.PublicURL(),
-	}
-	if h.svc.appID == "" {
-		d.MissingVars = append(d.MissingVars, "FEEDD_INSTAGRAM_APP_ID")
-	}
-	if h.svc.appSecret == "" {
-		d.MissingVars = append(d.MissingVars, "FEEDD_INSTAGRAM_APP_SECRET")
+		AppConfigured: h.conn.AppConfigured(), RedirectURI: h.conn.RedirectURI(), PublicURL: h.svc.publicURL,
+		MissingVars: h.conn.MissingAppVars(),
 	}
 	return d
 }
@@ -181,7 +179,7 @@ func (h *Handler) snippet(id string, opts render.Options) (snippet, preview stri
 		attrs.WriteString(` data-` + k + `="` + html.EscapeString(params.Get(k)) + `"`)
 	}
 	snippet = `<div data-feedd="` + id + `"` + attrs.String() + `></div>` + "\n" +
-		`<script src="` + h.svc.PublicURL() + `/widget.js" async></script>`
+		`<script src="` + h.svc.publicURL + `/widget.js" async></script>`
 	preview = h.svc.prefix + "/feeds/" + url.PathEscape(id) + "/embed"
 	if q := params.Encode(); q != "" {
 		preview += "?" + q
@@ -192,7 +190,7 @@ func (h *Handler) snippet(id string, opts render.Options) (snippet, preview stri
 func (h *Handler) view(st Status) feedView {
 	v := feedView{
 		Status:      st,
-		State:       st.Status,
+		State:       string(st.Status),
 		Opts:        render.DefaultOptions,
 		OriginsText: strings.Join(st.AllowedOrigins, "\n"),
 	}
@@ -225,15 +223,15 @@ func (h *Handler) view(st Status) feedView {
 		}
 	}
 	switch st.Status {
-	case StatusNeedsReauth:
+	case model.StatusNeedsReauth:
 		v.Banner = "Instagram no longer accepts this feed's token: press Connect to reconnect. Visitors see the last posts meanwhile."
 		if st.StatusReason != "" {
 			v.Banner += " (" + st.StatusReason + ")"
 		}
-	case StatusError:
+	case model.StatusError:
 		v.Banner = "This feed has a problem: " + st.StatusReason
-	case StatusActive:
-		if st.Token != nil && st.Token.ExpiresAt.Sub(now) < expiringSoon {
+	case model.StatusActive:
+		if st.Token != nil && st.Token.ExpiresAt.Sub(now) < connection.ExpiringSoon {
 			v.Banner = "The token expires " + v.ExpiresIn + " and could not be refreshed yet: reconnect to be safe."
 		}
 	}

@@ -1,4 +1,4 @@
-package auth
+package connection
 
 import (
 	"bytes"
@@ -12,20 +12,16 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-)
 
-// Deletion request kinds.
-const (
-	KindDeauthorize = "deauthorize"
-	KindDelete      = "delete"
+	"github.com/feedd/feedd/internal/model"
 )
 
 // Errors from ParseSignedRequest; all mean "refuse, change nothing".
 var (
-	ErrSignedRequestMalformed = errors.New("auth: signed_request malformed")
-	ErrSignedRequestSignature = errors.New("auth: signed_request signature does not match")
-	ErrSignedRequestAlgorithm = errors.New("auth: signed_request algorithm is not HMAC-SHA256")
-	ErrNoAppSecret            = errors.New("auth: FEEDD_INSTAGRAM_APP_SECRET is not set; cannot verify Meta's callbacks")
+	ErrSignedRequestMalformed = errors.New("connection: signed_request malformed")
+	ErrSignedRequestSignature = errors.New("connection: signed_request signature does not match")
+	ErrSignedRequestAlgorithm = errors.New("connection: signed_request algorithm is not HMAC-SHA256")
+	ErrNoAppSecret            = errors.New("connection: FEEDD_INSTAGRAM_APP_SECRET is not set; cannot verify Meta's callbacks")
 )
 
 // MaxSignedRequest bounds a signed_request; Meta's are a few hundred bytes.
@@ -117,7 +113,7 @@ func (s *Service) confirmationCode() (string, error) {
 	var buf [64]byte
 	for len(out) < n {
 		if _, err := io.ReadFull(s.rand, buf[:]); err != nil {
-			return "", fmt.Errorf("auth: random code: %w", err)
+			return "", fmt.Errorf("connection: random code: %w", err)
 		}
 		for _, b := range buf {
 			if b < 248 && len(out) < n { // 248 = 4×62: no modulo bias
@@ -142,41 +138,42 @@ func ValidConfirmationCode(code string) bool {
 	return true
 }
 
-// MetaCallback handles a verified deauthorize or data-deletion request:
-// every feed bound to the user loses its token, account data, posts and
-// stored media (the feed itself stays, not_connected), and the request
-// is recorded. An unknown user still gets a recorded request.
-func (s *Service) MetaCallback(ctx context.Context, kind, signedRequest string) (DeletionRequest, error) {
+// MetaCallback handles a verified deauthorize or data-deletion request
+// (kind is model.KindDeauthorize or model.KindDelete): every feed bound to
+// the user loses its token, account data, posts and stored media (the feed
+// itself stays, not_connected), and the request is recorded. An unknown
+// user still gets a recorded request.
+func (s *Service) MetaCallback(ctx context.Context, kind, signedRequest string) (model.DeletionRequest, error) {
 	sr, err := ParseSignedRequest(signedRequest, s.appSecret)
 	if err != nil {
-		return DeletionRequest{}, err
+		return model.DeletionRequest{}, err
 	}
 	code, err := s.confirmationCode()
 	if err != nil {
-		return DeletionRequest{}, err
+		return model.DeletionRequest{}, err
 	}
-	req := DeletionRequest{Code: code, Kind: kind, UserID: sr.UserID, RequestedAt: s.now()}
+	req := model.DeletionRequest{Code: code, Kind: kind, UserID: sr.UserID, RequestedAt: s.now()}
 	if err := s.store.CreateDeletionRequest(ctx, req); err != nil {
-		return DeletionRequest{}, fmt.Errorf("auth: record deletion request: %w", err)
+		return model.DeletionRequest{}, fmt.Errorf("connection: record deletion request: %w", err)
 	}
-	ids, err := s.store.FeedsForInstagramUser(ctx, sr.UserID)
+	feeds, err := s.store.FeedsForInstagramUser(ctx, sr.UserID)
 	if err != nil {
-		return DeletionRequest{}, fmt.Errorf("auth: feeds for user: %w", err)
+		return model.DeletionRequest{}, fmt.Errorf("connection: feeds for user: %w", err)
 	}
-	for _, id := range ids {
-		files, err := s.store.Disconnect(ctx, id)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return DeletionRequest{}, fmt.Errorf("auth: disconnect feed: %w", err)
+	for _, f := range feeds {
+		files, err := s.store.Disconnect(ctx, f.ID)
+		if err != nil && !errors.Is(err, model.ErrNotFound) {
+			return model.DeletionRequest{}, fmt.Errorf("connection: disconnect feed: %w", err)
 		}
 		s.removeFiles(files)
-		s.invalidate(id)
-		s.metrics.forget(id)
+		s.invalidate(f.ID)
+		s.metrics.forget(f.ID)
 	}
-	req.CompletedAt, req.FeedsAffected = s.now(), len(ids)
-	if err := s.store.CompleteDeletionRequest(ctx, code, req.CompletedAt, len(ids)); err != nil {
-		return DeletionRequest{}, fmt.Errorf("auth: complete deletion request: %w", err)
+	req.CompletedAt, req.FeedsAffected = s.now(), len(feeds)
+	if err := s.store.CompleteDeletionRequest(ctx, code, req.CompletedAt, len(feeds)); err != nil {
+		return model.DeletionRequest{}, fmt.Errorf("connection: complete deletion request: %w", err)
 	}
-	s.log.Info("meta callback handled", slog.String("kind", kind), slog.Int("feeds", len(ids)))
+	s.log.Info("meta callback handled", slog.String("kind", kind), slog.Int("feeds", len(feeds)))
 	s.refreshReauthGauge(ctx)
 	return req, nil
 }
@@ -186,10 +183,10 @@ func (s *Service) DeletionStatusURL(code string) string {
 	return s.publicURL + "/auth/instagram/deletion?code=" + code
 }
 
-// Deletion returns a recorded deletion request (ErrNotFound when unknown).
-func (s *Service) Deletion(ctx context.Context, code string) (DeletionRequest, error) {
+// Deletion returns a recorded deletion request (model.ErrNotFound when unknown).
+func (s *Service) Deletion(ctx context.Context, code string) (model.DeletionRequest, error) {
 	if !ValidConfirmationCode(code) {
-		return DeletionRequest{}, ErrNotFound
+		return model.DeletionRequest{}, model.ErrNotFound
 	}
 	return s.store.DeletionRequest(ctx, code)
 }

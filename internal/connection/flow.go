@@ -1,4 +1,4 @@
-package auth
+package connection
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/feedd/feedd/internal/graph"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/web"
 )
 
@@ -42,9 +43,9 @@ type FlowError struct {
 
 func (e *FlowError) Error() string {
 	if e.Err != nil {
-		return "auth: connect: " + e.Code + ": " + e.Err.Error()
+		return "connection: connect: " + e.Code + ": " + e.Err.Error()
 	}
-	return "auth: connect: " + e.Code
+	return "connection: connect: " + e.Code
 }
 
 // Unwrap returns the cause.
@@ -58,7 +59,7 @@ func flowErr(status int, code, title, action string) *FlowError {
 func (s *Service) newState() (string, []byte, error) {
 	b := make([]byte, stateBytes)
 	if _, err := io.ReadFull(s.rand, b); err != nil {
-		return "", nil, fmt.Errorf("auth: random state: %w", err)
+		return "", nil, fmt.Errorf("connection: random state: %w", err)
 	}
 	st := base64.RawURLEncoding.EncodeToString(b)
 	return st, hashState(st), nil
@@ -84,19 +85,12 @@ func validStateString(st string) bool {
 }
 
 // ErrAppNotConfigured is returned by Connect when the app id or secret is missing.
-var ErrAppNotConfigured = errors.New("auth: Instagram app not configured")
+var ErrAppNotConfigured = errors.New("connection: Instagram app not configured")
 
 func (s *Service) appNotConfigured() *web.Error {
-	var missing []string
-	if s.appID == "" {
-		missing = append(missing, "FEEDD_INSTAGRAM_APP_ID")
-	}
-	if s.appSecret == "" {
-		missing = append(missing, "FEEDD_INSTAGRAM_APP_SECRET")
-	}
 	return &web.Error{
 		Status: http.StatusConflict, Code: "app_not_configured",
-		Message: "set " + strings.Join(missing, " and ") + " (the Instagram app's id and secret) and register the redirect URI " + s.redirect,
+		Message: "set " + strings.Join(s.MissingAppVars(), " and ") + " (the Instagram app's id and secret) and register the redirect URI " + s.redirect,
 		Err:     ErrAppNotConfigured,
 	}
 }
@@ -105,24 +99,24 @@ func (s *Service) appNotConfigured() *web.Error {
 // send the owner to. sessionHash binds the state to a browser session
 // (setup pages); nil binds it to the feed only (admin API).
 func (s *Service) Connect(ctx context.Context, feedID string, sessionHash []byte) (string, error) {
-	if !validFeedID(feedID) {
-		return "", feedNotFound()
+	if !model.ValidFeedID(feedID) {
+		return "", model.ErrNotFound
 	}
 	if !s.AppConfigured() {
 		return "", s.appNotConfigured()
 	}
 	if _, err := s.store.Feed(ctx, feedID); err != nil {
-		return "", mapStoreErr(err)
+		return "", err
 	}
 	st, h, err := s.newState()
 	if err != nil {
 		return "", err
 	}
 	now := s.now()
-	if err := s.store.CreateState(ctx, OAuthState{
+	if err := s.store.CreateState(ctx, model.OAuthState{
 		Hash: h, FeedID: feedID, SessionHash: sessionHash, CreatedAt: now, ExpiresAt: now.Add(StateTTL),
 	}); err != nil {
-		return "", mapStoreErr(err)
+		return "", err
 	}
 	return s.graph.AuthorizeURL(st), nil
 }
@@ -153,15 +147,15 @@ func (s *Service) Callback(ctx context.Context, p CallbackParams, sessionHash []
 	}
 	st, err := s.store.ConsumeState(ctx, hashState(p.State), s.now())
 	switch {
-	case errors.Is(err, ErrStateNotFound):
+	case errors.Is(err, model.ErrStateNotFound):
 		return "", flowErr(http.StatusBadRequest, "state_unknown",
 			"This sign-in link is not one feedd issued, or its feed was deleted.",
 			"Open the setup page and press Connect again.")
-	case errors.Is(err, ErrStateUsed):
+	case errors.Is(err, model.ErrStateUsed):
 		return "", flowErr(http.StatusBadRequest, "state_used",
 			"This sign-in link was already used.",
 			"Each Connect works once. Open the setup page and press Connect again.")
-	case errors.Is(err, ErrStateExpired):
+	case errors.Is(err, model.ErrStateExpired):
 		return "", flowErr(http.StatusBadRequest, "state_expired",
 			"This sign-in link expired (they last 15 minutes).",
 			"Open the setup page and press Connect again.")
@@ -183,7 +177,7 @@ func (s *Service) Callback(ctx context.Context, p CallbackParams, sessionHash []
 	}
 	prev, err := s.store.Feed(ctx, st.FeedID)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, model.ErrNotFound) {
 			return "", flowErr(http.StatusNotFound, "feed_gone", "The feed this sign-in was for has been deleted.", "Create a feed on the setup page and connect it.")
 		}
 		return "", err
@@ -208,53 +202,64 @@ func (s *Service) Callback(ctx context.Context, p CallbackParams, sessionHash []
 		return "", fe
 	}
 	now := s.now()
-	tok := Token{AccessToken: long.AccessToken, TokenMeta: TokenMeta{ObtainedAt: now, ExpiresAt: long.ExpiresAt}}
+	tok := model.Token{AccessToken: long.AccessToken, TokenInfo: model.TokenInfo{ObtainedAt: now, ExpiresAt: long.ExpiresAt}}
 	if tok.ExpiresAt.IsZero() {
 		tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
 	}
-	files, err := s.store.Connect(ctx, st.FeedID, accountOf(prof, short.UserID, now), tok)
-	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+	if err := s.connect(ctx, prev, accountOf(prof, short.UserID, now), tok); err != nil {
+		if errors.Is(err, model.ErrNotFound) {
 			return "", flowErr(http.StatusNotFound, "feed_gone", "The feed this sign-in was for has been deleted.", "Create a feed on the setup page and connect it.")
 		}
-		return "", fmt.Errorf("auth: store connection: %w", err)
+		return "", fmt.Errorf("connection: store connection: %w", err)
 	}
-	s.removeFiles(files)
-	s.afterConnect(ctx, st.FeedID, prev, prof, tok)
 	return st.FeedID, nil
 }
 
-func (s *Service) afterConnect(ctx context.Context, feedID string, prev FeedRecord, prof graph.Profile, tok Token) {
-	s.invalidate(feedID)
-	s.metrics.setExpiry(feedID, tok.ExpiresAt.Sub(s.now()))
+// connect stores the feed's account and token (one transaction) and
+// announces the connection.
+func (s *Service) connect(ctx context.Context, prev model.Feed, acct model.Account, tok model.Token) error {
+	// Reconnecting the same account keeps its stored profile picture: the
+	// service never fetches pictures, and an empty key would orphan (and
+	// so delete) the file until the poller's next profile read.
+	if prev.Account != nil && prev.Account.IGUserID == acct.IGUserID {
+		acct.AvatarKey = prev.Account.AvatarKey
+	}
+	tok.FeedID = prev.ID
+	files, err := s.store.Connect(ctx, prev.ID, acct, tok)
+	if err != nil {
+		return err
+	}
+	s.removeFiles(files)
+	s.invalidate(prev.ID)
+	s.metrics.setExpiry(prev.ID, tok.ExpiresAt.Sub(s.now()))
 	s.mu.Lock()
-	delete(s.warned, feedID)
+	delete(s.warned, prev.ID)
 	s.mu.Unlock()
-	s.log.Info("feed connected", feedAttr(feedID), slog.String("username", prof.Username), slog.String("account_type", prof.AccountType))
-	if prev.Status == StatusNeedsReauth || prev.Status == StatusError {
-		s.notify(Event{Event: EventReconnected, FeedID: feedID, FeedName: prev.Name, Username: prof.Username,
+	s.log.Info("feed connected", feedAttr(prev.ID), slog.String("username", acct.Username), slog.String("account_type", acct.AccountType))
+	if prev.Status == model.StatusNeedsReauth || prev.Status == model.StatusError {
+		s.notify(Event{Event: EventReconnected, FeedID: prev.ID, FeedName: prev.Name, Username: acct.Username,
 			ExpiresAt: tok.ExpiresAt, Message: "the feed is connected again"})
 	}
 	s.refreshReauthGauge(ctx)
-	s.fetchSoon(feedID)
+	s.fetchSoon(prev.ID)
+	return nil
 }
 
 // fetchSoon starts the feed's first fetch right after a connect, so the
 // owner's preview and the site show posts within seconds rather than at
 // the next poll (which only visits feeds that visitors have requested).
 func (s *Service) fetchSoon(feedID string) {
-	if s.fetcher == nil {
+	fs := s.feedService()
+	if fs == nil {
 		return
 	}
-	s.bgWG.Add(1)
-	go func() {
-		defer s.bgWG.Done()
+	s.goBG("first_fetch", func() {
 		ctx, cancel := context.WithTimeout(s.bg, 5*time.Minute)
 		defer cancel()
-		if err := s.fetcher.FetchNow(ctx, feedID); err != nil && s.bg.Err() == nil {
-			s.log.Info("first fetch after connect failed", feedAttr(feedID), slog.Any("error", err))
+		if err := fs.FetchNow(ctx, feedID); err != nil && s.bg.Err() == nil {
+			s.log.Info("first fetch after connect failed", feedAttr(feedID), errAttr(err))
 		}
-	}()
+	})
 }
 
 func (s *Service) deniedErr(p CallbackParams, feedID string) *FlowError {
@@ -323,11 +328,11 @@ func (s *Service) graphFlowErr(err error, feedID string) *FlowError {
 	return fe
 }
 
-func accountOf(p graph.Profile, appUserID string, now time.Time) Account {
+func accountOf(p graph.Profile, appUserID string, now time.Time) model.Account {
 	if p.ID != "" {
 		appUserID = p.ID
 	}
-	return Account{
+	return model.Account{
 		AppUserID: appUserID, IGUserID: p.UserID, Username: p.Username, Name: p.Name,
 		AccountType: strings.ToUpper(p.AccountType), FollowersCount: p.FollowersCount,
 		FollowsCount: p.FollowsCount, MediaCount: p.MediaCount, ConnectedAt: now,
@@ -338,27 +343,27 @@ func accountOf(p graph.Profile, appUserID string, now time.Time) Account {
 // "Generate token"). Its age is unknown, so one refresh is tried at once:
 // success gives the real expiry; a "too young" refusal keeps the token with
 // an assumed 60-day expiry and a retry after 24 hours.
-func (s *Service) PasteToken(ctx context.Context, feedID, token string) (Status, error) {
-	if !validFeedID(feedID) {
-		return Status{}, feedNotFound()
+func (s *Service) PasteToken(ctx context.Context, feedID, token string) error {
+	if !model.ValidFeedID(feedID) {
+		return model.ErrNotFound
 	}
 	token = strings.TrimSpace(token)
 	if err := validTokenString(token); err != nil {
-		return Status{}, err
+		return err
 	}
 	prev, err := s.store.Feed(ctx, feedID)
 	if err != nil {
-		return Status{}, mapStoreErr(err)
+		return err
 	}
 	prof, err := s.graph.Me(ctx, "", token)
 	if err != nil {
-		return Status{}, pasteGraphErr(err)
+		return pasteGraphErr(err)
 	}
 	if fe := professionalOnly(prof, feedID); fe != nil {
-		return Status{}, web.BadRequest("personal_account", "access_token: %s %s", fe.Title, fe.Action)
+		return web.BadRequest("personal_account", "access_token: %s %s", fe.Title, fe.Action)
 	}
 	now := s.now()
-	tok := Token{AccessToken: token, TokenMeta: TokenMeta{ObtainedAt: now}}
+	tok := model.Token{AccessToken: token, TokenInfo: model.TokenInfo{ObtainedAt: now}}
 	fresh, err := s.graph.Refresh(ctx, prof.UserID, token)
 	switch {
 	case err == nil:
@@ -371,20 +376,14 @@ func (s *Service) PasteToken(ctx context.Context, feedID, token string) (Status,
 		tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
 		tok.NextRefreshAt = now.Add(MinTokenAge + time.Minute)
 	case errors.Is(err, graph.ErrTokenInvalid):
-		return Status{}, pasteGraphErr(err)
+		return pasteGraphErr(err)
 	default:
 		// /me worked, so the token is alive; learn the expiry on a later try.
 		tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
 		tok.NextRefreshAt = now.Add(backoff(1))
 		tok.RefreshFailures, tok.LastRefreshError = 1, ownerMessage(err)
 	}
-	files, err := s.store.Connect(ctx, feedID, accountOf(prof, "", now), tok)
-	if err != nil {
-		return Status{}, mapStoreErr(err)
-	}
-	s.removeFiles(files)
-	s.afterConnect(ctx, feedID, prev, prof, tok)
-	return s.Feed(ctx, feedID)
+	return s.connect(ctx, prev, accountOf(prof, "", now), tok)
 }
 
 func validTokenString(t string) error {

@@ -1,4 +1,4 @@
-package auth
+package connection
 
 import (
 	"crypto/hmac"

@@ -1,4 +1,4 @@
-package auth
+package owner
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
 )
 
@@ -17,7 +18,7 @@ func TestAdminAPIFeeds(t *testing.T) {
 	e := newEnv(t)
 	var st Status
 	code := e.api("POST", "/api/admin/feeds", `{"name":"Shop","allowed_origins":["HTTPS://Shop.Example:443/"]}`, &st)
-	if code != http.StatusCreated || st.ID == "" || st.Status != StatusNotConnected || !slices.Equal(st.AllowedOrigins, []string{"https://shop.example"}) {
+	if code != http.StatusCreated || st.ID == "" || st.Status != model.StatusNotConnected || !slices.Equal(st.AllowedOrigins, []string{"https://shop.example"}) {
 		t.Fatalf("create: %d %+v", code, st)
 	}
 	bad := []struct{ name, method, path, body, field string }{
@@ -50,7 +51,7 @@ func TestAdminAPIFeeds(t *testing.T) {
 	if code := e.api("PATCH", "/api/admin/feeds/"+st.ID, `{"name":"Shop 2","allowed_origins":[]}`, &st); code != 200 || st.Name != "Shop 2" || len(st.AllowedOrigins) != 0 {
 		t.Fatalf("patch: %d %+v", code, st)
 	}
-	if !slices.Contains(e.inval.ids, st.ID) {
+	if !slices.Contains(e.fetcher.invalidated(), st.ID) {
 		t.Error("a PATCH did not invalidate the feed's cached answers")
 	}
 	var list struct{ Feeds []Status }
@@ -91,8 +92,8 @@ func TestAdminAPIRefreshNow(t *testing.T) {
 	}
 	id := e.connectAPI("Live", sandbox.AccountBusiness)
 	e.settle()
-	if e.fetcher.calls != 1 {
-		t.Fatalf("connect started %d fetches, want 1", e.fetcher.calls)
+	if e.fetcher.fetches() != 1 {
+		t.Fatalf("connect started %d fetches, want 1", e.fetcher.fetches())
 	}
 	var st Status
 	if code := e.api("POST", "/api/admin/feeds/"+id+"/refresh", "", &st); code != 200 || st.LastFetch == nil || !st.LastFetch.OK {
@@ -100,12 +101,12 @@ func TestAdminAPIRefreshNow(t *testing.T) {
 	}
 	// A failed fetch is shown in last_fetch, never as a 5xx.
 	e.clock.Advance(time.Minute)
-	e.fetcher.err = errTest
+	e.fetcher.setErr(errTest)
 	if code := e.api("POST", "/api/admin/feeds/"+id+"/refresh", "", &st); code != 200 || st.LastFetch == nil || st.LastFetch.OK {
 		t.Fatalf("failed refresh: %d %+v", code, st.LastFetch)
 	}
-	if e.fetcher.calls != 3 {
-		t.Fatalf("fetcher called %d times, want 3 (connect, two refreshes)", e.fetcher.calls)
+	if e.fetcher.fetches() != 3 {
+		t.Fatalf("fetcher called %d times, want 3 (connect, two refreshes)", e.fetcher.fetches())
 	}
 	// Through the setup page: back to the feed page with the failure as a flash.
 	resp, _ := e.post("/setup/feeds/"+id+"/refresh", nil)
@@ -116,7 +117,9 @@ func TestAdminAPIRefreshNow(t *testing.T) {
 		t.Fatalf("no failure flash:\n%s", body)
 	}
 
-	noFetch := newEnv(t, func(o *Options) { o.Fetcher = nil })
+	noFetch := newEnv(t)
+	noFetch.noFeeds = true
+	noFetch.start()
 	id = noFetch.connectAPI("NoFetcher", sandbox.AccountBusiness)
 	if code := noFetch.api("POST", "/api/admin/feeds/"+id+"/refresh", "", nil); code != http.StatusServiceUnavailable {
 		t.Fatalf("without a fetcher: %d", code)
@@ -138,8 +141,8 @@ func TestSetupPagesEscapeAndCarryCSRF(t *testing.T) {
 	id := strings.TrimPrefix(resp.Header.Get("Location"), "/setup/feeds/")
 	now := e.clock.Now()
 	if _, err := e.store.Connect(context.Background(), id,
-		Account{AppUserID: "91", IGUserID: "1", Username: evil, Name: evil, AccountType: "BUSINESS", ConnectedAt: now},
-		Token{AccessToken: "IGAAhostile-account-token", TokenMeta: TokenMeta{ObtainedAt: now, ExpiresAt: now.AddDate(0, 0, 60)}}); err != nil {
+		model.Account{AppUserID: "91", IGUserID: "1", Username: evil, Name: evil, AccountType: "BUSINESS", ConnectedAt: now},
+		model.Token{AccessToken: "IGAAhostile-account-token", TokenInfo: model.TokenInfo{ObtainedAt: now, ExpiresAt: now.AddDate(0, 0, 60)}}); err != nil {
 		t.Fatal(err)
 	}
 	// An error flash quoting the owner's input.
@@ -270,7 +273,7 @@ func TestCallbackTamperedAndForeignState(t *testing.T) {
 	if r2.StatusCode != http.StatusForbidden {
 		t.Fatalf("foreign session: %d", r2.StatusCode)
 	}
-	if s := e.status(id); s.Status != StatusNotConnected {
+	if s := e.status(id); s.Status != model.StatusNotConnected {
 		t.Fatalf("feed changed: %+v", s)
 	}
 	if n := e.graphCalls(sandbox.EndpointToken); n != 0 {
@@ -300,5 +303,22 @@ func TestRejectedTokenNeverShown(t *testing.T) {
 	// A forged Meta callback is logged without the app secret (assertNoSecrets scans at cleanup).
 	if code, _ := e.postCallback("/auth/instagram/delete", "signed_request="+url.QueryEscape(signed("wrong-secret", map[string]any{"algorithm": "HMAC-SHA256", "user_id": "1"}))); code != http.StatusForbidden {
 		t.Fatalf("forged callback: %d", code)
+	}
+}
+
+// A feed whose token Instagram stopped accepting says so loudly on its page.
+func TestNeedsReauthFeedPageHasLoudBanner(t *testing.T) {
+	e := newEnv(t)
+	id := e.connectAPI("Revoked", sandbox.AccountBusiness)
+	if err := e.sb.RevokeTokens(sandbox.AccountBusiness); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(time.Hour)
+	if err := e.conn.CheckTokens(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, page := e.get(e.srv.URL + "/setup/feeds/" + id)
+	if !strings.Contains(page, `role="alert" class="flash error banner-loud"`) || !strings.Contains(page, "Reconnect") {
+		t.Fatalf("setup page has no loud banner:\n%s", page)
 	}
 }

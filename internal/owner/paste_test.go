@@ -1,4 +1,4 @@
-package auth
+package owner
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedd/feedd/internal/connection"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
 )
 
@@ -20,7 +22,7 @@ func TestPasteOldTokenGetsRealExpiry(t *testing.T) {
 	if code := e.api("POST", "/api/admin/feeds/"+id+"/token", `{"access_token":"`+tok+`"}`, &st); code != 200 {
 		t.Fatalf("paste: %d", code)
 	}
-	if st.Status != StatusActive || st.Token == nil || st.Token.ExpiryAssumed || st.Token.RefreshedAt == nil {
+	if st.Status != model.StatusActive || st.Token == nil || st.Token.ExpiryAssumed || st.Token.RefreshedAt == nil {
 		t.Fatalf("status: %+v %+v", st, st.Token)
 	}
 	if left := st.Token.ExpiresAt.Sub(e.clock.Now()); left < 59*24*time.Hour {
@@ -47,23 +49,23 @@ func TestPasteYoungTokenIsActiveWithAssumedExpiryAndRetriesAfter24h(t *testing.T
 		t.Fatalf("page:\n%s", page)
 	}
 	st := e.status(id)
-	if st.Status != StatusActive || !st.Token.ExpiryAssumed {
+	if st.Status != model.StatusActive || !st.Token.ExpiryAssumed {
 		t.Fatalf("status: %+v %+v", st, st.Token)
 	}
-	if got := st.Token.ExpiresAt.Sub(e.clock.Now()); got != AssumedLifetime {
+	if got := st.Token.ExpiresAt.Sub(e.clock.Now()); got != connection.AssumedLifetime {
 		t.Fatalf("assumed expiry in %v", got)
 	}
 	ctx := context.Background()
 	e.sb.ResetCalls()
 	e.clock.Advance(12 * time.Hour)
-	e.store.setFetched(id, e.clock.Now(), true)
-	_ = e.svc.CheckTokens(ctx)
+	e.setFetched(id, e.clock.Now(), true)
+	_ = e.conn.CheckTokens(ctx)
 	if n := e.graphCalls(sandbox.EndpointRefresh); n != 0 {
 		t.Fatalf("%d refresh calls before 24h", n)
 	}
 	e.clock.Advance(13 * time.Hour)
-	e.store.setFetched(id, e.clock.Now(), true)
-	_ = e.svc.CheckTokens(ctx)
+	e.setFetched(id, e.clock.Now(), true)
+	_ = e.conn.CheckTokens(ctx)
 	if n := e.graphCalls(sandbox.EndpointRefresh); n != 1 {
 		t.Fatalf("%d refresh calls after 24h, want 1", n)
 	}
@@ -105,7 +107,7 @@ func TestPasteRejectsBadTokens(t *testing.T) {
 			}
 		})
 	}
-	if st := e.status(id); st.Status != StatusNotConnected {
+	if st := e.status(id); st.Status != model.StatusNotConnected {
 		t.Fatalf("a rejected token changed the feed: %+v", st)
 	}
 	var ae apiError

@@ -1,4 +1,4 @@
-package auth
+package connection
 
 import (
 	"context"
@@ -12,11 +12,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedd/feedd/internal/graph"
+	"github.com/feedd/feedd/internal/model"
 )
 
 const (
-	// expiringSoon is when a token that cannot be refreshed is announced as expiring.
-	expiringSoon = 7 * 24 * time.Hour
+	// ExpiringSoon is when a token that could not be refreshed is announced as expiring.
+	ExpiringSoon = 7 * 24 * time.Hour
 	maxBackoff   = 6 * time.Hour
 	baseBackoff  = 5 * time.Minute
 )
@@ -24,7 +25,7 @@ const (
 const reauthReason = "Instagram no longer accepts the token (password changed, access removed or expired): reconnect"
 
 // ErrReauth reports that a feed's token is dead and the owner must reconnect.
-var ErrReauth = errors.New("auth: token invalid; the owner must reconnect")
+var ErrReauth = errors.New("connection: token invalid; the owner must reconnect")
 
 type metrics struct {
 	expiry   *prometheus.GaugeVec
@@ -47,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.expiry, m.reauth, m.refreshs} {
 			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("auth: register metrics: %w", err)
+				return nil, fmt.Errorf("connection: register metrics: %w", err)
 			}
 		}
 	}
@@ -87,10 +88,11 @@ func (s *Service) CheckTokens(ctx context.Context) error {
 	now := s.now()
 	due, err := s.store.TokensDue(ctx, now, s.window)
 	if err != nil {
-		return fmt.Errorf("auth: tokens due: %w", err)
+		return fmt.Errorf("connection: tokens due: %w", err)
 	}
 	checked := make(map[string]bool, len(due))
-	for _, id := range due {
+	for _, t := range due {
+		id := t.FeedID
 		// Spread refreshes so a restart after downtime does not burst the Graph API.
 		if err := s.sleep(ctx, s.randDuration(s.jitter)); err != nil {
 			return err
@@ -114,10 +116,10 @@ func (s *Service) CheckTokens(ctx context.Context) error {
 func (s *Service) probeIdle(ctx context.Context, skip map[string]bool, now time.Time) error {
 	feeds, err := s.store.Feeds(ctx)
 	if err != nil {
-		return fmt.Errorf("auth: feeds: %w", err)
+		return fmt.Errorf("connection: feeds: %w", err)
 	}
 	for _, f := range feeds {
-		if f.Status != StatusActive || f.Token == nil || skip[f.ID] {
+		if f.Status != model.StatusActive || f.Token == nil || skip[f.ID] {
 			continue
 		}
 		if f.LastFetchOK && now.Sub(f.LastFetchAt) < s.interval {
@@ -150,13 +152,13 @@ func (s *Service) probeIdle(ctx context.Context, skip map[string]bool, now time.
 func (s *Service) updateGauges(ctx context.Context) error {
 	feeds, err := s.store.Feeds(ctx)
 	if err != nil {
-		return fmt.Errorf("auth: feeds: %w", err)
+		return fmt.Errorf("connection: feeds: %w", err)
 	}
 	now := s.now()
 	s.metrics.expiry.Reset()
 	reauth := 0
 	for _, f := range feeds {
-		if f.Status == StatusNeedsReauth {
+		if f.Status == model.StatusNeedsReauth {
 			reauth++
 		}
 		if f.Token == nil {
@@ -165,7 +167,7 @@ func (s *Service) updateGauges(ctx context.Context) error {
 		left := f.Token.ExpiresAt.Sub(now)
 		s.metrics.setExpiry(f.ID, left)
 		// Refreshable tokens are handled by the refresher; warn only when it keeps failing or cannot run.
-		if left < expiringSoon && f.Status != StatusNeedsReauth && (f.Token.RefreshFailures > 0 || left <= 0) {
+		if left < ExpiringSoon && f.Status != model.StatusNeedsReauth && (f.Token.RefreshFailures > 0 || left <= 0) {
 			s.warnExpiring(f, left)
 		}
 	}
@@ -179,7 +181,7 @@ func (s *Service) refreshReauthGauge(ctx context.Context) {
 	}
 }
 
-func (s *Service) warnExpiring(f FeedRecord, left time.Duration) {
+func (s *Service) warnExpiring(f model.Feed, left time.Duration) {
 	now := s.now()
 	s.mu.Lock()
 	last, ok := s.warned[f.ID]
@@ -210,7 +212,7 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 	if err != nil {
 		return err
 	}
-	if f.Status == StatusNeedsReauth {
+	if f.Status == model.StatusNeedsReauth {
 		return ErrReauth
 	}
 	old, err := s.store.Token(ctx, feedID)
@@ -219,7 +221,7 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 	}
 	now := s.now()
 	// Re-check under the flight: a refresh that just finished made the token young again.
-	if !s.isDue(old.TokenMeta, now) {
+	if !s.isDue(old.TokenInfo, now) {
 		return nil
 	}
 	if !old.ExpiryAssumed && !old.ExpiresAt.IsZero() && !now.Before(old.ExpiresAt) {
@@ -234,15 +236,15 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 	now = s.now()
 	switch {
 	case err == nil:
-		tok := Token{AccessToken: fresh.AccessToken, TokenMeta: TokenMeta{ObtainedAt: now, ExpiresAt: fresh.ExpiresAt, RefreshedAt: now}}
+		tok := model.Token{FeedID: feedID, AccessToken: fresh.AccessToken, TokenInfo: model.TokenInfo{ObtainedAt: now, ExpiresAt: fresh.ExpiresAt, RefreshedAt: now}}
 		if tok.ExpiresAt.IsZero() {
 			tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
 		}
 		if err := s.store.ReplaceToken(ctx, feedID, old.AccessToken, tok); err != nil {
-			if errors.Is(err, ErrTokenChanged) {
+			if errors.Is(err, model.ErrTokenChanged) {
 				return nil // reconnected meanwhile: the newer token wins
 			}
-			return fmt.Errorf("auth: store refreshed token: %w", err)
+			return fmt.Errorf("connection: store refreshed token: %w", err)
 		}
 		s.metrics.refreshs.WithLabelValues("ok").Inc()
 		s.metrics.setExpiry(feedID, tok.ExpiresAt.Sub(now))
@@ -274,14 +276,14 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 
 func (s *Service) recordFailure(ctx context.Context, feedID, msg string, next time.Time) error {
 	if err := s.store.RecordRefreshFailure(ctx, feedID, msg, next); err != nil {
-		return fmt.Errorf("auth: record refresh failure: %w", err)
+		return fmt.Errorf("connection: record refresh failure: %w", err)
 	}
 	return nil
 }
 
 // isDue applies Instagram's rules: at least 24 hours old, and inside the
 // refresh window or past a scheduled retry.
-func (s *Service) isDue(t TokenMeta, now time.Time) bool {
+func (s *Service) isDue(t model.TokenInfo, now time.Time) bool {
 	if !t.NextRefreshAt.IsZero() && !now.Before(t.NextRefreshAt) {
 		return true
 	}
@@ -290,7 +292,7 @@ func (s *Service) isDue(t TokenMeta, now time.Time) bool {
 
 // markReauth flags the feed, but only if the failed token is still the
 // current one: a poll racing a refresh may hold a string already replaced.
-func (s *Service) markReauth(ctx context.Context, f FeedRecord, failed, reason string) error {
+func (s *Service) markReauth(ctx context.Context, f model.Feed, failed, reason string) error {
 	cur, err := s.store.Token(ctx, f.ID)
 	if err != nil {
 		return err
@@ -298,7 +300,8 @@ func (s *Service) markReauth(ctx context.Context, f FeedRecord, failed, reason s
 	if cur.AccessToken != failed {
 		return nil
 	}
-	if err := s.store.SetStatus(ctx, f.ID, StatusNeedsReauth, reason); err != nil {
+	if _, _, err := s.store.ChangeStatus(ctx, model.StatusChange{FeedID: f.ID, Generation: f.Generation,
+		To: model.StatusNeedsReauth, Reason: reason}); err != nil {
 		return err
 	}
 	s.invalidate(f.ID)
@@ -312,17 +315,17 @@ func (s *Service) markReauth(ctx context.Context, f FeedRecord, failed, reason s
 	return ErrReauth
 }
 
-// MarkTokenInvalid is for other users of a token (the poller) that got a
-// 190: it flags the feed needs_reauth unless the token was replaced meanwhile.
-func (s *Service) MarkTokenInvalid(ctx context.Context, feedID, failedToken string) error {
+// TokenRejected: Instagram refused token (190 or missing permission)
+// during a poll of feedID on connection gen; reason is owner-facing.
+func (s *Service) TokenRejected(ctx context.Context, feedID string, gen int64, token, reason string) error {
 	f, err := s.store.Feed(ctx, feedID)
 	if err != nil {
 		return err
 	}
-	if f.Status == StatusNeedsReauth {
+	if f.Status == model.StatusNeedsReauth {
 		return nil
 	}
-	err = s.markReauth(ctx, f, failedToken, reauthReason)
+	err = s.markReauth(ctx, f, token, reason)
 	if errors.Is(err, ErrReauth) {
 		return nil
 	}

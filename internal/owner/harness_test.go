@@ -1,4 +1,4 @@
-package auth
+package owner
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,8 +19,10 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/feedd/feedd/internal/connection"
 	"github.com/feedd/feedd/internal/graph"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/testutil"
 	"github.com/feedd/feedd/internal/web"
 )
 
@@ -28,35 +31,39 @@ const (
 	testSession    = "session-cookie-value-0123456789"
 )
 
-// env runs feedd's auth routes on a real HTTP server against the sandbox,
-// with a stand-in for the server's admin auth (bearer or session cookie +
-// CSRF), an injected clock and an in-memory store.
+// env runs feedd's owner routes on a real HTTP server against the
+// sandbox and the real store in a temp dir, with a stand-in for the
+// server's admin auth (bearer or session cookie + CSRF) and an injected
+// clock.
 type env struct {
 	t       *testing.T
-	clock   *clock
+	clock   *testutil.Clock
 	sb      *sandbox.Sandbox
 	sbSrv   *httptest.Server
-	store   *memStore
+	store   *faultStore
 	files   *fakeFiles
-	inval   *fakeInval
-	fetcher *fakeFetcher
-	logs    *syncBuffer
+	fetcher *fakeFeeds
+	logs    *testutil.SyncBuffer
+	conn    *connection.Service
 	svc     *Service
 	gc      *graph.Client
 	srv     *httptest.Server
 	handler atomic.Pointer[http.Handler]
 	browser *http.Client
-	opts    func(*Options)
+	opts    func(*connection.Options)
+	noFeeds bool
+	graph   *graph.Client // the client the services use (gc unless a test swaps it)
 
 	hookMu sync.Mutex
-	events []Event
+	events []connection.Event
 	hook   *httptest.Server
 }
 
-func newEnv(t *testing.T, mod ...func(*Options)) *env {
+func newEnv(t *testing.T, mod ...func(*connection.Options)) *env {
 	t.Helper()
-	e := &env{t: t, clock: newClock(), store: newMemStore(), files: &fakeFiles{}, inval: &fakeInval{}, logs: &syncBuffer{}}
-	e.fetcher = &fakeFetcher{store: e.store, now: e.clock.Now}
+	e := &env{t: t, clock: testutil.NewClock(time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)), files: &fakeFiles{}, logs: &testutil.SyncBuffer{}}
+	e.fetcher = &fakeFeeds{e: e}
+	e.store = &faultStore{Store: openStore(t, e.clock.Now)}
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*e.handler.Load()).ServeHTTP(w, r)
 	}))
@@ -71,7 +78,7 @@ func newEnv(t *testing.T, mod ...func(*Options)) *env {
 		t.Fatal(err)
 	}
 	e.hook = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var ev Event
+		var ev connection.Event
 		b, _ := io.ReadAll(r.Body)
 		if err := json.Unmarshal(b, &ev); err != nil {
 			t.Errorf("webhook body is not an event: %v", err)
@@ -86,6 +93,7 @@ func newEnv(t *testing.T, mod ...func(*Options)) *env {
 		e.opts = mod[0]
 	}
 	e.gc = e.newGraph(e.srv.URL+"/auth/instagram/callback", e.sb.AppID(), e.sb.AppSecret())
+	e.graph = e.gc
 	e.start()
 	jar, _ := cookiejar.New(nil)
 	u, _ := url.Parse(e.srv.URL)
@@ -95,7 +103,7 @@ func newEnv(t *testing.T, mod ...func(*Options)) *env {
 		if t.Failed() {
 			t.Log(e.logs.String())
 		}
-		e.svc.Close()
+		e.conn.Close()
 		e.assertNoSecrets()
 	})
 	return e
@@ -115,28 +123,44 @@ func (e *env) newGraph(redirect, appID, secret string) *graph.Client {
 	return gc
 }
 
-// start builds a fresh service and router over the same store: also a "restart".
+// start builds fresh services and a router over the same store: also a "restart".
 func (e *env) start() {
-	o := Options{
-		Store: e.store, Graph: e.gc, Fetcher: e.fetcher, Files: e.files, Invalidator: e.inval,
+	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	o := connection.Options{
+		Store: e.store, Graph: e.graph, Files: e.files,
 		PublicURL: e.srv.URL, AppID: e.sb.AppID(), AppSecret: e.sb.AppSecret(),
 		CheckInterval: time.Hour, RefreshWindow: 720 * time.Hour, NotifyWebhook: e.hook.URL,
 		Now: e.clock.Now, Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
-		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger: logger,
 	}
 	if e.opts != nil {
 		e.opts(&o)
 	}
-	svc, err := New(o)
+	conn, err := connection.New(o)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if e.svc != nil {
-		e.svc.Close()
+	if !e.noFeeds {
+		conn.SetFeeds(e.fetcher)
 	}
-	e.svc = svc
+	svc, err := New(Options{Store: e.store, Connections: conn, Feeds: e.fetcher, Files: e.files,
+		PublicURL: e.srv.URL, Now: e.clock.Now, Logger: logger})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if e.conn != nil {
+		e.conn.Close()
+	}
+	e.conn, e.svc = conn, svc
 	var h http.Handler = newRouter(svc)
 	e.handler.Store(&h)
+}
+
+// useGraph restarts the services on another Instagram client (the state
+// of pending connects lives in the store).
+func (e *env) useGraph(gc *graph.Client) {
+	e.graph = gc
+	e.start()
 }
 
 // newRouter mounts the handlers the way internal/server will.
@@ -152,7 +176,7 @@ func newRouter(svc *Service) *echo.Echo {
 			_ = c.JSON(sc.StatusCode(), map[string]any{"error": map[string]string{"code": "http", "message": http.StatusText(sc.StatusCode())}})
 			return
 		}
-		svc.log.Error("internal error", errAttr(err))
+		svc.log.Error("internal error", slog.Any("error", err))
 		_ = c.JSON(http.StatusInternalServerError, map[string]any{"error": map[string]string{"code": "internal", "message": "internal error"}})
 	}
 	h := NewHandler(svc, HTTPOptions{CSRFToken: func(c *echo.Context) string {
@@ -299,11 +323,11 @@ func (e *env) authorize(authorizeURL, acct string) string {
 	return loc
 }
 
-func (e *env) webhookEvents() []Event {
-	e.svc.Close() // wait for deliveries
+func (e *env) webhookEvents() []connection.Event {
+	e.conn.Close() // wait for deliveries
 	e.hookMu.Lock()
 	defer e.hookMu.Unlock()
-	return append([]Event(nil), e.events...)
+	return append([]connection.Event(nil), e.events...)
 }
 
 func (e *env) graphCalls(endpoint string) int {
@@ -316,31 +340,36 @@ func (e *env) graphCalls(endpoint string) int {
 	return n
 }
 
-// secrets holds every token, code and secret the test saw, to scan logs and answers for.
-var secretsMu sync.Mutex
+var (
+	secretsMu sync.Mutex
+	extra     = map[*testing.T][]string{}
+)
 
+// assertNoSecrets scans the logs and answers for the app secret, every
+// stored token and every code or token the test saw.
 func (e *env) assertNoSecrets() {
 	e.t.Helper()
 	logs := e.logs.String()
 	if strings.Contains(logs, e.sb.AppSecret()) {
 		e.t.Errorf("app secret leaked into logs or answers")
 	}
-	e.store.mu.Lock()
-	var toks []string
-	for _, f := range e.store.feeds {
-		if f.tok != nil {
-			toks = append(toks, f.tok.AccessToken)
+	secretsMu.Lock()
+	toks := slices.Clone(extra[e.t])
+	delete(extra, e.t)
+	secretsMu.Unlock()
+	if fs, err := e.store.Store.Feeds(context.Background()); err == nil {
+		for _, f := range fs {
+			if t, err := e.store.Store.Token(context.Background(), f.ID); err == nil {
+				toks = append(toks, t.AccessToken)
+			}
 		}
 	}
-	e.store.mu.Unlock()
-	for _, tok := range append(toks, e.extraSecrets()...) {
+	for _, tok := range toks {
 		if tok != "" && strings.Contains(logs, tok) {
 			e.t.Errorf("a token or code leaked into logs or answers")
 		}
 	}
 }
-
-var extra = map[*testing.T][]string{}
 
 func (e *env) addSecret(s string) {
 	secretsMu.Lock()
@@ -348,16 +377,25 @@ func (e *env) addSecret(s string) {
 	secretsMu.Unlock()
 }
 
-func (e *env) extraSecrets() []string {
-	secretsMu.Lock()
-	defer secretsMu.Unlock()
-	return extra[e.t]
-}
-
 // settle waits for the fetches a connect starts in the background, so
 // tests observe the feed after its first fetch, as an owner soon does.
 func (e *env) settle() {
-	if e.svc != nil {
-		e.svc.bgWG.Wait()
+	if e.conn != nil {
+		e.conn.Wait()
 	}
+}
+
+// connectAPI connects a new feed to acct through the API flow.
+func (e *env) connectAPI(name, acct string) string {
+	e.t.Helper()
+	id := e.createFeed(name).ID
+	var out struct {
+		AuthorizeURL string `json:"authorize_url"`
+	}
+	e.api("POST", "/api/admin/feeds/"+id+"/connect", "", &out)
+	resp, _ := e.get(e.authorize(out.AuthorizeURL, acct))
+	if resp.StatusCode != http.StatusSeeOther {
+		e.t.Fatalf("connect %s: %d", acct, resp.StatusCode)
+	}
+	return id
 }

@@ -1,4 +1,4 @@
-package auth
+package owner
 
 import (
 	"net/http"
@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedd/feedd/internal/connection"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
 )
 
@@ -66,7 +68,7 @@ func TestBrowserFlowApproveConnectsAndLandsOnFeedPage(t *testing.T) {
 	}
 
 	s := e.status(id)
-	if s.Status != StatusActive || s.Account == nil || s.Account.AccountType != "BUSINESS" || s.Token == nil {
+	if s.Status != model.StatusActive || s.Account == nil || s.Account.AccountType != "BUSINESS" || s.Token == nil {
 		t.Fatalf("status after connect: %+v", s)
 	}
 	if left := s.Token.ExpiresAt.Sub(e.clock.Now()); left < 59*24*time.Hour || left > 61*24*time.Hour || s.Token.ExpiryAssumed {
@@ -76,9 +78,11 @@ func TestBrowserFlowApproveConnectsAndLandsOnFeedPage(t *testing.T) {
 		t.Fatalf("origins = %q", got)
 	}
 	acct, _ := e.sb.Account(sandbox.AccountBusiness)
-	e.store.mu.Lock()
-	a := *e.store.feeds[id].rec.Account
-	e.store.mu.Unlock()
+	f, err := e.store.Feed(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := *f.Account
 	if a.AppUserID != acct.ID || a.IGUserID != acct.UserID {
 		t.Fatalf("stored ids %q/%q, want %q/%q", a.AppUserID, a.IGUserID, acct.ID, acct.UserID)
 	}
@@ -97,7 +101,7 @@ func TestBrowserFlowDenyLeavesFeedAsItWas(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "cancelled") || !strings.Contains(body, "/setup/feeds/"+id) {
 		t.Fatalf("deny: %d\n%s", resp.StatusCode, body)
 	}
-	if s := e.status(id); s.Status != StatusNotConnected || s.Account != nil || s.Token != nil {
+	if s := e.status(id); s.Status != model.StatusNotConnected || s.Account != nil || s.Token != nil {
 		t.Fatalf("feed changed by a denied connect: %+v", s)
 	}
 
@@ -108,7 +112,7 @@ func TestBrowserFlowDenyLeavesFeedAsItWas(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("second deny: %d", resp.StatusCode)
 	}
-	if after := e.status(id); after.Status != StatusActive || after.Account.Username != before.Account.Username {
+	if after := e.status(id); after.Status != model.StatusActive || after.Account.Username != before.Account.Username {
 		t.Fatalf("denied reconnect changed the feed: %+v", after)
 	}
 	// Denial without a state echo still explains itself.
@@ -143,7 +147,7 @@ func TestCallbackStateFailuresHaveDistinctPages(t *testing.T) {
 	}
 	t.Run("expired", func(t *testing.T) {
 		st := stateOf(t, e.connectBrowser(id))
-		e.clock.Advance(StateTTL + time.Second)
+		e.clock.Advance(connection.StateTTL + time.Second)
 		code, body := cb(st)
 		if code != 400 || !strings.Contains(body, "expired") {
 			t.Fatalf("%d\n%s", code, body)
@@ -160,7 +164,7 @@ func TestCallbackStateFailuresHaveDistinctPages(t *testing.T) {
 			t.Fatalf("callback from another browser: %d", resp.StatusCode)
 		}
 	})
-	if s := e.status(id); s.Status != StatusNotConnected {
+	if s := e.status(id); s.Status != model.StatusNotConnected {
 		t.Fatalf("feed changed: %+v", s)
 	}
 	if e.graphCalls(sandbox.EndpointToken) != 0 {
@@ -188,7 +192,7 @@ func TestAPIConnectIsBoundToTheFeedOnlyAndSurvivesRestart(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("callback: %d", resp.StatusCode)
 	}
-	if s := e.status(id); s.Status != StatusActive || s.Account.AccountType != "MEDIA_CREATOR" {
+	if s := e.status(id); s.Status != model.StatusActive || s.Account.AccountType != "MEDIA_CREATOR" {
 		t.Fatalf("status: %+v", s)
 	}
 }
@@ -205,12 +209,12 @@ func TestCallbackFailuresExplainAndChangeNothing(t *testing.T) {
 		{"personal account", func() (string, func()) { return sandbox.AccountPersonal, nil }, 403,
 			[]string{"personal Instagram account", "professional"}},
 		{"redirect mismatch", func() (string, func()) {
-			e.svc.graph = e.newGraph(callbackURI+"/", e.sb.AppID(), e.sb.AppSecret())
-			return sandbox.AccountBusiness, func() { e.svc.graph = e.gc }
+			e.useGraph(e.newGraph(callbackURI+"/", e.sb.AppID(), e.sb.AppSecret()))
+			return sandbox.AccountBusiness, func() { e.useGraph(e.gc) }
 		}, 400, []string{"redirect URI", "<code class=\"copy\">" + callbackURI + "</code>"}},
 		{"invalid platform app", func() (string, func()) {
-			e.svc.graph = e.newGraph(callbackURI, "1234567890", e.sb.AppSecret())
-			return sandbox.AccountBusiness, func() { e.svc.graph = e.gc }
+			e.useGraph(e.newGraph(callbackURI, "1234567890", e.sb.AppSecret()))
+			return sandbox.AccountBusiness, func() { e.useGraph(e.gc) }
 		}, 400, []string{"Invalid platform app", "FEEDD_INSTAGRAM_APP_ID"}},
 		{"instagram unreachable", func() (string, func()) {
 			e.sb.SetOutage(true)
@@ -240,7 +244,7 @@ func TestCallbackFailuresExplainAndChangeNothing(t *testing.T) {
 					t.Errorf("page lacks %q:\n%s", w, body)
 				}
 			}
-			if s := e.status(id); s.Status != StatusNotConnected || s.Token != nil {
+			if s := e.status(id); s.Status != model.StatusNotConnected || s.Token != nil {
 				t.Fatalf("failed connect changed the feed: %+v", s)
 			}
 		})
@@ -265,7 +269,7 @@ func TestCallbackReusedCodeIsExplained(t *testing.T) {
 			t.Fatalf("reused code page:\n%s", body)
 		}
 	}
-	if s := e.status(id); s.Status != StatusActive {
+	if s := e.status(id); s.Status != model.StatusActive {
 		t.Fatalf("a failed second connect broke the first: %+v", s)
 	}
 }
@@ -274,19 +278,19 @@ func TestFailedStoreWriteLeavesFeedUntouched(t *testing.T) {
 	e := newEnv(t)
 	id := e.createFeed("Store").ID
 	cb := e.authorize(e.connectBrowser(id), sandbox.AccountBusiness)
-	e.store.connectErr = errTest
+	e.store.setConnectErr(errTest)
 	resp, _ := e.get(cb)
-	e.store.connectErr = nil
+	e.store.setConnectErr(nil)
 	if resp.StatusCode != http.StatusInternalServerError {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
-	if s := e.status(id); s.Status != StatusNotConnected || s.Token != nil {
+	if s := e.status(id); s.Status != model.StatusNotConnected || s.Token != nil {
 		t.Fatalf("feed half-connected: %+v", s)
 	}
 }
 
 func TestConnectWithoutAppConfigSaysWhatToSet(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.AppID, o.AppSecret = "", "" })
+	e := newEnv(t, func(o *connection.Options) { o.AppID, o.AppSecret = "", "" })
 	id := e.createFeed("Unconfigured").ID
 	var ae apiError
 	if code := e.api("POST", "/api/admin/feeds/"+id+"/connect", "", &ae); code != http.StatusConflict ||
