@@ -324,20 +324,3 @@ func (s *Service) FetchNow(ctx context.Context, feedID string) error {
 
 // ErrNoFeeds reports that no feed service was set, so nothing can be fetched.
 var ErrNoFeeds = errors.New("connection: fetching is not available")
-
-// Disconnect removes the feed's token, account, posts and stored media;
-// the feed stays, not_connected.
-func (s *Service) Disconnect(ctx context.Context, feedID string) error {
-	if !model.ValidFeedID(feedID) {
-		return model.ErrNotFound
-	}
-	files, err := s.store.Disconnect(ctx, feedID)
-	if err != nil {
-		return err
-	}
-	s.removeFiles(files)
-	s.invalidate(feedID)
-	s.metrics.forget(feedID)
-	s.log.Info("feed disconnected", feedAttr(feedID))
-	return nil
-}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -206,43 +205,18 @@ func (s *Service) Callback(ctx context.Context, p CallbackParams, sessionHash []
 	if tok.ExpiresAt.IsZero() {
 		tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
 	}
-	if err := s.connect(ctx, prev, accountOf(prof, short.UserID, now), tok); err != nil {
-		if errors.Is(err, model.ErrNotFound) {
+	if err := s.connectFeed(ctx, prev.ID, prev.Generation, accountOf(prof, short.UserID, now), tok, byOwner); err != nil {
+		switch {
+		case errors.Is(err, model.ErrNotFound):
 			return "", flowErr(http.StatusNotFound, "feed_gone", "The feed this sign-in was for has been deleted.", "Create a feed on the setup page and connect it.")
+		case errors.Is(err, model.ErrConnectionChanged):
+			return "", &FlowError{Status: http.StatusConflict, Code: "feed_changed", FeedID: st.FeedID, Err: err,
+				Title:  "The feed was connected or disconnected elsewhere while you signed in; this sign-in changed nothing.",
+				Action: "Open the feed's page to see its state, and press Connect again if needed."}
 		}
 		return "", fmt.Errorf("connection: store connection: %w", err)
 	}
 	return st.FeedID, nil
-}
-
-// connect stores the feed's account and token (one transaction) and
-// announces the connection.
-func (s *Service) connect(ctx context.Context, prev model.Feed, acct model.Account, tok model.Token) error {
-	// Reconnecting the same account keeps its stored profile picture: the
-	// service never fetches pictures, and an empty key would orphan (and
-	// so delete) the file until the poller's next profile read.
-	if prev.Account != nil && prev.Account.IGUserID == acct.IGUserID {
-		acct.AvatarKey = prev.Account.AvatarKey
-	}
-	tok.FeedID = prev.ID
-	files, err := s.store.Connect(ctx, prev.ID, acct, tok)
-	if err != nil {
-		return err
-	}
-	s.removeFiles(files)
-	s.invalidate(prev.ID)
-	s.metrics.setExpiry(prev.ID, tok.ExpiresAt.Sub(s.now()))
-	s.mu.Lock()
-	delete(s.warned, prev.ID)
-	s.mu.Unlock()
-	s.log.Info("feed connected", feedAttr(prev.ID), slog.String("username", acct.Username), slog.String("account_type", acct.AccountType))
-	if prev.Status == model.StatusNeedsReauth || prev.Status == model.StatusError {
-		s.notify(Event{Event: EventReconnected, FeedID: prev.ID, FeedName: prev.Name, Username: acct.Username,
-			ExpiresAt: tok.ExpiresAt, Message: "the feed is connected again"})
-	}
-	s.refreshReauthGauge(ctx)
-	s.fetchSoon(prev.ID)
-	return nil
 }
 
 // fetchSoon starts the feed's first fetch right after a connect, so the
@@ -383,7 +357,7 @@ func (s *Service) PasteToken(ctx context.Context, feedID, token string) error {
 		tok.NextRefreshAt = now.Add(backoff(1))
 		tok.RefreshFailures, tok.LastRefreshError = 1, ownerMessage(err)
 	}
-	return s.connect(ctx, prev, accountOf(prof, "", now), tok)
+	return s.connectFeed(ctx, prev.ID, prev.Generation, accountOf(prof, "", now), tok, byOwner)
 }
 
 func validTokenString(t string) error {

@@ -160,21 +160,20 @@ func (s *Service) MetaCallback(ctx context.Context, kind, signedRequest string) 
 	if err != nil {
 		return model.DeletionRequest{}, fmt.Errorf("connection: feeds for user: %w", err)
 	}
+	by := byMetaDelete
+	if kind == model.KindDeauthorize {
+		by = byMetaDeauthorize
+	}
 	for _, f := range feeds {
-		files, err := s.store.Disconnect(ctx, f.ID)
-		if err != nil && !errors.Is(err, model.ErrNotFound) {
+		if err := s.disconnectFeed(ctx, f.ID, by); err != nil && !errors.Is(err, model.ErrNotFound) {
 			return model.DeletionRequest{}, fmt.Errorf("connection: disconnect feed: %w", err)
 		}
-		s.removeFiles(files)
-		s.invalidate(f.ID)
-		s.metrics.forget(f.ID)
 	}
 	req.CompletedAt, req.FeedsAffected = s.now(), len(feeds)
 	if err := s.store.CompleteDeletionRequest(ctx, code, req.CompletedAt, len(feeds)); err != nil {
 		return model.DeletionRequest{}, fmt.Errorf("connection: complete deletion request: %w", err)
 	}
 	s.log.Info("meta callback handled", slog.String("kind", kind), slog.Int("feeds", len(feeds)))
-	s.refreshReauthGauge(ctx)
 	return req, nil
 }
 

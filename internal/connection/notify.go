@@ -14,6 +14,9 @@ const (
 	EventTokenExpiring = "token_expiring"
 	EventNeedsReauth   = "needs_reauth"
 	EventReconnected   = "reconnected"
+	EventConnected     = "connected"
+	EventDisconnected  = "disconnected"
+	EventError         = "error"
 )
 
 // Event is the JSON body posted to FEEDD_NOTIFY_WEBHOOK. It carries no secrets.

@@ -31,6 +31,7 @@ type metrics struct {
 	expiry   *prometheus.GaugeVec
 	reauth   prometheus.Gauge
 	refreshs *prometheus.CounterVec
+	changes  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,9 +45,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		refreshs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedd_token_refreshes_total", Help: "Token refresh attempts by outcome.",
 		}, []string{"outcome"}),
+		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedd_status_changes_total", Help: "Changes of a feed's connection status, by the status changed to.",
+		}, []string{"to"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.expiry, m.reauth, m.refreshs} {
+		for _, c := range []prometheus.Collector{m.expiry, m.reauth, m.refreshs, m.changes} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("connection: register metrics: %w", err)
 			}
@@ -139,7 +143,7 @@ func (s *Service) probeIdle(ctx context.Context, skip map[string]bool, now time.
 			}
 			if graph.NeedsReauth(err) {
 				s.metrics.refreshs.WithLabelValues("probe_invalid").Inc()
-				if err := s.markReauth(ctx, f, tok.AccessToken, reauthReason); err != nil && !errors.Is(err, ErrReauth) {
+				if err := s.needsReauth(ctx, f.ID, f.Generation, tok.AccessToken, reauthReason, byTokenCheck); err != nil {
 					return err
 				}
 			}
@@ -175,7 +179,7 @@ func (s *Service) updateGauges(ctx context.Context) error {
 	return nil
 }
 
-func (s *Service) refreshReauthGauge(ctx context.Context) {
+func (s *Service) refreshGauges(ctx context.Context) {
 	if err := s.updateGauges(ctx); err != nil {
 		s.log.Warn("updating token gauges", errAttr(err))
 	}
@@ -226,7 +230,7 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 	}
 	if !old.ExpiryAssumed && !old.ExpiresAt.IsZero() && !now.Before(old.ExpiresAt) {
 		s.metrics.refreshs.WithLabelValues("expired").Inc()
-		return s.markReauth(ctx, f, old.AccessToken, "the token expired before it could be refreshed")
+		return s.reauth(ctx, f, old.AccessToken, "the token expired before it could be refreshed")
 	}
 	acct := ""
 	if f.Account != nil {
@@ -260,7 +264,7 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 		return s.recordFailure(ctx, feedID, "Instagram says the token is less than 24 hours old; trying again later", next)
 	case graph.NeedsReauth(err):
 		s.metrics.refreshs.WithLabelValues("invalid").Inc()
-		return s.markReauth(ctx, f, old.AccessToken, reauthReason)
+		return s.reauth(ctx, f, old.AccessToken, reauthReason)
 	default:
 		s.metrics.refreshs.WithLabelValues("failed").Inc()
 		d := backoff(old.RefreshFailures + 1)
@@ -272,6 +276,15 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 			slog.Duration("retry_in", d), errAttr(err))
 		return s.recordFailure(ctx, feedID, msg, now.Add(d))
 	}
+}
+
+// reauth moves a feed whose refresh found its token dead to needs_reauth
+// and reports ErrReauth.
+func (s *Service) reauth(ctx context.Context, f model.Feed, failed, reason string) error {
+	if err := s.needsReauth(ctx, f.ID, f.Generation, failed, reason, byRefresh); err != nil {
+		return err
+	}
+	return ErrReauth
 }
 
 func (s *Service) recordFailure(ctx context.Context, feedID, msg string, next time.Time) error {
@@ -288,48 +301,6 @@ func (s *Service) isDue(t model.TokenInfo, now time.Time) bool {
 		return true
 	}
 	return now.Sub(t.ObtainedAt) >= MinTokenAge && t.ExpiresAt.Sub(now) < s.window
-}
-
-// markReauth flags the feed, but only if the failed token is still the
-// current one: a poll racing a refresh may hold a string already replaced.
-func (s *Service) markReauth(ctx context.Context, f model.Feed, failed, reason string) error {
-	cur, err := s.store.Token(ctx, f.ID)
-	if err != nil {
-		return err
-	}
-	if cur.AccessToken != failed {
-		return nil
-	}
-	if _, _, err := s.store.ChangeStatus(ctx, model.StatusChange{FeedID: f.ID, Generation: f.Generation,
-		To: model.StatusNeedsReauth, Reason: reason}); err != nil {
-		return err
-	}
-	s.invalidate(f.ID)
-	s.log.Warn("feed needs reauth", feedAttr(f.ID), slog.String("reason", reason))
-	ev := Event{Event: EventNeedsReauth, FeedID: f.ID, FeedName: f.Name, ExpiresAt: cur.ExpiresAt, Message: reason}
-	if f.Account != nil {
-		ev.Username = f.Account.Username
-	}
-	s.notify(ev)
-	s.refreshReauthGauge(ctx)
-	return ErrReauth
-}
-
-// TokenRejected: Instagram refused token (190 or missing permission)
-// during a poll of feedID on connection gen; reason is owner-facing.
-func (s *Service) TokenRejected(ctx context.Context, feedID string, gen int64, token, reason string) error {
-	f, err := s.store.Feed(ctx, feedID)
-	if err != nil {
-		return err
-	}
-	if f.Status == model.StatusNeedsReauth {
-		return nil
-	}
-	err = s.markReauth(ctx, f, token, reason)
-	if errors.Is(err, ErrReauth) {
-		return nil
-	}
-	return err
 }
 
 // backoff is the wait before retry number n (1-based): capped exponential.

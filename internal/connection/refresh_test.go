@@ -132,7 +132,8 @@ func TestRevokedTokenFlipsToNeedsReauthWithinOneCheck(t *testing.T) {
 			names = append(names, ev.Event)
 		}
 	}
-	if strings.Join(names, ",") != EventNeedsReauth+","+EventReconnected {
+	// The first connect is a status change too (not_connected → active), so it is announced.
+	if strings.Join(names, ",") != EventConnected+","+EventNeedsReauth+","+EventReconnected {
 		t.Fatalf("webhook events %v", names)
 	}
 	if got := testutil.ToFloat64(e.svc.metrics.reauth); got != 0 {

@@ -112,6 +112,8 @@ func clientErr(err error) error {
 		return feedNotFound()
 	case errors.Is(err, model.ErrNotConnected):
 		return web.New(http.StatusConflict, "not_connected", "feed is not connected: connect an Instagram account first")
+	case errors.Is(err, model.ErrConnectionChanged):
+		return web.New(http.StatusConflict, "feed_changed", "the feed was connected or disconnected meanwhile; nothing was changed: try again")
 	case errors.Is(err, connection.ErrNoFeeds):
 		return web.New(http.StatusServiceUnavailable, "unavailable", "fetching is not available")
 	}
