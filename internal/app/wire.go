@@ -96,14 +96,16 @@ func (m *Main) wire(ctx context.Context) error {
 	m.OnClose(func() error { cs.Close(); return nil })
 
 	fs, err := feed.New(feed.Options{
-		Store:         feed.NewStore(m.Store),
-		Graph:         feed.NewGraphClient(gc),
-		Media:         feed.NewMediaFetcher(ms),
+		Store:         m.Store,
+		Graph:         gc,
+		Media:         ms,
+		Connections:   cs,
 		PublicURL:     cfg.PublicBase(),
 		FetchInterval: cfg.FetchInterval,
 		Now:           m.Now,
 		Logger:        m.Logger,
 		Registerer:    m.Registry,
+		Guard:         m.Guard,
 	})
 	if err != nil {
 		return fmt.Errorf("app: feed service: %w", err)

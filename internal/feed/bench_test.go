@@ -16,14 +16,14 @@ import (
 // BenchmarkServerStack measures the warm feed request through the
 // production server: every public middleware plus the feed handler.
 func BenchmarkServerStack(b *testing.B) {
-	h, etag := serverStack(b)
+	h, path, etag := serverStack(b)
 	for _, bc := range []struct{ name, key, value string }{
 		{"200", "", ""},
 		{"gzip", "Accept-Encoding", "gzip, deflate, br"},
 		{"304", "If-None-Match", etag},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			r := httptest.NewRequest("GET", "/api/v1/feeds/feed1", nil)
+			r := httptest.NewRequest("GET", path, nil)
 			r.RemoteAddr = "192.0.2.1:1234"
 			r.Header.Set("Origin", "https://site.example")
 			if bc.key != "" {
@@ -43,10 +43,10 @@ func BenchmarkServerStack(b *testing.B) {
 }
 
 // serverStack is the production server with the feed handler on a
-// fetched feed, and that feed's ETag.
-func serverStack(t testing.TB) (http.Handler, string) {
-	fx := newFixture(t)
-	if err := fx.svc.FetchNow(context.Background(), "feed1"); err != nil {
+// fetched feed, that feed's path and its ETag.
+func serverStack(t testing.TB) (http.Handler, string, string) {
+	fx := sampleEnv(t, envOptions{})
+	if err := fx.fetchNow(); err != nil {
 		t.Fatal(err)
 	}
 	pub, _ := url.Parse("https://feeds.example.com")
@@ -58,19 +58,19 @@ func serverStack(t testing.TB) (http.Handler, string) {
 		t.Fatal(err)
 	}
 	NewHandler(fx.svc).Register(srv.Public())
-	e, err := fx.svc.Entry(context.Background(), "feed1", DefaultQuery)
+	e, err := fx.svc.Entry(context.Background(), fx.id, DefaultQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return srv.Handler(), e.ETag
+	return srv.Handler(), "/api/v1/feeds/" + fx.id, e.ETag
 }
 
 // A warm feed request through the whole server allocates only its request
 // id (the response header map is the HTTP server's, reused here).
 func TestServerStackAllocatesOnlyTheRequestID(t *testing.T) {
-	h, etag := serverStack(t)
+	h, path, etag := serverStack(t)
 	for _, hdr := range [][2]string{{}, {"Accept-Encoding", "gzip"}, {"If-None-Match", etag}} {
-		r := httptest.NewRequest("GET", "/api/v1/feeds/feed1", nil)
+		r := httptest.NewRequest("GET", path, nil)
 		r.RemoteAddr = "192.0.2.1:1234"
 		if hdr[0] != "" {
 			r.Header.Set(hdr[0], hdr[1])

@@ -4,13 +4,8 @@ import (
 	"context"
 	"strings"
 	"time"
-)
 
-// Instagram media types as the Graph API names them.
-const (
-	mediaImage    = "IMAGE"
-	mediaVideo    = "VIDEO"
-	mediaCarousel = "CAROUSEL_ALBUM"
+	"github.com/feedd/feedd/internal/model"
 )
 
 // avatarMinWidth: the avatar is shown small; the smallest stored size at
@@ -18,7 +13,7 @@ const (
 const avatarMinWidth = 150
 
 // buildDoc turns a feed's stored snapshot into the v1 document for q.
-func (s *Service) buildDoc(ctx context.Context, f FeedRecord, q Query) (*Doc, error) {
+func (s *Service) buildDoc(ctx context.Context, f model.Feed, q Query) (*Doc, error) {
 	doc := &Doc{Version: Version, ID: f.ID, Posts: []Post{}}
 	if f.FetchedAt.IsZero() {
 		// Nothing fetched yet: account null, no posts (product.md).
@@ -85,7 +80,7 @@ func (s *Service) buildDoc(ctx context.Context, f FeedRecord, q Query) (*Doc, er
 // buildPost converts one stored post. A post without any stored image is
 // left out (its download is retried on the next poll): an empty tile is
 // worse than a missing one.
-func (s *Service) buildPost(r *PostRecord, media map[string]MediaRecord, username string) (Post, bool) {
+func (s *Service) buildPost(r *model.Post, media map[string]model.Media, username string) (Post, bool) {
 	p := Post{
 		ID:            r.ID,
 		Type:          postType(r.MediaType),
@@ -131,7 +126,7 @@ func (s *Service) buildPost(r *PostRecord, media map[string]MediaRecord, usernam
 	return p, true
 }
 
-func (s *Service) images(m MediaRecord) []Image {
+func (s *Service) images(m model.Media) []Image {
 	out := make([]Image, 0, len(m.Variants))
 	for _, v := range m.Variants {
 		out = append(out, Image{URL: s.mediaURL(v.File), Width: v.Width, Height: v.Height})
@@ -152,11 +147,11 @@ func (s *Service) mediaURL(file string) string {
 // postType maps Instagram's media_type to the JSON type.
 func postType(mediaType string) string {
 	switch mediaType {
-	case mediaImage:
+	case model.MediaImage:
 		return TypeImage
-	case mediaVideo:
+	case model.MediaVideo:
 		return TypeVideo
-	case mediaCarousel:
+	case model.MediaCarousel:
 		return TypeCarousel
 	}
 	return ""

@@ -9,11 +9,12 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/cache"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/web"
 )
 
 // Source gives the handler ready-to-send feed entries; *Service is one.
-// Entry returns an error satisfying errors.Is(err, ErrNotFound) for an
+// Entry returns an error satisfying errors.Is(err, model.ErrNotFound) for an
 // unknown feed; the entry's Meta is built by NewEntry.
 type Source interface {
 	Entry(ctx context.Context, id string, q Query) (*cache.Entry, error)
@@ -130,7 +131,7 @@ func (h *Handler) Preflight(c *echo.Context) error {
 }
 
 func mapErr(err error) error {
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		return web.NotFound("feed")
 	}
 	return err

@@ -17,6 +17,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/cache"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/web"
 )
 
@@ -30,7 +31,7 @@ func (s *fakeSource) Entry(ctx context.Context, id string, q Query) (*cache.Entr
 	s.queries = append(s.queries, q)
 	e, ok := s.entries[id]
 	if !ok {
-		return nil, ErrNotFound
+		return nil, model.ErrNotFound
 	}
 	return e, nil
 }
@@ -340,8 +341,10 @@ func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 
 func BenchmarkWarmFeedHandler(b *testing.B) {
-	fx := newFixture(b)
-	fx.svc.FetchNow(context.Background(), "feed1")
+	fx := sampleEnv(b, envOptions{})
+	if err := fx.fetchNow(); err != nil {
+		b.Fatal(err)
+	}
 	e := newEcho(b, fx.svc)
 	for _, bc := range []struct {
 		name string
@@ -352,12 +355,12 @@ func BenchmarkWarmFeedHandler(b *testing.B) {
 		{"304", []string{"If-None-Match", ""}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			r := httptest.NewRequest("GET", "/api/v1/feeds/feed1", nil)
+			r := httptest.NewRequest("GET", "/api/v1/feeds/"+fx.id, nil)
 			r.Header.Set("Origin", "https://site.example")
 			if bc.hdr != nil {
 				v := bc.hdr[1]
 				if bc.name == "304" {
-					ent, _ := fx.svc.Entry(context.Background(), "feed1", DefaultQuery)
+					ent, _ := fx.svc.Entry(context.Background(), fx.id, DefaultQuery)
 					v = ent.ETag
 				}
 				r.Header.Set(bc.hdr[0], v)

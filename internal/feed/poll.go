@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/feedd/feedd/internal/graph"
+	"github.com/feedd/feedd/internal/model"
 )
 
 // Backoff for transient failures: base doubling per consecutive failure,
@@ -65,8 +67,8 @@ func (s *Service) pollDue(ctx context.Context) {
 // A failed fetch returns its error after recording it in the feed's last
 // fetch; the last good snapshot keeps being served.
 func (s *Service) FetchNow(ctx context.Context, id string) error {
-	if !validID(id) {
-		return ErrNotFound
+	if !model.ValidFeedID(id) {
+		return model.ErrNotFound
 	}
 	return s.fetchShared(ctx, id)
 }
@@ -95,17 +97,17 @@ func (s *Service) fetchShared(ctx context.Context, id string) error {
 // fetch polls one feed: one Graph media call, downloads of images not yet
 // stored, the whole-list replacement, orphan removal, cache invalidation.
 func (s *Service) fetch(ctx context.Context, id string) error {
-	if s.graph == nil || s.media == nil {
+	if s.graph == nil || s.media == nil || s.conns == nil {
 		return errors.New("feed: polling is not configured")
 	}
 	f, err := s.store.Feed(ctx, id)
 	if err != nil {
 		return err
 	}
-	if f.Status != StatusActive || f.Account == nil {
-		return ErrNotConnected
+	if f.Status != model.StatusActive || f.Account == nil {
+		return model.ErrNotConnected
 	}
-	token, err := s.store.AccessToken(ctx, id)
+	token, err := s.conns.AccessToken(ctx, id)
 	if err != nil {
 		return fmt.Errorf("feed: read token: %w", err)
 	}
@@ -116,7 +118,7 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 	}
 	profile := s.readProfile(ctx, f, token)
 
-	posts, sources := s.convert(items)
+	posts, sources := convert(items)
 	var avatar []source
 	if profile != nil && profile.ProfilePictureURL != "" {
 		avatar = []source{{key: avatarKey(profile.ProfilePictureURL), url: profile.ProfilePictureURL}}
@@ -127,7 +129,7 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 		// second or two instead of after every image of 50 posts.
 		early := append(coverSources(posts[:FirstPublish], sources), avatar...)
 		stored := s.download(ctx, early)
-		orphans, err := s.store.ReplacePosts(ctx, id, s.account(f, profile, stored, false), posts, s.now())
+		orphans, err := s.replacePosts(ctx, id, s.account(f, profile, stored, false), posts, s.now())
 		if err != nil {
 			return fmt.Errorf("feed: save first snapshot: %w", err)
 		}
@@ -137,13 +139,13 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 	stored := s.download(ctx, append(sources, avatar...))
 	acctRec := s.account(f, profile, stored, true)
 	now := s.now()
-	orphans, err := s.store.ReplacePosts(ctx, id, acctRec, posts, now)
+	orphans, err := s.replacePosts(ctx, id, acctRec, posts, now)
 	if err != nil {
 		return fmt.Errorf("feed: save snapshot: %w", err)
 	}
 	s.removeOrphans(id, orphans)
 	next := now.Add(s.jittered(s.opts.FetchInterval))
-	if err := s.store.RecordFetch(ctx, id, FetchResult{At: now, OK: true, NextFetchAt: next}); err != nil {
+	if err := s.recordFetch(ctx, id, model.FetchResult{At: now, OK: true, NextFetchAt: next}); err != nil {
 		s.log.Warn("record fetch", slog.String("feed", id), slog.Any("error", err))
 	}
 	s.setAge(id, now)
@@ -151,6 +153,24 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 	s.metrics.polls("ok")
 	s.log.Debug("feed polled", slog.String("feed", id), slog.Int("posts", len(posts)))
 	return nil
+}
+
+// replacePosts saves a snapshot on the feed's current connection.
+func (s *Service) replacePosts(ctx context.Context, id string, acct *model.Account, posts []model.Post, at time.Time) ([]string, error) {
+	cur, err := s.store.Feed(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.ReplacePosts(ctx, id, cur.Generation, acct, posts, at)
+}
+
+// recordFetch records a poll's outcome on the feed's current connection.
+func (s *Service) recordFetch(ctx context.Context, id string, r model.FetchResult) error {
+	cur, err := s.store.Feed(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.store.RecordFetch(ctx, id, cur.Generation, r)
 }
 
 func (s *Service) removeOrphans(id string, files []string) {
@@ -169,7 +189,7 @@ const FirstPublish = 12
 // account is the account record a poll saves: the stored one updated from
 // a fresh profile read, with the avatar only once its image is stored. Only
 // the final call of a poll schedules the retry of a failed avatar.
-func (s *Service) account(f FeedRecord, profile *GraphProfile, stored map[string]bool, final bool) *AccountRecord {
+func (s *Service) account(f model.Feed, profile *graph.Profile, stored map[string]bool, final bool) *model.Account {
 	if profile == nil {
 		return nil
 	}
@@ -193,7 +213,7 @@ func (s *Service) account(f FeedRecord, profile *GraphProfile, stored map[string
 }
 
 // coverSources picks, from sources, the cover images of posts.
-func coverSources(posts []PostRecord, sources []source) []source {
+func coverSources(posts []model.Post, sources []source) []source {
 	want := make(map[string]bool, len(posts))
 	for _, p := range posts {
 		if p.MediaKey != "" {
@@ -222,7 +242,7 @@ type profileState struct {
 // readProfile re-reads the account profile (an extra Graph call) when the
 // avatar is not stored yet or the last read is older than ProfileEvery.
 // Failures are logged and do not fail the poll: the posts are what matters.
-func (s *Service) readProfile(ctx context.Context, f FeedRecord, token string) *GraphProfile {
+func (s *Service) readProfile(ctx context.Context, f model.Feed, token string) *graph.Profile {
 	now := s.now()
 	s.mu.Lock()
 	st, ok := s.profileRead[f.ID]
@@ -284,14 +304,15 @@ func avatarKey(rawURL string) string {
 }
 
 // convert maps Graph media to stored posts and lists each image source.
-func (s *Service) convert(items []GraphMedia) ([]PostRecord, []source) {
-	posts := make([]PostRecord, 0, len(items))
+func convert(items []graph.Media) ([]model.Post, []source) {
+	posts := make([]model.Post, 0, len(items))
 	var sources []source
-	for _, m := range items {
-		p := PostRecord{
+	for i := range items {
+		m := &items[i]
+		p := model.Post{
 			ID:            m.ID,
 			MediaType:     m.MediaType,
-			IsReel:        m.MediaType == mediaVideo && strings.Contains(m.Permalink, "/reel/"),
+			IsReel:        m.IsReel(),
 			Permalink:     m.Permalink,
 			Timestamp:     m.Timestamp,
 			Caption:       m.Caption,
@@ -300,26 +321,30 @@ func (s *Service) convert(items []GraphMedia) ([]PostRecord, []source) {
 			CommentsCount: m.CommentsCount,
 		}
 		switch m.MediaType {
-		case mediaCarousel:
-			for _, c := range m.Children {
-				cr := ChildRecord{ID: c.ID, MediaType: c.MediaType, AltText: c.AltText}
-				if u := coverURL(c); u != "" {
-					cr.MediaKey = mediaKey(c.ID)
-					sources = append(sources, source{key: cr.MediaKey, url: u})
+		case model.MediaCarousel:
+			for j := range m.Children {
+				c := &m.Children[j]
+				child := model.Child{ID: c.ID, MediaType: c.MediaType, AltText: c.AltText}
+				if u := c.CoverURL(); u != "" {
+					child.MediaKey = mediaKey(c.ID)
+					sources = append(sources, source{key: child.MediaKey, url: u})
 					if p.MediaKey == "" {
 						// The cover is the first child with an image: same
 						// file, no second download.
-						p.MediaKey = cr.MediaKey
+						p.MediaKey = child.MediaKey
 					}
 				}
-				p.Children = append(p.Children, cr)
+				p.Children = append(p.Children, child)
 			}
 			if p.MediaKey == "" && m.ThumbnailURL != "" {
 				p.MediaKey = mediaKey(m.ID)
 				sources = append(sources, source{key: p.MediaKey, url: m.ThumbnailURL})
 			}
 		default:
-			if u := coverURL(m); u != "" {
+			// An image's media_url, a video's thumbnail_url (a reel with
+			// copyrighted audio has no media_url, and a video's media_url
+			// is a video anyway).
+			if u := m.CoverURL(); u != "" {
 				p.MediaKey = mediaKey(m.ID)
 				sources = append(sources, source{key: p.MediaKey, url: u})
 			}
@@ -327,22 +352,6 @@ func (s *Service) convert(items []GraphMedia) ([]PostRecord, []source) {
 		posts = append(posts, p)
 	}
 	return posts, sources
-}
-
-// coverURL is the image to store for a single item: an image's media_url,
-// a video's thumbnail_url (a reel with copyrighted audio has no media_url,
-// and a video's media_url is a video anyway).
-func coverURL(m GraphMedia) string {
-	switch m.MediaType {
-	case mediaVideo:
-		return m.ThumbnailURL
-	case mediaImage:
-		if m.MediaURL != "" {
-			return m.MediaURL
-		}
-		return m.ThumbnailURL
-	}
-	return ""
 }
 
 // download stores every source whose key has no media row yet and returns
@@ -415,44 +424,43 @@ func (s *Service) download(ctx context.Context, sources []source) map[string]boo
 	return stored
 }
 
-// recordFailure records a failed poll by the client's classification and
-// returns err. The last good snapshot stays; the feed is served stale.
-func (s *Service) recordFailure(ctx context.Context, f FeedRecord, token string, err error) error {
+// recordFailure records a failed Graph call by its kind and returns err.
+// The last good snapshot stays; the feed is served stale.
+func (s *Service) recordFailure(ctx context.Context, f model.Feed, token string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return err
 	}
 	now := s.now()
-	kind, retryAfter := s.graph.Classify(err)
-	res := FetchResult{At: now, Err: ownerMessage(kind, err), Failures: f.FetchFailures + 1}
+	res := model.FetchResult{At: now, Err: ownerMessage(err), Failures: f.FetchFailures + 1}
 	outcome := "error"
-	switch kind {
-	case KindThrottled:
+	switch {
+	case errors.Is(err, graph.ErrThrottled):
 		// Every extra call extends the penalty: wait for the block's end.
-		res.NextFetchAt = now.Add(max(retryAfter, minThrottleWait))
+		res.NextFetchAt = now.Add(max(graph.RetryAfter(err), minThrottleWait))
 		outcome = "throttled"
-	case KindTokenInvalid, KindPermission:
-		// A poll racing a token refresh holds the old string: only a failure
-		// of the current token means the owner must reconnect.
-		cur, terr := s.store.AccessToken(ctx, f.ID)
-		if terr == nil && cur != token {
+	case graph.NeedsReauth(err):
+		reason := "Instagram no longer accepts the access token: reconnect the account."
+		if errors.Is(err, graph.ErrPermission) {
+			reason = "The access token lacks the instagram_business_basic permission: reconnect the account."
+		}
+		rerr := s.conns.TokenRejected(ctx, f.ID, f.Generation, token, reason)
+		if errors.Is(rerr, model.ErrTokenChanged) {
+			// A poll racing a token refresh held the old string: poll
+			// again with the new one.
 			res.NextFetchAt = now
 			res.Failures = f.FetchFailures
 			outcome = "token_changed"
 			break
 		}
+		if rerr != nil {
+			s.log.Error("report rejected token", slog.String("feed", f.ID), slog.Any("error", rerr))
+		}
 		outcome = "needs_reauth"
 		res.NextFetchAt = now.Add(s.opts.FetchInterval)
-		reason := "Instagram no longer accepts the access token: reconnect the account."
-		if kind == KindPermission {
-			reason = "The access token lacks the instagram_business_basic permission: reconnect the account."
-		}
-		if serr := s.store.SetStatus(ctx, f.ID, StatusNeedsReauth, reason); serr != nil {
-			s.log.Error("set feed status", slog.String("feed", f.ID), slog.Any("error", serr))
-		}
 	default:
 		res.NextFetchAt = now.Add(s.backoff(res.Failures))
 	}
-	if rerr := s.store.RecordFetch(ctx, f.ID, res); rerr != nil {
+	if rerr := s.recordFetch(ctx, f.ID, res); rerr != nil {
 		s.log.Error("record fetch", slog.String("feed", f.ID), slog.Any("error", rerr))
 	}
 	s.cache.Invalidate(f.ID) // stale: true from now on
@@ -462,16 +470,17 @@ func (s *Service) recordFailure(ctx context.Context, f FeedRecord, token string,
 
 // ownerMessage is the owner-facing text of a failed poll. The Graph
 // client's errors are sanitised (no token, no signed URL).
-func ownerMessage(kind ErrorKind, err error) string {
+func ownerMessage(err error) string {
 	prefix := ""
-	switch kind {
-	case KindThrottled:
+	var ge *graph.Error
+	switch {
+	case errors.Is(err, graph.ErrThrottled):
 		prefix = "rate limited by Instagram: "
-	case KindTokenInvalid:
+	case errors.Is(err, graph.ErrTokenInvalid):
 		prefix = "token rejected: "
-	case KindPermission:
+	case errors.Is(err, graph.ErrPermission):
 		prefix = "permission missing: "
-	case KindTransient:
+	case errors.Is(err, graph.ErrTransient), !errors.As(err, &ge):
 		prefix = "Instagram unreachable or failing: "
 	}
 	msg := prefix + err.Error()

@@ -3,134 +3,46 @@ package feed
 import (
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/feedd/feedd/internal/graph"
-	"github.com/feedd/feedd/internal/media"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
 )
 
-// sbEnv runs the service against the sandbox through the real Graph client
-// and media store; only the database is the in-memory fake.
-type sbEnv struct {
-	sb       *sandbox.Sandbox
-	clock    *clock
-	store    *fakeStore
-	media    *media.Store
-	mediaDir string
-	graph    *graph.Client
-	svc      *Service
-}
-
-// newSandboxEnv connects feed1 to account. With placeholders the sandbox
+// newSandboxEnv connects the feed to account. With placeholders the sandbox
 // serves tiny images, for tests about many posts rather than pixels.
-func newSandboxEnv(t *testing.T, account string, placeholders bool) *sbEnv {
+func newSandboxEnv(t *testing.T, account string, placeholders bool) *env {
 	t.Helper()
-	env := &sbEnv{clock: &clock{T: time.Now().UTC().Truncate(time.Second)}, store: newFakeStore(), mediaDir: t.TempDir()}
-	env.sb = sandbox.New(sandbox.Options{Now: env.clock.Now, Seed: 7, DisableImageGenerator: placeholders})
-	mux := http.NewServeMux()
-	mux.Handle("/sandbox/", env.sb)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	if err := env.sb.SetBaseURL(srv.URL + "/sandbox"); err != nil {
-		t.Fatal(err)
-	}
-	var err error
-	env.graph, err = graph.New(graph.Config{
-		AppID: env.sb.AppID(), AppSecret: env.sb.AppSecret(),
-		AuthorizeURL: env.sb.AuthorizeURL(), TokenURL: env.sb.TokenURL(), GraphURL: env.sb.GraphURL(),
-		Now:   env.clock.Now,
-		Sleep: func(ctx context.Context, d time.Duration) error { return ctx.Err() }, // quick retries, no waiting
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, _ := url.Parse(srv.URL)
-	hosts, err := media.ParseHosts(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.media, err = media.New(media.Options{Dir: env.mediaDir, Hosts: hosts, AllowPrivate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := env.sb.Account(account)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.store.addFeed("feed1", nil, &AccountRecord{AppUserID: a.ID, IGUserID: a.UserID, Username: a.Username, Name: a.Name, AccountType: a.AccountType})
-	env.store.tokens["feed1"] = env.sb.MintLongLivedToken(account, env.clock.Now().Add(-48*time.Hour))
-	env.store.feeds["feed1"].LastViewedAt = env.clock.Now()
-	env.svc = env.newService(t)
-	return env
+	return newEnv(t, envOptions{account: account, pictures: !placeholders})
 }
 
-func (env *sbEnv) newService(t *testing.T) *Service {
-	t.Helper()
-	svc, err := New(Options{
-		Store: env.store, Graph: NewGraphClient(env.graph), Media: NewMediaFetcher(env.media),
-		PublicURL: "https://feeds.example.com", FetchInterval: 15 * time.Minute,
-		Now: env.clock.Now, Jitter: func() float64 { return 0.5 }, Logger: quietLogger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(svc.Close)
-	return svc
-}
-
-func (env *sbEnv) doc(t *testing.T) Doc {
+// sandboxDoc is the feed's first MaxLimit posts.
+func (e *env) sandboxDoc(t *testing.T) Doc {
 	t.Helper()
 	q, _ := NewQuery(MaxLimit, "", nil)
-	e, err := env.svc.Entry(context.Background(), "feed1", q)
+	en, err := e.svc.Entry(context.Background(), e.id, q)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var d Doc
-	if err := json.Unmarshal(e.JSON, &d); err != nil {
+	if err := json.Unmarshal(en.JSON, &d); err != nil {
 		t.Fatal(err)
 	}
 	return d
 }
 
-// calls counts the sandbox's Graph calls of one endpoint.
-func (env *sbEnv) calls(endpoint string) int {
-	n := 0
-	for _, c := range env.sb.Calls() {
-		if c.Endpoint == endpoint {
-			n++
-		}
-	}
-	return n
-}
-
-func (env *sbEnv) fileExists(t *testing.T, rawURL string) bool {
-	t.Helper()
-	name, ok := strings.CutPrefix(rawURL, "https://feeds.example.com/media/")
-	if !ok {
-		t.Fatalf("image URL %s is not a local one", rawURL)
-	}
-	_, err := os.Stat(filepath.Join(env.mediaDir, filepath.FromSlash(name)))
-	return err == nil
-}
-
 func TestSandboxFullFeed(t *testing.T) {
 	env := newSandboxEnv(t, sandbox.AccountBusiness, true)
-	if err := env.svc.FetchNow(context.Background(), "feed1"); err != nil {
+	if err := env.fetchNow(); err != nil {
 		t.Fatal(err)
 	}
 	if n := env.calls(sandbox.EndpointMedia); n != 1 {
 		t.Errorf("media calls for 50 posts = %d, want 1 (nested children, one page)", n)
 	}
-	d := env.doc(t)
+	d := env.sandboxDoc(t)
 	posts, _ := env.sb.Posts(sandbox.AccountBusiness)
 	if len(d.Posts) != 50 || len(posts) < 55 {
 		t.Fatalf("feed has %d posts of the account's %d, want the newest 50", len(d.Posts), len(posts))
@@ -176,7 +88,7 @@ func TestSandboxFullFeed(t *testing.T) {
 		}
 	}
 	// Nothing served to a browser points at Instagram's CDN.
-	e, _ := env.svc.Entry(context.Background(), "feed1", DefaultQuery)
+	e, _ := env.svc.Entry(context.Background(), env.id, DefaultQuery)
 	if strings.Contains(string(e.JSON), env.sb.BaseURL()+"/cdn/") || strings.Contains(string(e.JSON), "oe=") {
 		t.Fatal("feed JSON holds a CDN URL")
 	}
@@ -185,10 +97,10 @@ func TestSandboxFullFeed(t *testing.T) {
 func TestSandboxChangesExpiryOutageThrottle(t *testing.T) {
 	env := newSandboxEnv(t, sandbox.AccountCreator, true)
 	ctx := context.Background()
-	if err := env.svc.FetchNow(ctx, "feed1"); err != nil {
+	if err := env.fetchNow(); err != nil {
 		t.Fatal(err)
 	}
-	before := env.doc(t)
+	before := env.sandboxDoc(t)
 	if len(before.Posts) == 0 {
 		t.Fatal("no posts")
 	}
@@ -205,7 +117,7 @@ func TestSandboxChangesExpiryOutageThrottle(t *testing.T) {
 	env.sb.EditCaption(sandbox.AccountCreator, edited, "Edited caption")
 	env.clock.Add(16 * time.Minute)
 	env.svc.pollDue(ctx)
-	d := env.doc(t)
+	d := env.sandboxDoc(t)
 	if d.Posts[0].ID != newID || d.Posts[0].Alt != "Brand new." {
 		t.Fatalf("new post missing: first is %s %q", d.Posts[0].ID, d.Posts[0].Alt)
 	}
@@ -225,10 +137,10 @@ func TestSandboxChangesExpiryOutageThrottle(t *testing.T) {
 	env.sb.ExpireMediaURLs()
 	env.clock.Add(16 * time.Minute)
 	cdnCalls = env.calls(sandbox.EndpointCDN)
-	if err := env.svc.FetchNow(ctx, "feed1"); err != nil {
+	if err := env.fetchNow(); err != nil {
 		t.Fatal(err)
 	}
-	d = env.doc(t)
+	d = env.sandboxDoc(t)
 	if d.Stale || len(d.Posts) != len(before.Posts) || env.calls(sandbox.EndpointCDN) != cdnCalls {
 		t.Fatalf("after URL expiry: stale=%v posts=%d downloads=%d", d.Stale, len(d.Posts), env.calls(sandbox.EndpointCDN)-cdnCalls)
 	}
@@ -244,13 +156,13 @@ func TestSandboxChangesExpiryOutageThrottle(t *testing.T) {
 	env.clock.Add(16 * time.Minute)
 	env.svc.pollDue(ctx)
 	mediaCalls := env.calls(sandbox.EndpointMedia)
-	d = env.doc(t)
+	d = env.sandboxDoc(t)
 	if !d.Stale || len(d.Posts) != len(before.Posts) {
 		t.Fatalf("outage: stale=%v posts=%d", d.Stale, len(d.Posts))
 	}
 	for range 50 {
-		env.svc.Invalidate("feed1")
-		env.doc(t)
+		env.svc.Invalidate(env.id)
+		env.sandboxDoc(t)
 		env.svc.pollDue(ctx)
 	}
 	if got := env.calls(sandbox.EndpointMedia); got != mediaCalls {
@@ -259,7 +171,7 @@ func TestSandboxChangesExpiryOutageThrottle(t *testing.T) {
 	env.sb.SetOutage(false)
 	env.clock.Add(2 * time.Minute)
 	env.svc.pollDue(ctx)
-	if d := env.doc(t); d.Stale {
+	if d := env.sandboxDoc(t); d.Stale {
 		t.Fatal("still stale after the outage")
 	}
 
@@ -268,40 +180,40 @@ func TestSandboxChangesExpiryOutageThrottle(t *testing.T) {
 	env.sb.Throttle(sandbox.AccountCreator, time.Hour)
 	env.clock.Add(16 * time.Minute)
 	env.svc.pollDue(ctx)
-	if d := env.doc(t); !d.Stale || len(d.Posts) == 0 {
+	if d := env.sandboxDoc(t); !d.Stale || len(d.Posts) == 0 {
 		t.Fatal("throttled feed not served stale")
 	}
-	f := env.store.feed("feed1")
+	f := env.feed()
 	if !f.NextFetchAt.After(env.clock.Now().Add(30 * time.Minute)) {
 		t.Errorf("next poll %v is before the block ends", f.NextFetchAt.Sub(env.clock.Now()))
 	}
 	mediaCalls = env.calls(sandbox.EndpointMedia)
 	start := time.Now()
-	if err := env.svc.FetchNow(ctx, "feed1"); err == nil {
+	if err := env.fetchNow(); err == nil {
 		t.Fatal("refresh now during a block succeeded")
 	}
 	if time.Since(start) > 2*time.Second || env.calls(sandbox.EndpointMedia) != mediaCalls {
 		t.Fatalf("refresh now during a block called Instagram (%d) or hung", env.calls(sandbox.EndpointMedia)-mediaCalls)
 	}
-	if !strings.Contains(env.store.errs["feed1"], "rate limited") {
-		t.Errorf("last fetch error %q", env.store.errs["feed1"])
+	if msg := env.feed().LastFetchError; !strings.Contains(msg, "rate limited") {
+		t.Errorf("last fetch error %q", msg)
 	}
 }
 
 func TestSandboxRevokedTokenAndRestartWhileDown(t *testing.T) {
 	env := newSandboxEnv(t, sandbox.AccountCreator, true)
 	ctx := context.Background()
-	if err := env.svc.FetchNow(ctx, "feed1"); err != nil {
+	if err := env.fetchNow(); err != nil {
 		t.Fatal(err)
 	}
-	good := env.doc(t)
+	good := env.sandboxDoc(t)
 
 	// Restart with Instagram down: the stored snapshot serves at once.
 	env.svc.Close()
 	env.sb.SetOutage(true)
-	env.svc = env.newService(t)
+	env.svc = env.newService()
 	calls := len(env.sb.Calls())
-	d := env.doc(t)
+	d := env.sandboxDoc(t)
 	if len(d.Posts) != len(good.Posts) || d.Stale || d.Account == nil {
 		t.Fatalf("after restart: %d posts stale=%v", len(d.Posts), d.Stale)
 	}
@@ -314,10 +226,10 @@ func TestSandboxRevokedTokenAndRestartWhileDown(t *testing.T) {
 	env.sb.RevokeTokens(sandbox.AccountCreator)
 	env.clock.Add(16 * time.Minute)
 	env.svc.pollDue(ctx)
-	if f := env.store.feed("feed1"); f.Status != StatusNeedsReauth {
+	if f := env.feed(); f.Status != model.StatusNeedsReauth {
 		t.Fatalf("status %s after a revoked token", f.Status)
 	}
-	if d := env.doc(t); !d.Stale || len(d.Posts) != len(good.Posts) {
+	if d := env.sandboxDoc(t); !d.Stale || len(d.Posts) != len(good.Posts) {
 		t.Fatal("last good feed not served after revocation")
 	}
 	mediaCalls := env.calls(sandbox.EndpointMedia)
@@ -326,7 +238,7 @@ func TestSandboxRevokedTokenAndRestartWhileDown(t *testing.T) {
 	if env.calls(sandbox.EndpointMedia) != mediaCalls {
 		t.Fatal("a needs_reauth feed was polled")
 	}
-	if strings.Contains(env.store.errs["feed1"], env.store.tokens["feed1"]) {
+	if tok, _ := env.st.Token(ctx, env.id); strings.Contains(env.feed().LastFetchError, tok.AccessToken) {
 		t.Fatal("the token leaked into the owner-facing error")
 	}
 }
@@ -342,7 +254,7 @@ func TestSandboxColdStartOneGraphCall(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			if _, err := env.svc.Entry(context.Background(), "feed1", DefaultQuery); err != nil {
+			if _, err := env.svc.Entry(context.Background(), env.id, DefaultQuery); err != nil {
 				t.Error(err)
 			}
 			mu.Lock()
@@ -351,10 +263,10 @@ func TestSandboxColdStartOneGraphCall(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, func() bool { return !env.store.feed("feed1").FetchedAt.IsZero() })
+	waitFor(t, func() bool { return !env.feed().FetchedAt.IsZero() })
 	env.sb.SetLatency(0)
 	for range 100 {
-		env.svc.Entry(context.Background(), "feed1", DefaultQuery)
+		env.svc.Entry(context.Background(), env.id, DefaultQuery)
 	}
 	if n := env.calls(sandbox.EndpointMedia); n != 1 {
 		t.Fatalf("1,000 cold requests made %d media calls, want 1", n)
@@ -363,7 +275,7 @@ func TestSandboxColdStartOneGraphCall(t *testing.T) {
 		t.Fatalf("%d profile calls", n)
 	}
 	t.Logf("slowest cold request: %v", slowest)
-	if d := env.doc(t); len(d.Posts) == 0 {
+	if d := env.sandboxDoc(t); len(d.Posts) == 0 {
 		t.Fatal("feed empty after the first fetch")
 	}
 }
@@ -373,11 +285,11 @@ func TestSandboxRealPictures(t *testing.T) {
 		t.Skip("decodes and resizes the creator's pictures")
 	}
 	env := newSandboxEnv(t, sandbox.AccountCreator, false)
-	if err := env.svc.FetchNow(context.Background(), "feed1"); err != nil {
+	if err := env.fetchNow(); err != nil {
 		t.Fatal(err)
 	}
 	// Every stored size exists, smallest first, with its real size.
-	d := env.doc(t)
+	d := env.sandboxDoc(t)
 	if len(d.Posts) == 0 {
 		t.Fatal("no posts")
 	}

@@ -15,13 +15,17 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/feedd/feedd/internal/cache"
+	"github.com/feedd/feedd/internal/guard"
+	"github.com/feedd/feedd/internal/model"
 )
 
-// Options configure a Service.
+// Options configure a Service. Store is required; polling also needs Graph,
+// Media and Connections.
 type Options struct {
-	Store FeedStore
-	Graph GraphClient
-	Media MediaFetcher
+	Store       Store
+	Graph       Graph
+	Media       Media
+	Connections Connections
 
 	// PublicURL is FEEDD_PUBLIC_URL: stored images are served as
 	// PublicURL + "/media/" + file.
@@ -52,15 +56,20 @@ type Options struct {
 	Jitter     func() float64 // uniform in [0,1); default math/rand
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Guard recovers panics of the service's goroutines (nil: recovered
+	// and logged, not counted).
+	Guard *guard.Guard
 }
 
 // Service builds feed documents from stored snapshots, keeps them in the hot
 // cache, and polls Instagram for connected feeds.
 type Service struct {
 	opts   Options
-	store  FeedStore
-	graph  GraphClient
-	media  MediaFetcher
+	store  Store
+	graph  Graph
+	media  Media
+	conns  Connections
+	guard  *guard.Guard
 	log    *slog.Logger
 	now    func() time.Time
 	public string
@@ -137,6 +146,8 @@ func New(opts Options) (*Service, error) {
 		store:       opts.Store,
 		graph:       opts.Graph,
 		media:       opts.Media,
+		conns:       opts.Connections,
+		guard:       opts.Guard,
 		log:         opts.Logger,
 		now:         opts.Now,
 		public:      strings.TrimRight(opts.PublicURL, "/"),
@@ -156,6 +167,7 @@ func New(opts Options) (*Service, error) {
 		Now:        opts.Now,
 		Logger:     opts.Logger,
 		Registerer: opts.Registerer,
+		Guard:      opts.Guard,
 	})
 	if err != nil {
 		return nil, err
@@ -177,26 +189,12 @@ func (s *Service) Close() {
 // changed its allowed origins or disconnected it.
 func (s *Service) Invalidate(id string) { s.cache.Invalidate(id) }
 
-// validID rejects ids no feed can have before they reach the cache or the
-// database: feed ids are short [a-z0-9] strings.
-func validID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
 // Entry returns the ready-to-send response for a feed and query, from the
-// hot cache when possible. Unknown feeds give ErrNotFound.
+// hot cache when possible. Unknown feeds give model.ErrNotFound; ids that
+// no feed can have never reach the cache or the database.
 func (s *Service) Entry(ctx context.Context, id string, q Query) (*cache.Entry, error) {
-	if !validID(id) {
-		return nil, ErrNotFound
+	if !model.ValidFeedID(id) {
+		return nil, model.ErrNotFound
 	}
 	key := id
 	if k := q.key(); k != "" {
@@ -233,7 +231,7 @@ func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error
 	}
 	f, err := s.store.Feed(ctx, id)
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, model.ErrNotFound) {
 			s.mu.Lock()
 			delete(s.ages, id) // a deleted feed leaves the age gauge
 			s.mu.Unlock()
@@ -242,7 +240,7 @@ func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error
 	}
 	now := s.now()
 	s.markViewed(ctx, f, now)
-	if f.Status == StatusActive && f.FetchedAt.IsZero() && (f.NextFetchAt.IsZero() || !f.NextFetchAt.After(now)) {
+	if f.Status == model.StatusActive && f.FetchedAt.IsZero() && (f.NextFetchAt.IsZero() || !f.NextFetchAt.After(now)) {
 		// Connected but nothing fetched yet: answer now with an empty feed
 		// and fetch in the background. Never make the visitor wait.
 		s.fetchInBackground(id)
@@ -262,7 +260,7 @@ func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error
 
 // markViewed writes the view at most once per ViewDebounce per feed, so the
 // poller knows the feed is wanted without a write per request.
-func (s *Service) markViewed(ctx context.Context, f FeedRecord, now time.Time) {
+func (s *Service) markViewed(ctx context.Context, f model.Feed, now time.Time) {
 	s.mu.Lock()
 	last, ok := s.viewed[f.ID]
 	if !ok {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/feedd/feedd/internal/feed"
+	"github.com/feedd/feedd/internal/model"
 )
 
 // hostile is a caption written to break out of the markup.
@@ -51,7 +52,7 @@ func (f *fakeSource) Doc(ctx context.Context, id string, limit int, after string
 	}
 	posts, ok := f.feeds[id]
 	if !ok {
-		return nil, nil, fmt.Errorf("fake: %q: %w", id, feed.ErrNotFound)
+		return nil, nil, fmt.Errorf("fake: %q: %w", id, model.ErrNotFound)
 	}
 	if limit == 0 {
 		limit = feed.DefaultLimit

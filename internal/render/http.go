@@ -14,13 +14,14 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/feed"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/web"
 	"github.com/feedd/feedd/widget"
 )
 
 // Source gives the renderer feed documents; *feed.Service is one. Doc
 // returns the feed's allowed origins with it, and an error satisfying
-// errors.Is(err, feed.ErrNotFound) for an unknown feed. The document is
+// errors.Is(err, model.ErrNotFound) for an unknown feed. The document is
 // shared and must not be modified.
 type Source interface {
 	Doc(ctx context.Context, id string, limit int, after string, types []string) (*feed.Doc, []string, error)
@@ -188,7 +189,7 @@ func (h *Handlers) write(c *echo.Context, render func(*bytes.Buffer) error) erro
 }
 
 func mapErr(err error) error {
-	if errors.Is(err, feed.ErrNotFound) {
+	if errors.Is(err, model.ErrNotFound) {
 		return web.NotFound("feed")
 	}
 	return err
