@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -82,9 +83,7 @@ func (s *Service) fetchShared(ctx context.Context, id string) error {
 			return nil, errClosed
 		}
 		defer s.bg.Done()
-		fctx, cancel := context.WithTimeout(s.bgCtx, s.opts.FetchTimeout)
-		defer cancel()
-		return nil, s.fetch(fctx, id)
+		return nil, s.fetchCurrent(id)
 	})
 	select {
 	case r := <-ch:
@@ -94,8 +93,44 @@ func (s *Service) fetchShared(ctx context.Context, id string) error {
 	}
 }
 
+// fetchCurrent polls the feed and, when its connection changed while the
+// poll ran, once more: whoever joined the fetch wants the posts of the
+// connection the feed has now.
+func (s *Service) fetchCurrent(id string) error {
+	err := s.fetchOnce(id)
+	if errors.Is(err, model.ErrConnectionChanged) {
+		s.log.Info("connection changed during a poll; polling again", slog.String("feed", id))
+		err = s.fetchOnce(id)
+	}
+	return err
+}
+
+func (s *Service) fetchOnce(id string) error {
+	ctx, cancel := context.WithTimeout(s.bgCtx, s.opts.FetchTimeout)
+	defer cancel()
+	return s.fetch(ctx, id)
+}
+
+// poll is one fetch of a feed: the feed as it was read when the fetch
+// started (its Generation names the connection every write applies to) and
+// the media keys the fetch stored.
+type poll struct {
+	f     model.Feed
+	mu    sync.Mutex
+	added []string
+}
+
+func (p *poll) stored(key string) {
+	p.mu.Lock()
+	p.added = append(p.added, key)
+	p.mu.Unlock()
+}
+
 // fetch polls one feed: one Graph media call, downloads of images not yet
 // stored, the whole-list replacement, orphan removal, cache invalidation.
+// Writes apply only to the connection the feed had when the fetch read it:
+// after a reconnect, a disconnect or a data deletion the fetch writes
+// nothing, removes what it stored and returns model.ErrConnectionChanged.
 func (s *Service) fetch(ctx context.Context, id string) error {
 	if s.graph == nil || s.media == nil || s.conns == nil {
 		return errors.New("feed: polling is not configured")
@@ -111,12 +146,12 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("feed: read token: %w", err)
 	}
-	acct := f.Account.IGUserID
-	items, err := s.graph.Media(ctx, acct, token, s.opts.KeepPosts)
+	items, err := s.graph.Media(ctx, f.Account.IGUserID, token, s.opts.KeepPosts)
 	if err != nil {
 		return s.recordFailure(ctx, f, token, err)
 	}
 	profile := s.readProfile(ctx, f, token)
+	p := &poll{f: f}
 
 	posts, sources := convert(items)
 	var avatar []source
@@ -128,24 +163,24 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 		// page are stored, so a newly connected feed shows posts within a
 		// second or two instead of after every image of 50 posts.
 		early := append(coverSources(posts[:FirstPublish], sources), avatar...)
-		stored := s.download(ctx, early)
-		orphans, err := s.replacePosts(ctx, id, s.account(f, profile, stored, false), posts, s.now())
-		if err != nil {
+		stored := s.download(ctx, p, early)
+		if err := s.save(ctx, p, s.account(f, profile, stored, false), posts, s.now()); err != nil {
 			return fmt.Errorf("feed: save first snapshot: %w", err)
 		}
-		s.removeOrphans(id, orphans)
 		s.cache.Invalidate(id)
 	}
-	stored := s.download(ctx, append(sources, avatar...))
+	stored := s.download(ctx, p, append(sources, avatar...))
 	acctRec := s.account(f, profile, stored, true)
 	now := s.now()
-	orphans, err := s.replacePosts(ctx, id, acctRec, posts, now)
-	if err != nil {
+	if err := s.save(ctx, p, acctRec, posts, now); err != nil {
 		return fmt.Errorf("feed: save snapshot: %w", err)
 	}
-	s.removeOrphans(id, orphans)
 	next := now.Add(s.jittered(s.opts.FetchInterval))
-	if err := s.recordFetch(ctx, id, model.FetchResult{At: now, OK: true, NextFetchAt: next}); err != nil {
+	if err := s.store.RecordFetch(ctx, id, f.Generation, model.FetchResult{At: now, OK: true, NextFetchAt: next}); err != nil {
+		if s.connectionGone(err) {
+			s.abandon(p)
+			return err
+		}
 		s.log.Warn("record fetch", slog.String("feed", id), slog.Any("error", err))
 	}
 	s.setAge(id, now)
@@ -155,23 +190,47 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 	return nil
 }
 
-// replacePosts saves a snapshot on the feed's current connection.
-func (s *Service) replacePosts(ctx context.Context, id string, acct *model.Account, posts []model.Post, at time.Time) ([]string, error) {
-	cur, err := s.store.Feed(ctx, id)
+// save replaces the snapshot on the poll's connection and deletes the
+// files nothing names any more. When the connection is gone it undoes
+// what the poll stored instead.
+func (s *Service) save(ctx context.Context, p *poll, acct *model.Account, posts []model.Post, at time.Time) error {
+	orphans, err := s.store.ReplacePosts(ctx, p.f.ID, p.f.Generation, acct, posts, at)
 	if err != nil {
-		return nil, err
-	}
-	return s.store.ReplacePosts(ctx, id, cur.Generation, acct, posts, at)
-}
-
-// recordFetch records a poll's outcome on the feed's current connection.
-func (s *Service) recordFetch(ctx context.Context, id string, r model.FetchResult) error {
-	cur, err := s.store.Feed(ctx, id)
-	if err != nil {
+		if s.connectionGone(err) {
+			s.abandon(p)
+		}
 		return err
 	}
-	return s.store.RecordFetch(ctx, id, cur.Generation, r)
+	s.removeOrphans(p.f.ID, orphans)
+	return nil
 }
+
+// connectionGone reports a write refused because the feed was reconnected,
+// disconnected, had its data deleted or was deleted since the poll read it.
+func (s *Service) connectionGone(err error) bool {
+	return errors.Is(err, model.ErrConnectionChanged) || errors.Is(err, model.ErrNotFound)
+}
+
+// abandon removes what a poll stored for a connection that is gone: the
+// media rows it added that no feed references, with their files. The
+// store already dropped the rows the old connection's snapshot named.
+func (s *Service) abandon(p *poll) {
+	// The poll's own context may be what ended it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.bgCtx), writeTimeout)
+	defer cancel()
+	p.mu.Lock()
+	keys := slices.Clone(p.added)
+	p.mu.Unlock()
+	files, err := s.store.DropUnreferenced(ctx, keys)
+	if err != nil {
+		s.log.Warn("drop media of a changed connection", slog.String("feed", p.f.ID), slog.Any("error", err))
+	}
+	s.removeOrphans(p.f.ID, files)
+	s.cache.Invalidate(p.f.ID)
+}
+
+// writeTimeout bounds a write made after a poll's own context ended.
+const writeTimeout = 10 * time.Second
 
 func (s *Service) removeOrphans(id string, files []string) {
 	if len(files) == 0 {
@@ -233,10 +292,12 @@ func coverSources(posts []model.Post, sources []source) []source {
 // profileRetry is the wait after a failed profile read.
 const profileRetry = time.Hour
 
-// profileState is the last profile read of a feed in this process.
+// profileState is the last profile read of a feed in this process, on
+// connection gen: another connection's read says nothing about this one.
 type profileState struct {
-	at time.Time
-	ok bool
+	gen int64
+	at  time.Time
+	ok  bool
 }
 
 // readProfile re-reads the account profile (an extra Graph call) when the
@@ -246,10 +307,11 @@ func (s *Service) readProfile(ctx context.Context, f model.Feed, token string) *
 	now := s.now()
 	s.mu.Lock()
 	st, ok := s.profileRead[f.ID]
+	ok = ok && st.gen == f.Generation
 	if !ok && f.Account.AvatarKey != "" {
 		// After a restart, read it on a later poll rather than alongside
 		// this one: one Graph call per poll in the common case.
-		st = profileState{at: now.Add(-s.opts.ProfileEvery / 2), ok: true}
+		st = profileState{gen: f.Generation, at: now.Add(-s.opts.ProfileEvery / 2), ok: true}
 		s.profileRead[f.ID] = st
 		ok = true
 	}
@@ -265,7 +327,7 @@ func (s *Service) readProfile(ctx context.Context, f model.Feed, token string) *
 	}
 	p, err := s.graph.Me(ctx, f.Account.IGUserID, token)
 	s.mu.Lock()
-	s.profileRead[f.ID] = profileState{at: now, ok: err == nil}
+	s.profileRead[f.ID] = profileState{gen: f.Generation, at: now, ok: err == nil}
 	s.mu.Unlock()
 	if err != nil {
 		s.log.Info("read profile", slog.String("feed", f.ID), slog.Any("error", err))
@@ -358,7 +420,7 @@ func convert(items []graph.Media) ([]model.Post, []source) {
 // the keys that are stored afterwards. Failures are logged; the post stays
 // in the snapshot without an image (left out of the JSON) and the download
 // is retried on the next poll, with a fresh URL.
-func (s *Service) download(ctx context.Context, sources []source) map[string]bool {
+func (s *Service) download(ctx context.Context, p *poll, sources []source) map[string]bool {
 	stored := make(map[string]bool, len(sources))
 	if len(sources) == 0 {
 		return stored
@@ -401,6 +463,7 @@ func (s *Service) download(ctx context.Context, sources []source) map[string]boo
 					s.log.Warn("save media row", slog.String("key", src.key), slog.Any("error", err))
 					continue
 				}
+				p.stored(src.key)
 				mu.Lock()
 				stored[src.key] = true
 				mu.Unlock()
@@ -444,6 +507,9 @@ func (s *Service) recordFailure(ctx context.Context, f model.Feed, token string,
 			reason = "The access token lacks the instagram_business_basic permission: reconnect the account."
 		}
 		rerr := s.conns.TokenRejected(ctx, f.ID, f.Generation, token, reason)
+		if s.connectionGone(rerr) {
+			return rerr
+		}
 		if errors.Is(rerr, model.ErrTokenChanged) {
 			// A poll racing a token refresh held the old string: poll
 			// again with the new one.
@@ -460,7 +526,11 @@ func (s *Service) recordFailure(ctx context.Context, f model.Feed, token string,
 	default:
 		res.NextFetchAt = now.Add(s.backoff(res.Failures))
 	}
-	if rerr := s.recordFetch(ctx, f.ID, res); rerr != nil {
+	if rerr := s.store.RecordFetch(ctx, f.ID, f.Generation, res); rerr != nil {
+		if s.connectionGone(rerr) {
+			s.cache.Invalidate(f.ID)
+			return rerr
+		}
 		s.log.Error("record fetch", slog.String("feed", f.ID), slog.Any("error", rerr))
 	}
 	s.cache.Invalidate(f.ID) // stale: true from now on
