@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -55,7 +57,7 @@ func (s *Service) pollDue(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := s.fetchShared(ctx, f.ID); err != nil && ctx.Err() == nil {
+		if err := s.fetchShared(ctx, f.ID, false); err != nil && ctx.Err() == nil {
 			s.log.Info("poll failed", slog.String("feed", f.ID), slog.Any("error", err))
 		}
 	}
@@ -71,44 +73,62 @@ func (s *Service) FetchNow(ctx context.Context, id string) error {
 	if !model.ValidFeedID(id) {
 		return model.ErrNotFound
 	}
-	return s.fetchShared(ctx, id)
+	return s.fetchShared(ctx, id, true)
 }
 
 // fetchShared runs at most one fetch per feed at a time; callers arriving
 // while one runs wait for it. The fetch itself is detached from any single
-// caller (bounded by FetchTimeout and the service's lifetime).
-func (s *Service) fetchShared(ctx context.Context, id string) error {
-	ch := s.fetches.DoChan(id, func() (any, error) {
-		if !s.track() {
-			return nil, errClosed
+// caller (bounded by FetchTimeout and the service's lifetime). Unless force
+// is set, a feed whose next poll time has not come is left alone: the
+// poller's list and a visitor's read may be older than the poll that just
+// ended.
+func (s *Service) fetchShared(ctx context.Context, id string, force bool) error {
+	// A forced caller that joined an unforced fetch which found nothing to
+	// do starts its own.
+	for range 2 {
+		ch := s.fetches.DoChan(id, func() (any, error) {
+			if !s.track() {
+				return nil, errClosed
+			}
+			defer s.bg.Done()
+			return nil, s.fetchCurrent(id, force)
+		})
+		var err error
+		select {
+		case r := <-ch:
+			err = r.Err
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-		defer s.bg.Done()
-		return nil, s.fetchCurrent(id)
-	})
-	select {
-	case r := <-ch:
-		return r.Err
-	case <-ctx.Done():
-		return ctx.Err()
+		if !errors.Is(err, errNotDue) {
+			return err
+		}
+		if !force {
+			return nil
+		}
 	}
+	return nil
 }
+
+// errNotDue: an unforced fetch found the feed's next poll time in the future.
+var errNotDue = errors.New("feed: not due")
 
 // fetchCurrent polls the feed and, when its connection changed while the
 // poll ran, once more: whoever joined the fetch wants the posts of the
 // connection the feed has now.
-func (s *Service) fetchCurrent(id string) error {
-	err := s.fetchOnce(id)
+func (s *Service) fetchCurrent(id string, force bool) error {
+	err := s.fetchOnce(id, force)
 	if errors.Is(err, model.ErrConnectionChanged) {
 		s.log.Info("connection changed during a poll; polling again", slog.String("feed", id))
-		err = s.fetchOnce(id)
+		err = s.fetchOnce(id, force)
 	}
 	return err
 }
 
-func (s *Service) fetchOnce(id string) error {
+func (s *Service) fetchOnce(id string, force bool) error {
 	ctx, cancel := context.WithTimeout(s.bgCtx, s.opts.FetchTimeout)
 	defer cancel()
-	return s.fetch(ctx, id)
+	return s.fetch(ctx, id, force)
 }
 
 // poll is one fetch of a feed: the feed as it was read when the fetch
@@ -118,6 +138,7 @@ type poll struct {
 	f     model.Feed
 	mu    sync.Mutex
 	added []string
+	local error // the first image that could not be stored on feedd's side
 }
 
 func (p *poll) stored(key string) {
@@ -126,12 +147,23 @@ func (p *poll) stored(key string) {
 	p.mu.Unlock()
 }
 
+func (p *poll) localFailure(err error) {
+	p.mu.Lock()
+	if p.local == nil {
+		p.local = err
+	}
+	p.mu.Unlock()
+}
+
 // fetch polls one feed: one Graph media call, downloads of images not yet
 // stored, the whole-list replacement, orphan removal, cache invalidation.
 // Writes apply only to the connection the feed had when the fetch read it:
 // after a reconnect, a disconnect or a data deletion the fetch writes
 // nothing, removes what it stored and returns model.ErrConnectionChanged.
-func (s *Service) fetch(ctx context.Context, id string) error {
+// A failure after Instagram answered (an image feedd cannot store, a
+// snapshot it cannot save, the time running out) is recorded like a failed
+// Graph call, with backoff.
+func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 	if s.graph == nil || s.media == nil || s.conns == nil {
 		return errors.New("feed: polling is not configured")
 	}
@@ -141,6 +173,9 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 	}
 	if f.Status != model.StatusActive || f.Account == nil {
 		return model.ErrNotConnected
+	}
+	if !force && f.NextFetchAt.After(s.now()) {
+		return errNotDue
 	}
 	token, err := s.conns.AccessToken(ctx, id)
 	if err != nil {
@@ -163,20 +198,28 @@ func (s *Service) fetch(ctx context.Context, id string) error {
 		// page are stored, so a newly connected feed shows posts within a
 		// second or two instead of after every image of 50 posts.
 		early := append(coverSources(posts[:FirstPublish], sources), avatar...)
-		stored := s.download(ctx, p, early)
+		stored, err := s.download(ctx, p, early)
+		if err != nil {
+			return s.failAfterGraph(ctx, p, err)
+		}
 		if err := s.save(ctx, p, s.account(f, profile, stored, false), posts, s.now()); err != nil {
-			return fmt.Errorf("feed: save first snapshot: %w", err)
+			return s.failAfterGraph(ctx, p, err)
 		}
 		s.cache.Invalidate(id)
 	}
-	stored := s.download(ctx, p, append(sources, avatar...))
+	stored, err := s.download(ctx, p, append(sources, avatar...))
+	if err != nil {
+		return s.failAfterGraph(ctx, p, err)
+	}
 	acctRec := s.account(f, profile, stored, true)
 	now := s.now()
 	if err := s.save(ctx, p, acctRec, posts, now); err != nil {
-		return fmt.Errorf("feed: save snapshot: %w", err)
+		return s.failAfterGraph(ctx, p, err)
 	}
 	next := now.Add(s.jittered(s.opts.FetchInterval))
-	if err := s.store.RecordFetch(ctx, id, f.Generation, model.FetchResult{At: now, OK: true, NextFetchAt: next}); err != nil {
+	wctx, cancel := s.writeContext()
+	defer cancel()
+	if err := s.store.RecordFetch(wctx, id, f.Generation, model.FetchResult{At: now, OK: true, NextFetchAt: next}); err != nil {
 		if s.connectionGone(err) {
 			s.abandon(p)
 			return err
@@ -198,8 +241,9 @@ func (s *Service) save(ctx context.Context, p *poll, acct *model.Account, posts 
 	if err != nil {
 		if s.connectionGone(err) {
 			s.abandon(p)
+			return err
 		}
-		return err
+		return fmt.Errorf("save the posts: %w", err)
 	}
 	s.removeOrphans(p.f.ID, orphans)
 	return nil
@@ -215,8 +259,7 @@ func (s *Service) connectionGone(err error) bool {
 // media rows it added that no feed references, with their files. The
 // store already dropped the rows the old connection's snapshot named.
 func (s *Service) abandon(p *poll) {
-	// The poll's own context may be what ended it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.bgCtx), writeTimeout)
+	ctx, cancel := s.writeContext()
 	defer cancel()
 	p.mu.Lock()
 	keys := slices.Clone(p.added)
@@ -231,6 +274,57 @@ func (s *Service) abandon(p *poll) {
 
 // writeTimeout bounds a write made after a poll's own context ended.
 const writeTimeout = 10 * time.Second
+
+// writeContext is for the writes that conclude a poll (its outcome, undoing
+// its downloads): they must happen even when the poll's own context is what
+// ended it.
+func (s *Service) writeContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(s.bgCtx), writeTimeout)
+}
+
+// failAfterGraph records a poll that failed after Instagram answered, with
+// backoff, so that neither the scheduler nor visitors start it again at
+// once; the last good snapshot keeps being served, stale. A write refused
+// because the connection is gone is returned as it is.
+func (s *Service) failAfterGraph(ctx context.Context, p *poll, err error) error {
+	if s.connectionGone(err) {
+		return err
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return err // shutting down
+	}
+	msg := "could not store what Instagram sent: " + err.Error()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		msg = "the poll took longer than " + s.opts.FetchTimeout.String() + " and was stopped"
+	}
+	now := s.now()
+	res := model.FetchResult{At: now, Err: truncate(msg), Failures: p.f.FetchFailures + 1}
+	res.NextFetchAt = now.Add(s.backoff(res.Failures))
+	if rerr := s.finish(p.f, res, "error"); rerr != nil {
+		if s.connectionGone(rerr) {
+			s.abandon(p)
+		}
+		return rerr
+	}
+	return fmt.Errorf("feed: poll %s: %w", p.f.ID, err)
+}
+
+// finish records a failed poll's outcome on its connection, so that its
+// backoff holds and it shows in last_fetch, and counts it.
+func (s *Service) finish(f model.Feed, res model.FetchResult, outcome string) error {
+	ctx, cancel := s.writeContext()
+	defer cancel()
+	err := s.store.RecordFetch(ctx, f.ID, f.Generation, res)
+	s.cache.Invalidate(f.ID) // stale: true from now on
+	if s.connectionGone(err) {
+		return err
+	}
+	if err != nil {
+		s.log.Error("record fetch", slog.String("feed", f.ID), slog.Any("error", err))
+	}
+	s.metrics.polls(outcome)
+	return nil
+}
 
 func (s *Service) removeOrphans(id string, files []string) {
 	if len(files) == 0 {
@@ -417,13 +511,16 @@ func convert(items []graph.Media) ([]model.Post, []source) {
 }
 
 // download stores every source whose key has no media row yet and returns
-// the keys that are stored afterwards. Failures are logged; the post stays
-// in the snapshot without an image (left out of the JSON) and the download
-// is retried on the next poll, with a fresh URL.
-func (s *Service) download(ctx context.Context, p *poll, sources []source) map[string]bool {
+// the keys that are stored afterwards. An image the source would not give
+// is logged; its post stays in the snapshot without an image (left out of
+// the JSON) and the download is retried on the next poll, with a fresh URL.
+// An image feedd could not store on its side (disk, database) or a poll
+// out of time fails the whole download: saving then would drop posts that
+// have their images from an earlier poll.
+func (s *Service) download(ctx context.Context, p *poll, sources []source) (map[string]bool, error) {
 	stored := make(map[string]bool, len(sources))
 	if len(sources) == 0 {
-		return stored
+		return stored, nil
 	}
 	keys := make([]string, 0, len(sources))
 	seen := make(map[string]bool, len(sources))
@@ -437,8 +534,7 @@ func (s *Service) download(ctx context.Context, p *poll, sources []source) map[s
 	}
 	have, err := s.store.MediaByKeys(ctx, keys)
 	if err != nil {
-		s.log.Warn("read media rows", slog.Any("error", err))
-		return stored
+		return nil, fmt.Errorf("read media rows: %w", err)
 	}
 	for k := range have {
 		stored[k] = true
@@ -456,11 +552,15 @@ func (s *Service) download(ctx context.Context, p *poll, sources []source) map[s
 					// The media store's errors name host and path only,
 					// never the signed query.
 					s.log.Info("download media", slog.String("key", src.key), slog.Any("error", err))
+					if localError(err) {
+						p.localFailure(err)
+					}
 					continue
 				}
 				img.Key = src.key
 				if err := s.store.PutMedia(ctx, img); err != nil {
 					s.log.Warn("save media row", slog.String("key", src.key), slog.Any("error", err))
+					p.localFailure(fmt.Errorf("save media row: %w", err))
 					continue
 				}
 				p.stored(src.key)
@@ -484,7 +584,23 @@ func (s *Service) download(ctx context.Context, p *poll, sources []source) map[s
 	}
 	close(work)
 	wg.Wait()
-	return stored
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.local != nil {
+		return nil, p.local
+	}
+	return stored, nil
+}
+
+// localError reports an image that failed on feedd's side (writing its
+// files), not at its source.
+func localError(err error) bool {
+	var pe *fs.PathError
+	var le *os.LinkError
+	return errors.As(err, &pe) || errors.As(err, &le)
 }
 
 // recordFailure records a failed Graph call by its kind and returns err.
@@ -506,7 +622,9 @@ func (s *Service) recordFailure(ctx context.Context, f model.Feed, token string,
 		if errors.Is(err, graph.ErrPermission) {
 			reason = "The access token lacks the instagram_business_basic permission: reconnect the account."
 		}
-		rerr := s.conns.TokenRejected(ctx, f.ID, f.Generation, token, reason)
+		wctx, cancel := s.writeContext()
+		rerr := s.conns.TokenRejected(wctx, f.ID, f.Generation, token, reason)
+		cancel()
 		if s.connectionGone(rerr) {
 			return rerr
 		}
@@ -526,15 +644,9 @@ func (s *Service) recordFailure(ctx context.Context, f model.Feed, token string,
 	default:
 		res.NextFetchAt = now.Add(s.backoff(res.Failures))
 	}
-	if rerr := s.store.RecordFetch(ctx, f.ID, f.Generation, res); rerr != nil {
-		if s.connectionGone(rerr) {
-			s.cache.Invalidate(f.ID)
-			return rerr
-		}
-		s.log.Error("record fetch", slog.String("feed", f.ID), slog.Any("error", rerr))
+	if rerr := s.finish(f, res, outcome); rerr != nil {
+		return rerr
 	}
-	s.cache.Invalidate(f.ID) // stale: true from now on
-	s.metrics.polls(outcome)
 	return fmt.Errorf("feed: poll %s: %w", f.ID, err)
 }
 
@@ -553,7 +665,11 @@ func ownerMessage(err error) string {
 	case errors.Is(err, graph.ErrTransient), !errors.As(err, &ge):
 		prefix = "Instagram unreachable or failing: "
 	}
-	msg := prefix + err.Error()
+	return truncate(prefix + err.Error())
+}
+
+// truncate bounds an owner-facing message.
+func truncate(msg string) string {
 	if len(msg) > 300 {
 		msg = msg[:300]
 	}

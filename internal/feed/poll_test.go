@@ -3,13 +3,20 @@ package feed
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/store"
 )
 
 // heldAfterFirstPage is an env on the business account (more posts than
@@ -136,5 +143,141 @@ func TestDataDeletionDuringAPollLeavesNothing(t *testing.T) {
 	}
 	if files := fx.mediaFiles(); len(files) != 0 {
 		t.Errorf("%d images left on disk after the deletion, e.g. %s", len(files), files[0])
+	}
+}
+
+// failingSave fails ReplacePosts while fail is set, as a busy or broken
+// database would.
+type failingSave struct {
+	*store.Store
+	fail atomic.Bool
+}
+
+var errLocked = errors.New("store: replace posts: database is locked (5) (SQLITE_BUSY)")
+
+func (s *failingSave) ReplacePosts(ctx context.Context, feedID string, gen int64, acct *model.Account, posts []model.Post, at time.Time) ([]string, error) {
+	if s.fail.Load() {
+		return nil, errLocked
+	}
+	return s.Store.ReplacePosts(ctx, feedID, gen, acct, posts, at)
+}
+
+// A poll whose snapshot cannot be saved is a failed poll: recorded with its
+// reason and a backoff, the previous snapshot served stale, and not tried
+// again on every scheduler round.
+func TestFailedSaveIsRecordedWithBackoff(t *testing.T) {
+	fs := &failingSave{}
+	fx := sampleEnv(t, envOptions{store: func(st *store.Store) Store { fs.Store = st; return fs }})
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	fs.fail.Store(true)
+	fx.clock.Add(16 * time.Minute)
+	if err := fx.fetchNow(); err == nil {
+		t.Fatal("a poll whose snapshot could not be saved succeeded")
+	}
+	f := fx.feed()
+	if f.LastFetchOK || f.FetchFailures != 1 || !f.NextFetchAt.After(fx.clock.Now()) || !strings.Contains(f.LastFetchError, "save") {
+		t.Fatalf("failed save recorded as ok %v, failures %d, next in %v, error %q; want a failure with backoff",
+			f.LastFetchOK, f.FetchFailures, f.NextFetchAt.Sub(fx.clock.Now()), f.LastFetchError)
+	}
+	if d := fx.doc(t, ""); !d.Stale || len(d.Posts) != 5 {
+		t.Errorf("after a failed save: stale %v, %d posts; want the previous 5, stale", d.Stale, len(d.Posts))
+	}
+	calls := fx.calls(sandbox.EndpointMedia)
+	for range 20 {
+		fx.svc.pollDue(context.Background())
+	}
+	if n := fx.calls(sandbox.EndpointMedia) - calls; n != 0 {
+		t.Fatalf("%d Graph calls from scheduler rounds during the backoff", n)
+	}
+	fs.fail.Store(false)
+	fx.clock.Add(time.Hour)
+	fx.svc.pollDue(context.Background())
+	if f := fx.feed(); !f.LastFetchOK || fx.calls(sandbox.EndpointMedia) != calls+1 {
+		t.Fatalf("not polled again after the backoff: ok %v", f.LastFetchOK)
+	}
+}
+
+// A feed that was never fetched starts one poll, whatever the visitors ask
+// and whenever they ask, even after that poll failed to save.
+func TestNeverFetchedFeedStartsOneFetch(t *testing.T) {
+	fs := &failingSave{}
+	fs.fail.Store(true)
+	fx := newEnv(t, envOptions{store: func(st *store.Store) Store { fs.Store = st; return fs }})
+	queries := []string{"", "limit=5", "type=image", "limit=7&type=video", "limit=100"}
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fx.doc(t, queries[i%len(queries)])
+		}()
+	}
+	wg.Wait()
+	eventually(t, "the failed first poll in last_fetch", func() bool { return !fx.feed().LastFetchAt.IsZero() })
+	for i := range 50 {
+		fx.svc.Invalidate(fx.id)
+		fx.doc(t, queries[i%len(queries)])
+		fx.doc(t, "limit="+strconv.Itoa(1+i))
+	}
+	fx.svc.Close() // waits for any fetch still running
+	if n := fx.calls(sandbox.EndpointMedia); n != 1 {
+		t.Fatalf("%d Graph media calls for a feed that was never fetched, want 1", n)
+	}
+	if f := fx.feed(); f.LastFetchOK || f.LastFetchError == "" {
+		t.Errorf("the failed first poll is not in last_fetch: ok %v %q", f.LastFetchOK, f.LastFetchError)
+	}
+}
+
+// diskFull fails to store images while full is set, as a full disk would.
+type diskFull struct {
+	Media
+	full atomic.Bool
+}
+
+func (m *diskFull) Fetch(ctx context.Context, rawURL string) (model.Media, error) {
+	if m.full.Load() {
+		return model.Media{}, fmt.Errorf("media: store %s: %w", pathOf(rawURL),
+			&fs.PathError{Op: "write", Path: "ab/.tmp-123", Err: syscall.ENOSPC})
+	}
+	return m.Media.Fetch(ctx, rawURL)
+}
+
+// Images that cannot be stored on feedd's own disk fail the poll: the owner
+// sees why, the previous snapshot is served, the poll backs off.
+func TestImageStorageErrorFailsThePoll(t *testing.T) {
+	df := &diskFull{}
+	fx := sampleEnv(t, envOptions{media: func(m Media) Media { df.Media = m; return df }})
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	fx.addPost("106", sandbox.PostSpec{Timestamp: ts(22)})
+	df.full.Store(true)
+	fx.clock.Add(16 * time.Minute)
+	if err := fx.fetchNow(); err == nil {
+		t.Fatal("a poll whose images could not be stored succeeded")
+	}
+	f := fx.feed()
+	if f.LastFetchOK || !f.NextFetchAt.After(fx.clock.Now()) || !strings.Contains(f.LastFetchError, "no space left") {
+		t.Fatalf("disk full recorded as ok %v, next in %v, error %q", f.LastFetchOK, f.NextFetchAt.Sub(fx.clock.Now()), f.LastFetchError)
+	}
+	if d := fx.doc(t, ""); !d.Stale || fx.ids(d) != "101,102,103,104,105" {
+		t.Errorf("after a failed poll: stale %v, posts %s; want the previous snapshot, stale", d.Stale, fx.ids(d))
+	}
+}
+
+// A poll that runs out of time while storing images is a failed poll too.
+func TestFetchTimeoutIsRecorded(t *testing.T) {
+	fx := newEnv(t, envOptions{
+		media:   func(m Media) Media { return newGatedMedia(m, func(string) bool { return true }) },
+		options: func(o *Options) { o.FetchTimeout = 100 * time.Millisecond },
+	})
+	if err := fx.fetchNow(); err == nil {
+		t.Fatal("a poll that ran out of time succeeded")
+	}
+	f := fx.feed()
+	if f.LastFetchAt.IsZero() || f.LastFetchOK || !f.NextFetchAt.After(fx.clock.Now()) || !strings.Contains(f.LastFetchError, "longer than") {
+		t.Fatalf("timed-out poll recorded at %v, ok %v, next in %v, error %q", f.LastFetchAt, f.LastFetchOK, f.NextFetchAt.Sub(fx.clock.Now()), f.LastFetchError)
 	}
 }

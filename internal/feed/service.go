@@ -288,7 +288,7 @@ func (s *Service) fetchInBackground(id string) {
 	}
 	go func() {
 		defer s.bg.Done()
-		if err := s.fetchShared(s.bgCtx, id); err != nil && !errors.Is(err, context.Canceled) {
+		if err := s.fetchShared(s.bgCtx, id, false); err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Info("first fetch failed", slog.String("feed", id), slog.Any("error", err))
 		}
 	}()

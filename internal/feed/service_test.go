@@ -659,10 +659,17 @@ func TestDocForRenderer(t *testing.T) {
 
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
+	eventually(t, "condition", cond)
+}
+
+// eventually waits for cond, failing the test with what when it does not
+// come true.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second) // generous: the machine is shared
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
+			t.Fatalf("%s not reached", what)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
