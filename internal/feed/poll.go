@@ -34,7 +34,8 @@ func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.opts.PollEvery)
 	defer t.Stop()
 	for {
-		s.pollDue(ctx)
+		// A panic in one round is logged and counted; the next round runs.
+		s.guard.Run("feed_poller", func() { s.pollDue(ctx) })
 		select {
 		case <-ctx.Done():
 			return nil
@@ -91,7 +92,13 @@ func (s *Service) fetchShared(ctx context.Context, id string, force bool) error 
 				return nil, errClosed
 			}
 			defer s.bg.Done()
-			return nil, s.fetchCurrent(id, force)
+			// A panic must not leave the flight: singleflight would
+			// re-raise it where nothing can recover it.
+			var err error
+			if s.guard.Run("feed_poll", func() { err = s.fetchCurrent(id, force) }) {
+				err = s.recordPanic(id)
+			}
+			return nil, err
 		})
 		var err error
 		select {
@@ -307,6 +314,29 @@ func (s *Service) failAfterGraph(ctx context.Context, p *poll, err error) error 
 		return rerr
 	}
 	return fmt.Errorf("feed: poll %s: %w", p.f.ID, err)
+}
+
+// errPollPanicked is returned to the callers of a poll that panicked.
+var errPollPanicked = errors.New("feed: internal error during the poll")
+
+// recordPanic records a poll that panicked (the guard logged it with its
+// stack and counted it) as a failed poll with backoff, so that it is not
+// started again at once.
+func (s *Service) recordPanic(id string) error {
+	ctx, cancel := s.writeContext()
+	defer cancel()
+	f, err := s.store.Feed(ctx, id)
+	if err != nil {
+		s.log.Error("read feed after a panicked poll", slog.String("feed", id), slog.Any("error", err))
+		return errPollPanicked
+	}
+	now := s.now()
+	res := model.FetchResult{At: now, Err: "internal error during the poll; see the server log", Failures: f.FetchFailures + 1}
+	res.NextFetchAt = now.Add(s.backoff(res.Failures))
+	if err := s.finish(f, res, "error"); err != nil {
+		s.log.Error("record panicked poll", slog.String("feed", id), slog.Any("error", err))
+	}
+	return errPollPanicked
 }
 
 // finish records a failed poll's outcome on its connection, so that its
@@ -547,26 +577,15 @@ func (s *Service) download(ctx context.Context, p *poll, sources []source) (map[
 		go func() {
 			defer wg.Done()
 			for src := range work {
-				img, err := s.media.Fetch(ctx, src.url)
-				if err != nil {
-					// The media store's errors name host and path only,
-					// never the signed query.
-					s.log.Info("download media", slog.String("key", src.key), slog.Any("error", err))
-					if localError(err) {
-						p.localFailure(err)
+				// A panicking image costs that image: its post is left
+				// out and tried again on the next poll.
+				s.guard.Run("feed_media_download", func() {
+					if s.storeImage(ctx, p, src) {
+						mu.Lock()
+						stored[src.key] = true
+						mu.Unlock()
 					}
-					continue
-				}
-				img.Key = src.key
-				if err := s.store.PutMedia(ctx, img); err != nil {
-					s.log.Warn("save media row", slog.String("key", src.key), slog.Any("error", err))
-					p.localFailure(fmt.Errorf("save media row: %w", err))
-					continue
-				}
-				p.stored(src.key)
-				mu.Lock()
-				stored[src.key] = true
-				mu.Unlock()
+				})
 			}
 		}()
 	}
@@ -593,6 +612,28 @@ func (s *Service) download(ctx context.Context, p *poll, sources []source) (map[
 		return nil, p.local
 	}
 	return stored, nil
+}
+
+// storeImage downloads and stores one image and reports whether it is stored.
+func (s *Service) storeImage(ctx context.Context, p *poll, src source) bool {
+	img, err := s.media.Fetch(ctx, src.url)
+	if err != nil {
+		// The media store's errors name host and path only, never the
+		// signed query.
+		s.log.Info("download media", slog.String("key", src.key), slog.Any("error", err))
+		if localError(err) {
+			p.localFailure(err)
+		}
+		return false
+	}
+	img.Key = src.key
+	if err := s.store.PutMedia(ctx, img); err != nil {
+		s.log.Warn("save media row", slog.String("key", src.key), slog.Any("error", err))
+		p.localFailure(fmt.Errorf("save media row: %w", err))
+		return false
+	}
+	p.stored(src.key)
+	return true
 }
 
 // localError reports an image that failed on feedd's side (writing its

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/feedd/feedd/internal/guard"
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
 	"github.com/feedd/feedd/internal/store"
@@ -279,5 +282,147 @@ func TestFetchTimeoutIsRecorded(t *testing.T) {
 	f := fx.feed()
 	if f.LastFetchAt.IsZero() || f.LastFetchOK || !f.NextFetchAt.After(fx.clock.Now()) || !strings.Contains(f.LastFetchError, "longer than") {
 		t.Fatalf("timed-out poll recorded at %v, ok %v, next in %v, error %q", f.LastFetchAt, f.LastFetchOK, f.NextFetchAt.Sub(fx.clock.Now()), f.LastFetchError)
+	}
+}
+
+// panics is how many panics the guard counted under where.
+func panics(t *testing.T, reg *prometheus.Registry, where string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "feedd_panics_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "where" && l.GetValue() == where {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// guarded sets up a guard counting into a registry of its own.
+func guarded(t *testing.T) (*prometheus.Registry, func(*Options)) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	g, err := guard.New(quietLogger(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg, func(o *Options) { o.Guard = g }
+}
+
+// panickyMedia panics on downloads from one path.
+type panickyMedia struct {
+	Media
+	path atomic.Value
+}
+
+func (m *panickyMedia) Fetch(ctx context.Context, rawURL string) (model.Media, error) {
+	if p, _ := m.path.Load().(string); p != "" && pathOf(rawURL) == p {
+		panic("image decoder bug")
+	}
+	return m.Media.Fetch(ctx, rawURL)
+}
+
+// An image whose processing panics costs that image, not the process: the
+// poll stores the others and the next poll runs.
+func TestPanickingImageDownloadIsContained(t *testing.T) {
+	reg, withGuard := guarded(t)
+	pm := &panickyMedia{}
+	fx := sampleEnv(t, envOptions{options: withGuard, media: func(m Media) Media { pm.Media = m; return pm }})
+	pm.path.Store(urlPath(t, fx.graphMedia()["101"].MediaURL))
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fx.ids(fx.doc(t, "")); got != "102,103,104,105" {
+		t.Fatalf("posts = %s, want every post but the one whose image panicked", got)
+	}
+	if n := panics(t, reg, "feed_media_download"); n != 1 {
+		t.Errorf("panics counted: %v, want 1", n)
+	}
+	pm.path.Store("")
+	fx.clock.Add(16 * time.Minute)
+	fx.svc.pollDue(context.Background())
+	if got := fx.ids(fx.doc(t, "")); got != "101,102,103,104,105" {
+		t.Fatalf("next poll: posts = %s", got)
+	}
+}
+
+// panickySave panics in ReplacePosts while armed.
+type panickySave struct {
+	*store.Store
+	armed atomic.Bool
+}
+
+func (s *panickySave) ReplacePosts(ctx context.Context, feedID string, gen int64, acct *model.Account, posts []model.Post, at time.Time) ([]string, error) {
+	if s.armed.Load() {
+		panic("nil map in the snapshot writer")
+	}
+	return s.Store.ReplacePosts(ctx, feedID, gen, acct, posts, at)
+}
+
+// A poll that panics is a failed poll: the caller gets an error, the
+// failure is recorded with backoff, and a later poll runs.
+func TestPanickingPollIsRecorded(t *testing.T) {
+	reg, withGuard := guarded(t)
+	ps := &panickySave{}
+	ps.armed.Store(true)
+	fx := sampleEnv(t, envOptions{options: withGuard, store: func(st *store.Store) Store { ps.Store = st; return ps }})
+	if err := fx.fetchNow(); err == nil {
+		t.Fatal("a poll that panicked succeeded")
+	}
+	f := fx.feed()
+	if f.LastFetchAt.IsZero() || f.LastFetchOK || !f.NextFetchAt.After(fx.clock.Now()) || f.LastFetchError == "" {
+		t.Fatalf("panicked poll recorded at %v, ok %v, next in %v, error %q", f.LastFetchAt, f.LastFetchOK, f.NextFetchAt.Sub(fx.clock.Now()), f.LastFetchError)
+	}
+	if n := panics(t, reg, "feed_poll"); n != 1 {
+		t.Errorf("panics counted: %v, want 1", n)
+	}
+	ps.armed.Store(false)
+	fx.clock.Add(time.Hour)
+	fx.svc.pollDue(context.Background())
+	if d := fx.doc(t, ""); len(d.Posts) != 5 || d.Stale {
+		t.Fatalf("next poll: %d posts, stale %v", len(d.Posts), d.Stale)
+	}
+}
+
+// panickyDue panics the first time the poller lists due feeds.
+type panickyDue struct {
+	*store.Store
+	calls atomic.Int32
+}
+
+func (s *panickyDue) DueFeeds(ctx context.Context, now, viewedSince time.Time) ([]model.Feed, error) {
+	if s.calls.Add(1) == 1 {
+		panic("bad row")
+	}
+	return s.Store.DueFeeds(ctx, now, viewedSince)
+}
+
+// A panic in one round of the poller does not stop it: the next round polls.
+func TestPollerSurvivesAPanic(t *testing.T) {
+	reg, withGuard := guarded(t)
+	pd := &panickyDue{}
+	fx := newEnv(t, envOptions{
+		store:   func(st *store.Store) Store { pd.Store = st; return pd },
+		options: func(o *Options) { withGuard(o); o.PollEvery = 5 * time.Millisecond },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fx.svc.Run(ctx) }()
+	eventually(t, "a poll after the panicking round", func() bool { return fx.feed().LastFetchOK })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := panics(t, reg, "feed_poller"); n != 1 {
+		t.Errorf("panics counted: %v, want 1", n)
 	}
 }

@@ -286,10 +286,10 @@ func (s *Service) fetchInBackground(id string) {
 	if !s.track() {
 		return
 	}
-	go func() {
+	s.guard.Go("feed_background_fetch", func() {
 		defer s.bg.Done()
 		if err := s.fetchShared(s.bgCtx, id, false); err != nil && !errors.Is(err, context.Canceled) {
 			s.log.Info("first fetch failed", slog.String("feed", id), slog.Any("error", err))
 		}
-	}()
+	})
 }
