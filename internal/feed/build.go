@@ -44,7 +44,7 @@ func (s *Service) buildDoc(ctx context.Context, f model.Feed, q Query) (*Doc, er
 	}
 	fetched := f.FetchedAt.UTC()
 	doc.UpdatedAt = &fetched
-	doc.Stale = !f.LastFetchAt.IsZero() && !f.LastFetchOK
+	doc.Stale = !f.LastFetchAt.IsZero() && !f.LastFetchOK || s.outdated(f, s.now())
 	s.setAge(f.ID, f.FetchedAt)
 
 	username := ""

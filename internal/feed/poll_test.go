@@ -426,3 +426,37 @@ func TestPollerSurvivesAPanic(t *testing.T) {
 		t.Errorf("panics counted: %v, want 1", n)
 	}
 }
+
+// A feed nobody viewed for 30 days is not polled; viewed again, it is polled
+// at once and its JSON says stale until that poll ends.
+func TestFeedViewedAgainAfterAMonthIsPolledAtOnce(t *testing.T) {
+	fx := sampleEnv(t, envOptions{})
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	if d := fx.doc(t, ""); d.Stale || len(d.Posts) != 5 {
+		t.Fatalf("fresh feed: stale %v, %d posts", d.Stale, len(d.Posts))
+	}
+	fx.clock.Add(31 * 24 * time.Hour)
+	fx.svc.pollDue(context.Background())
+	polls := fx.conns.entered.Load()
+	if polls != 1 {
+		t.Fatalf("a feed nobody viewed for 31 days was polled")
+	}
+	gate := make(chan struct{})
+	fx.conns.setGate(gate) // the poll stays in flight while we look
+	for _, q := range []string{"", "limit=3"} {
+		if d := fx.doc(t, q); !d.Stale || len(d.Posts) == 0 {
+			t.Errorf("view%s after a month: stale %v, %d posts; want stale with the old posts", q, d.Stale, len(d.Posts))
+		}
+	}
+	eventually(t, "a poll started by the view", func() bool { return fx.conns.entered.Load() > polls })
+	close(gate)
+	eventually(t, "a feed no longer stale after the poll", func() bool {
+		d := fx.doc(t, "")
+		return !d.Stale && len(d.Posts) == 5
+	})
+	if n := fx.calls(sandbox.EndpointMedia); n != 2 {
+		t.Errorf("%d media calls, want 2 (the first poll and the one the view started)", n)
+	}
+}

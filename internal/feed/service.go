@@ -36,7 +36,8 @@ type Options struct {
 	// or FetchInterval when that is shorter).
 	PollEvery time.Duration
 	// ViewedWindow: feeds not requested for this long are not polled
-	// (default 30 days).
+	// (default 30 days); the first request after that starts a poll and
+	// is answered stale until the poll ends.
 	ViewedWindow time.Duration
 	// ViewDebounce: a feed's view is written at most this often (default 1h).
 	ViewDebounce time.Duration
@@ -240,9 +241,9 @@ func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error
 	}
 	now := s.now()
 	s.markViewed(ctx, f, now)
-	if f.Status == model.StatusActive && f.FetchedAt.IsZero() && (f.NextFetchAt.IsZero() || !f.NextFetchAt.After(now)) {
-		// Connected but nothing fetched yet: answer now with an empty feed
-		// and fetch in the background. Never make the visitor wait.
+	if s.pollOnView(f, now) {
+		// Answer now with what is stored and fetch in the background.
+		// Never make the visitor wait.
 		s.fetchInBackground(id)
 	}
 	doc, err := s.buildDoc(ctx, f, q)
@@ -256,6 +257,22 @@ func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error
 	meta := newEntryMeta(f.AllowedOrigins)
 	meta.doc = doc
 	return cache.NewEntry(body, meta)
+}
+
+// pollOnView reports whether a visitor's read starts a poll at once: the
+// feed is connected, due, and has nothing fetched yet or an outdated
+// snapshot (the poller skips feeds nobody viewed within ViewedWindow).
+func (s *Service) pollOnView(f model.Feed, now time.Time) bool {
+	if f.Status != model.StatusActive || f.NextFetchAt.After(now) {
+		return false
+	}
+	return f.FetchedAt.IsZero() || s.outdated(f, now)
+}
+
+// outdated reports a snapshot at least ViewedWindow old: no poll kept it
+// fresh, so it is served stale until a poll replaces it.
+func (s *Service) outdated(f model.Feed, now time.Time) bool {
+	return !f.FetchedAt.IsZero() && now.Sub(f.FetchedAt) >= s.opts.ViewedWindow
 }
 
 // markViewed writes the view at most once per ViewDebounce per feed, so the
