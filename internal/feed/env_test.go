@@ -230,8 +230,13 @@ func (e *env) fetchJSON(t testing.TB, id, rawQuery string) []byte {
 
 func (e *env) doc(t testing.TB, rawQuery string) Doc {
 	t.Helper()
+	return e.docOf(t, e.id, rawQuery)
+}
+
+func (e *env) docOf(t testing.TB, id, rawQuery string) Doc {
+	t.Helper()
 	var d Doc
-	if err := json.Unmarshal(e.fetchJSON(t, e.id, rawQuery), &d); err != nil {
+	if err := json.Unmarshal(e.fetchJSON(t, id, rawQuery), &d); err != nil {
 		t.Fatal(err)
 	}
 	return d

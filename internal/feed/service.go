@@ -163,6 +163,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s.cache, err = cache.New(cache.Options{
 		Load:       s.load,
+		Gone:       func(err error) bool { return errors.Is(err, model.ErrNotFound) }, // a deleted feed: never its old entries
 		Fresh:      opts.CacheFresh,
 		MaxStale:   opts.CacheMaxStale,
 		Now:        opts.Now,

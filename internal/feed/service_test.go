@@ -754,3 +754,53 @@ func TestFirstPollPublishesFirstPageEarly(t *testing.T) {
 		t.Fatalf("after the poll: %d posts, want 20", len(d.Posts))
 	}
 }
+
+// After a delete every cached answer of the feed is gone at once (the owner
+// surface invalidates the feed); after a disconnect it is empty at once.
+func TestDeleteAndDisconnectShowAtOnce(t *testing.T) {
+	fx := sampleEnv(t, envOptions{})
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	other := fx.st
+	kept, err := other.CreateFeed(context.Background(), "Kept", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.connect(kept.ID, fx.acct)
+	if err := fx.svc.FetchNow(context.Background(), kept.ID); err != nil {
+		t.Fatal(err)
+	}
+	queries := []string{"", "limit=3", "type=image"}
+	for _, id := range []string{fx.id, kept.ID} {
+		for _, q := range queries {
+			if d := fx.docOf(t, id, q); len(d.Posts) == 0 {
+				t.Fatalf("feed %s%s before: no posts", id, q)
+			}
+		}
+	}
+	files, err := fx.st.DeleteFeed(context.Background(), fx.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.media.Remove(files)
+	fx.svc.Invalidate(fx.id)
+	for _, q := range queries {
+		v, _ := url.ParseQuery(q)
+		pq, _ := ParseQuery(v)
+		if _, err := fx.svc.Entry(context.Background(), fx.id, pq); !errors.Is(err, model.ErrNotFound) {
+			t.Errorf("deleted feed?%s: %v, want not found", q, err)
+		}
+	}
+	files, err = fx.st.Disconnect(context.Background(), kept.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.media.Remove(files)
+	fx.svc.Invalidate(kept.ID)
+	for _, q := range queries {
+		if d := fx.docOf(t, kept.ID, q); d.Account != nil || len(d.Posts) != 0 {
+			t.Errorf("disconnected feed?%s: account %+v, %d posts", q, d.Account, len(d.Posts))
+		}
+	}
+}
