@@ -12,17 +12,20 @@ import (
 // least this wide is enough even on dense screens.
 const avatarMinWidth = 150
 
-// buildDoc turns a feed's stored snapshot into the v1 document for q.
-func (s *Service) buildDoc(ctx context.Context, f model.Feed, q Query) (*Doc, error) {
+// buildDoc turns a feed's stored snapshot into the v1 document for q. It
+// also returns the cursor that names the page's position in the snapshot
+// ("" for the first page), which differs from q.After when that names no
+// stored post.
+func (s *Service) buildDoc(ctx context.Context, f model.Feed, q Query) (*Doc, string, error) {
 	doc := &Doc{Version: Version, ID: f.ID, Posts: []Post{}}
 	if f.FetchedAt.IsZero() {
 		// Nothing fetched yet: account null, no posts (product.md).
 		doc.Stale = !f.LastFetchAt.IsZero() && !f.LastFetchOK
-		return doc, nil
+		return doc, "", nil
 	}
 	records, err := s.store.Posts(ctx, f.ID)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	keys := make([]string, 0, len(records)*2+1)
 	if f.Account != nil && f.Account.AvatarKey != "" {
@@ -40,7 +43,7 @@ func (s *Service) buildDoc(ctx context.Context, f model.Feed, q Query) (*Doc, er
 	}
 	media, err := s.store.MediaByKeys(ctx, keys)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	fetched := f.FetchedAt.UTC()
 	doc.UpdatedAt = &fetched
@@ -73,8 +76,9 @@ func (s *Service) buildDoc(ctx context.Context, f model.Feed, q Query) (*Doc, er
 			posts = append(posts, p)
 		}
 	}
-	doc.Posts, doc.Next = page(posts, q)
-	return doc, nil
+	var after string
+	doc.Posts, doc.Next, after = page(posts, q)
+	return doc, after, nil
 }
 
 // buildPost converts one stored post. A post without any stored image is

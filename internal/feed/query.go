@@ -218,12 +218,13 @@ func decodeCursor(s string) (cursor, bool) {
 }
 
 // page applies q to posts (newest first): the type filter, the cursor and
-// the limit. It returns the page and the cursor of the next one (nil on the
-// last page).
+// the limit. It returns the page, the cursor of the next one (nil on the
+// last page) and the cursor of the post before the page ("" when the page
+// starts at the newest post): q.After itself when that names a stored post.
 //
 // A cursor whose post is gone (deleted since, or pushed out of the kept
 // window) continues at the first older post, so "load more" never fails.
-func page(posts []Post, q Query) ([]Post, *string) {
+func page(posts []Post, q Query) ([]Post, *string, string) {
 	start := 0
 	if q.After != "" {
 		start = len(posts)
@@ -243,6 +244,10 @@ func page(posts []Post, q Query) ([]Post, *string) {
 			}
 		}
 	}
+	after := ""
+	if start > 0 {
+		after = encodeCursor(&posts[start-1])
+	}
 	out := make([]Post, 0, min(q.Limit, len(posts)-start))
 	i := start
 	for ; i < len(posts) && len(out) < q.Limit; i++ {
@@ -254,8 +259,8 @@ func page(posts []Post, q Query) ([]Post, *string) {
 	for ; i < len(posts); i++ {
 		if q.Types.Match(posts[i].Type, posts[i].IsReel) {
 			next := encodeCursor(&out[len(out)-1])
-			return out, &next
+			return out, &next, after
 		}
 	}
-	return out, nil
+	return out, nil, after
 }

@@ -98,7 +98,10 @@ func FuzzCursor(f *testing.F) {
 			t.Fatal(err)
 		}
 		for range count + 1 {
-			pg, next := page(posts, q)
+			pg, next, after := page(posts, q)
+			if after != q.After {
+				t.Fatalf("the page after %q is cached under %q: a cursor the service hands out must be its page's own", q.After, after)
+			}
 			for _, p := range pg {
 				if p.ID != posts[seen].ID {
 					t.Fatalf("post %d is %q, want %q", seen, p.ID, posts[seen].ID)

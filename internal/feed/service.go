@@ -163,7 +163,7 @@ func New(opts Options) (*Service, error) {
 	}
 	s.cache, err = cache.New(cache.Options{
 		Load:       s.load,
-		Gone:       func(err error) bool { return errors.Is(err, model.ErrNotFound) }, // a deleted feed: never its old entries
+		Gone:       gone,
 		Fresh:      opts.CacheFresh,
 		MaxStale:   opts.CacheMaxStale,
 		Now:        opts.Now,
@@ -198,12 +198,52 @@ func (s *Service) Entry(ctx context.Context, id string, q Query) (*cache.Entry, 
 	if !model.ValidFeedID(id) {
 		return nil, model.ErrNotFound
 	}
-	key := id
-	if k := q.key(); k != "" {
-		key = id + "?" + k
+	e, _, err := s.cache.Get(ctx, id, entryKey(id, q))
+	if err != nil {
+		e, err = s.moved(ctx, id, err)
 	}
-	e, _, err := s.cache.Get(ctx, id, key)
 	return e, err
+}
+
+// moved answers a cursor that names no stored post with the page it leads
+// to, cached under that page's own cursor: whatever cursors visitors make
+// up, the entries stay one per stored post. Twice at most: a poll may land
+// between the two loads.
+func (s *Service) moved(ctx context.Context, id string, err error) (*cache.Entry, error) {
+	var e *cache.Entry
+	for range 2 {
+		var m *cursorMoved
+		if !errors.As(err, &m) {
+			return nil, err
+		}
+		if e, _, err = s.cache.Get(ctx, id, entryKey(id, m.q)); err == nil {
+			return e, nil
+		}
+	}
+	return nil, err
+}
+
+// entryKey is the cache key of a feed's answer to q.
+func entryKey(id string, q Query) string {
+	if k := q.key(); k != "" {
+		return id + "?" + k
+	}
+	return id
+}
+
+// cursorMoved is the load error for a cursor that names no stored post (or
+// names one in another spelling): q is the same query with the cursor of
+// the page that answers it.
+type cursorMoved struct{ q Query }
+
+func (e *cursorMoved) Error() string { return "feed: cursor names no stored post" }
+
+// gone reports the load errors after which the cache drops the key's
+// entries instead of serving them: a deleted feed, a cursor whose post is
+// gone.
+func gone(err error) bool {
+	var moved *cursorMoved
+	return errors.Is(err, model.ErrNotFound) || errors.As(err, &moved)
 }
 
 // Doc returns the feed document for the HTML renderer, with the feed's
@@ -247,9 +287,16 @@ func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error
 		// Never make the visitor wait.
 		s.fetchInBackground(id)
 	}
-	doc, err := s.buildDoc(ctx, f, q)
+	doc, after, err := s.buildDoc(ctx, f, q)
 	if err != nil {
 		return nil, err
+	}
+	if after != q.After {
+		canon, err := newQuery(q.Limit, after, q.Types)
+		if err != nil {
+			return nil, err
+		}
+		return nil, &cursorMoved{q: canon}
 	}
 	body, err := json.Marshal(doc)
 	if err != nil {

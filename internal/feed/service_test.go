@@ -804,3 +804,31 @@ func TestDeleteAndDisconnectShowAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// A cursor that names no stored post is answered like the docs promise (the
+// page continues at the first older post) but never gets a cache entry of
+// its own, however many such cursors visitors send.
+func TestCursorNamingNoPostCreatesNoCacheEntry(t *testing.T) {
+	fx := sampleEnv(t, envOptions{})
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	d := fx.doc(t, "limit=2")
+	fx.doc(t, "limit=2&after="+url.QueryEscape(*d.Next)) // the real next page
+	entries := fx.svc.cache.Len()
+	between := ts(19).Add(-time.Hour) // after 102, before 103
+	var cursors []string
+	for i := range 100 {
+		cursors = append(cursors, encodeCursor(&Post{ID: "9" + strconv.Itoa(i), Timestamp: between}))
+	}
+	// A stored post's id with another time is not that post's cursor either.
+	cursors = append(cursors, encodeCursor(&Post{ID: fx.idOf("102"), Timestamp: between}))
+	for _, c := range cursors {
+		if got := fx.ids(fx.doc(t, "limit=2&after="+url.QueryEscape(c))); got != "103,104" {
+			t.Fatalf("cursor %s: posts %s, want the page after 102", c, got)
+		}
+	}
+	if n := fx.svc.cache.Len(); n != entries {
+		t.Fatalf("%d cache entries after %d cursors naming no post, want %d", n, len(cursors), entries)
+	}
+}
