@@ -10,8 +10,9 @@
 //   - after: the "next" value of a previous page. It is opaque to clients
 //     (base64url of the last post's timestamp and id). When that post has been
 //     deleted since, the page continues at the first older post, so "load
-//     more" keeps working across polls. A value that is not such a cursor is a
-//     400.
+//     more" keeps working across polls; that answer is cached under the
+//     cursor of the post it continues after, never under the cursor sent. A
+//     value that is not such a cursor is a 400.
 //   - type: comma list (or repeated parameter) of image, video, carousel,
 //     reel. "video" means every video, reels included; "reel" means reels
 //     only. Posts matching any listed kind are returned.
@@ -26,4 +27,13 @@
 // ("post:<media id>" for posts and carousel children, "avatar:<hash of the
 // picture's path>"); a post whose image could not be stored is left out of
 // the JSON and retried on the next poll.
+//
+// A poll writes only into the connection it started under (the feed's
+// connection generation): when the feed was reconnected, disconnected or
+// had its data deleted meanwhile, the poll writes nothing, removes the
+// images it stored and polls the current connection once more. A failed
+// poll, whether Instagram or feedd's own storage failed, is recorded in the
+// feed's last fetch with a backoff. A feed nobody viewed within
+// ViewedWindow is not polled; its first view after that starts a poll and
+// is answered stale until the poll ends.
 package feed

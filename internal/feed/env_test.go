@@ -28,6 +28,13 @@ import (
 
 type clock = testutil.Clock
 
+// The real dependencies fit the service's interfaces as they are.
+var (
+	_ Store = (*store.Store)(nil)
+	_ Graph = (*graph.Client)(nil)
+	_ Media = (*media.Store)(nil)
+)
+
 // env runs the service on the real store (SQLite in a temp dir), the real
 // Graph client talking to the sandbox, and the real media store, with one
 // feed connected to a sandbox account.

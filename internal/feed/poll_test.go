@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
 	"github.com/feedd/feedd/internal/store"
+	"github.com/feedd/feedd/internal/testutil"
 )
 
 // heldAfterFirstPage is an env on the business account (more posts than
@@ -458,5 +460,34 @@ func TestFeedViewedAgainAfterAMonthIsPolledAtOnce(t *testing.T) {
 	})
 	if n := fx.calls(sandbox.EndpointMedia); n != 2 {
 		t.Errorf("%d media calls, want 2 (the first poll and the one the view started)", n)
+	}
+}
+
+// The token never reaches the service's log or the owner-facing error,
+// whatever the poll meets.
+func TestTokenNeverLogged(t *testing.T) {
+	var logs testutil.SyncBuffer
+	fx := sampleEnv(t, envOptions{options: func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}})
+	tok, err := fx.st.Token(context.Background(), fx.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.fetchNow()
+	fx.sb.SetOutage(true)
+	fx.clock.Add(16 * time.Minute)
+	fx.fetchNow()
+	fx.sb.SetOutage(false)
+	fx.sb.RevokeTokens(fx.acct)
+	fx.clock.Add(time.Hour)
+	fx.fetchNow()
+	if fx.feed().Status != model.StatusNeedsReauth || logs.String() == "" {
+		t.Fatal("the revoked token was not seen")
+	}
+	for name, text := range map[string]string{"log": logs.String(), "last_fetch error": fx.feed().LastFetchError} {
+		if strings.Contains(text, tok.AccessToken) || strings.Contains(text, "access_token=") {
+			t.Errorf("the token appears in the %s:\n%s", name, text)
+		}
 	}
 }
