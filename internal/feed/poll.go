@@ -307,7 +307,7 @@ func (s *Service) failAfterGraph(ctx context.Context, p *poll, err error) error 
 	now := s.now()
 	res := model.FetchResult{At: now, Err: truncate(msg), Failures: p.f.FetchFailures + 1}
 	res.NextFetchAt = now.Add(s.backoff(res.Failures))
-	if rerr := s.finish(p.f, res, "error"); rerr != nil {
+	if rerr := s.recordFailed(p.f, res, "error"); rerr != nil {
 		if s.connectionGone(rerr) {
 			s.abandon(p)
 		}
@@ -333,15 +333,15 @@ func (s *Service) recordPanic(id string) error {
 	now := s.now()
 	res := model.FetchResult{At: now, Err: "internal error during the poll; see the server log", Failures: f.FetchFailures + 1}
 	res.NextFetchAt = now.Add(s.backoff(res.Failures))
-	if err := s.finish(f, res, "error"); err != nil {
+	if err := s.recordFailed(f, res, "error"); err != nil {
 		s.log.Error("record panicked poll", slog.String("feed", id), slog.Any("error", err))
 	}
 	return errPollPanicked
 }
 
-// finish records a failed poll's outcome on its connection, so that its
+// recordFailed records a failed poll's outcome on its connection, so that its
 // backoff holds and it shows in last_fetch, and counts it.
-func (s *Service) finish(f model.Feed, res model.FetchResult, outcome string) error {
+func (s *Service) recordFailed(f model.Feed, res model.FetchResult, outcome string) error {
 	ctx, cancel := s.writeContext()
 	defer cancel()
 	err := s.store.RecordFetch(ctx, f.ID, f.Generation, res)
@@ -685,7 +685,7 @@ func (s *Service) recordFailure(ctx context.Context, f model.Feed, token string,
 	default:
 		res.NextFetchAt = now.Add(s.backoff(res.Failures))
 	}
-	if rerr := s.finish(f, res, outcome); rerr != nil {
+	if rerr := s.recordFailed(f, res, outcome); rerr != nil {
 		return rerr
 	}
 	return fmt.Errorf("feed: poll %s: %w", f.ID, err)

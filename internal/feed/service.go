@@ -354,7 +354,7 @@ func (s *Service) fetchInBackground(id string) {
 	s.guard.Go("feed_background_fetch", func() {
 		defer s.bg.Done()
 		if err := s.fetchShared(s.bgCtx, id, false); err != nil && !errors.Is(err, context.Canceled) {
-			s.log.Info("first fetch failed", slog.String("feed", id), slog.Any("error", err))
+			s.log.Info("background fetch failed", slog.String("feed", id), slog.Any("error", err))
 		}
 	})
 }
