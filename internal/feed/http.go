@@ -91,12 +91,7 @@ func (h *Handler) Get(c *echo.Context) error {
 	return err
 }
 
-// entry finds the requested feed entry. It is a function of its own so that
-// its frame (query parsing, the cache lookup) is off the stack before Get
-// writes: a shallow stack down to the socket write keeps connection
-// goroutines from growing their stacks again after every GC.
-//
-//go:noinline
+// entry finds the requested feed entry.
 func (h *Handler) entry(c *echo.Context) (*cache.Entry, error) {
 	r := c.Request()
 	q := DefaultQuery

@@ -96,12 +96,6 @@ func RequestID(c *echo.Context) string {
 // core is the one global middleware: request id, security headers, body
 // limit, per-IP visitor rate limit, panic recovery, error rendering,
 // metrics and the request log.
-//
-// Its own frame stays small: it is on the stack all the way down to the
-// socket write, and connection goroutines' stacks shrink at every GC while
-// they wait for the next request and must grow again on it. What happens
-// before and after the handler lives in begin and end, whose frames are
-// gone by the time the handler runs.
 func (s *Server) core(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c *echo.Context) error {
 		var ri requestInfo
@@ -124,8 +118,6 @@ type requestInfo struct {
 
 // begin stamps the request (id, security headers), classifies its route,
 // and applies the visitor rate limit and the body limit.
-//
-//go:noinline
 func (s *Server) begin(c *echo.Context, ri *requestInfo) error {
 	ri.start = s.now()
 	r := c.Request()
@@ -166,8 +158,6 @@ func (s *Server) begin(c *echo.Context, ri *requestInfo) error {
 }
 
 // end answers an error, then counts and logs the request.
-//
-//go:noinline
 func (s *Server) end(c *echo.Context, ri *requestInfo, err error) {
 	if err != nil {
 		s.handleError(c, err)
