@@ -12,7 +12,9 @@ import _ "embed"
 //go:embed dist/widget.js
 var JS []byte
 
-// CSS is the minified widget.css for server-rendered fragments.
+// CSS is widget.css for host pages: the space a snippet's element holds
+// before the script runs (host.css), then the feed's styles for
+// server-rendered fragments.
 //
 //go:embed dist/widget.css
 var CSS []byte

@@ -39,6 +39,7 @@ type site struct {
 
 	mu    sync.Mutex
 	gate  chan struct{} // image responses wait until it is closed
+	fgate chan struct{} // fragment responses wait until it is closed
 	pages map[string]func(w http.ResponseWriter, r *http.Request)
 	pics  sync.Map // path → PNG bytes
 }
@@ -47,14 +48,26 @@ func newSite(t *testing.T) *site {
 	s := &site{pages: map[string]func(http.ResponseWriter, *http.Request){}}
 	open := make(chan struct{})
 	close(open)
-	s.gate = open
+	s.gate, s.fgate = open, open
 
 	mux := http.NewServeMux()
 	s.feedd = httptest.NewServer(mux)
 	t.Cleanup(s.feedd.Close)
 	s.src = newFakeSource(s.feedd.URL)
 	mux.Handle("/media/", http.HandlerFunc(s.media))
-	mux.Handle("/", newTestEcho(t, s.src, s.feedd.URL))
+	e := newTestEcho(t, s.src, s.feedd.URL)
+	mux.Handle("/feeds/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		g := s.fgate
+		s.mu.Unlock()
+		select {
+		case <-g:
+		case <-r.Context().Done():
+			return
+		}
+		e.ServeHTTP(w, r)
+	}))
+	mux.Handle("/", e)
 
 	s.owner = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h, ok := s.pages[r.URL.Path]
@@ -74,6 +87,17 @@ func (s *site) holdImages() (release func()) {
 	g := make(chan struct{})
 	s.mu.Lock()
 	s.gate = g
+	s.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(g) }) }
+}
+
+// holdFeeds makes fragment responses wait until the returned func is
+// called, so a test can let the host page paint before the feed arrives.
+func (s *site) holdFeeds() (release func()) {
+	g := make(chan struct{})
+	s.mu.Lock()
+	s.fgate = g
 	s.mu.Unlock()
 	var once sync.Once
 	return func() { once.Do(func() { close(g) }) }
@@ -283,12 +307,13 @@ func (tb *tab) requests() []string {
 	return append([]string(nil), tb.req...)
 }
 
-// onlyFeedd fails when any request but the page itself (and the browser's
-// own favicon request for it) left for another origin than feedd's.
+// onlyFeedd fails when any request but the page itself (its stylesheet,
+// and the browser's own favicon request for it) left for another origin
+// than feedd's.
 func (tb *tab) onlyFeedd(s *site, pageURL string) {
 	tb.t.Helper()
 	for _, u := range tb.requests() {
-		if u != pageURL && u != s.owner.URL+"/favicon.ico" && !strings.HasPrefix(u, s.feedd.URL+"/") {
+		if u != pageURL && u != s.owner.URL+"/favicon.ico" && u != s.owner.URL+"/bakery.css" && !strings.HasPrefix(u, s.feedd.URL+"/") {
 			tb.t.Errorf("request to %s: not feedd's origin", u)
 		}
 	}

@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/feedd/feedd/internal/feed"
 	"github.com/feedd/feedd/internal/web"
+	"github.com/feedd/feedd/widget"
 )
 
 const pub = "https://feeds.example.com"
@@ -237,5 +239,24 @@ func BenchmarkFragment(b *testing.B) {
 	for b.Loop() {
 		buf.Reset()
 		r.Fragment(&buf, doc, DefaultOptions)
+	}
+}
+
+// The host page's stylesheet reserves space for every value the options
+// accept, and for none beyond.
+func TestHostCSSCoversEveryOption(t *testing.T) {
+	css := string(widget.CSS)
+	for _, r := range []struct {
+		attr   string
+		lo, hi int
+	}{{"columns", 1, MaxColumns}, {"limit", 1, feed.MaxLimit}, {"gap", 0, MaxGap}} {
+		for n := r.lo; n <= r.hi; n++ {
+			if !strings.Contains(css, fmt.Sprintf(`[data-%s="%d"]`, r.attr, n)) {
+				t.Errorf("widget.css has no rule for data-%s=%d", r.attr, n)
+			}
+		}
+		if strings.Contains(css, fmt.Sprintf(`[data-%s="%d"]`, r.attr, r.hi+1)) {
+			t.Errorf("widget.css has a rule for data-%s=%d, which render refuses", r.attr, r.hi+1)
+		}
 	}
 }
