@@ -9,6 +9,11 @@
 // the failure says the thing is gone (Options.Gone).
 // Entries are grouped (by feed id) so that one call drops every variant of a
 // feed when a new snapshot lands.
+//
+// The entries' memory is bounded (Options.MaxBytes): beyond it the least
+// recently used entries are evicted, so whatever keys visitors make up, the
+// cache holds at most that much. An entry of a group that was invalidated
+// is kept only as the fallback of a failing load, and is the first evicted.
 package cache
 
 import (
@@ -23,8 +28,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
-	gocache "github.com/patrickmn/go-cache"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
@@ -70,7 +75,8 @@ type Entry struct {
 	// BuiltAt is when the entry was loaded (set by the cache from its clock).
 	BuiltAt time.Time
 	// Meta is the caller's own precomputed data (the feed package keeps its
-	// CORS header values here).
+	// CORS header values here). When it implements Sizer, its Size counts
+	// against Options.MaxBytes.
 	Meta any
 
 	// Header values prepared once, assigned straight into header maps.
@@ -81,6 +87,32 @@ type Entry struct {
 	group      string
 	gen        uint64
 	refreshing atomic.Bool
+
+	// Set when the entry is stored, under the cache's lock.
+	key          string
+	size         int64
+	prev, next   *Entry // recency list: prev is more recently used
+	gprev, gnext *Entry // the group's entries
+}
+
+// Sizer is implemented by an Entry's Meta that holds memory worth counting
+// against the bound.
+type Sizer interface {
+	// Size is about how many bytes the value keeps alive.
+	Size() int
+}
+
+// entryOverhead is what an entry costs besides its bytes: the Entry, its
+// header slices and the map slot.
+const entryOverhead = int64(unsafe.Sizeof(Entry{})) + 128
+
+// cost is the memory e holds, as counted against the bound.
+func (e *Entry) cost(key string) int64 {
+	n := int64(len(e.JSON)+len(e.Gzip)+len(e.ETag)+len(e.jsonLen[0])+len(e.gzipLen[0])+len(key)) + entryOverhead
+	if m, ok := e.Meta.(Sizer); ok {
+		n += int64(m.Size())
+	}
+	return n
 }
 
 // NewEntry prepares an entry for body: compresses it and computes the ETag.
@@ -150,21 +182,37 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives failed background loads (default slog.Default()).
 	Logger *slog.Logger
-	// Registerer receives feedd_feed_cache_requests_total (nil: not registered).
+	// Registerer receives the cache's metrics: requests by result, bytes,
+	// entries and evictions (nil: not registered).
 	Registerer prometheus.Registerer
 	// Guard recovers a panicking load (nil: recovered, logged, not counted).
 	Guard *guard.Guard
+	// MaxBytes bounds the memory the entries hold (default DefaultMaxBytes);
+	// the least recently used are evicted beyond it. An entry larger than
+	// the bound answers its callers and is not kept.
+	MaxBytes int64
 }
+
+// DefaultMaxBytes is the bound when Options.MaxBytes is not set
+// (FEEDD_CACHE_MEMORY's default).
+const DefaultMaxBytes = 64 << 20
 
 // Cache is the hot cache. The zero value is not usable; call New.
 type Cache struct {
-	opts  Options
-	items *gocache.Cache
-	sf    singleflight.Group
+	opts Options
+	sf   singleflight.Group
 
 	// gens holds each group's generation (*atomic.Uint64), read without a
 	// lock on every Get; Invalidate moves it on.
 	gens sync.Map
+
+	mu     sync.Mutex
+	items  map[string]*Entry
+	groups map[string]*Entry // first entry of each group
+	// head is the most recently used entry, tail the next to evict.
+	head, tail *Entry
+	bytes      atomic.Int64 // written under mu
+	count      atomic.Int64 // written under mu
 
 	// lastSweep is when forgotten entries were last removed (unix ns).
 	lastSweep atomic.Int64
@@ -172,7 +220,8 @@ type Cache struct {
 	bg      sync.WaitGroup
 	closing atomic.Bool
 
-	requests [3]prometheus.Counter
+	requests  [3]prometheus.Counter
+	evictions prometheus.Counter
 }
 
 // New returns a Cache.
@@ -198,22 +247,40 @@ func New(opts Options) (*Cache, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	// No janitor goroutine: loads sweep out the entries nobody asked for
+	// in a long time (see sweep), and stores evict beyond the bound.
+	c := &Cache{
+		opts:   opts,
+		items:  make(map[string]*Entry),
+		groups: make(map[string]*Entry),
+	}
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "feedd_feed_cache_requests_total",
 		Help: "Feed requests answered from the hot cache, by result (hit, miss, stale).",
 	}, []string{"result"})
-	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(vec); err != nil {
-			return nil, err
-		}
+	c.evictions = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "feedd_feed_cache_evictions_total",
+		Help: "Hot cache entries evicted, least recently used first, to stay within FEEDD_CACHE_MEMORY.",
+	})
+	collectors := []prometheus.Collector{vec, c.evictions,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "feedd_feed_cache_bytes",
+			Help: "Memory the hot cache's entries hold (bodies, gzip forms, documents), bounded by FEEDD_CACHE_MEMORY.",
+		}, func() float64 { return float64(c.bytes.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "feedd_feed_cache_entries",
+			Help: "Entries in the hot cache.",
+		}, func() float64 { return float64(c.count.Load()) }),
 	}
-	c := &Cache{
-		opts: opts,
-		// Entries carry no go-cache expiry: a Get then reads the clock
-		// once (for freshness, with the injected clock) instead of twice,
-		// and no janitor goroutine runs. Loads sweep out the entries
-		// nobody asked for in a long time (see sweep).
-		items: gocache.New(gocache.NoExpiration, 0),
+	if opts.Registerer != nil {
+		for _, col := range collectors {
+			if err := opts.Registerer.Register(col); err != nil {
+				return nil, err
+			}
+		}
 	}
 	c.lastSweep.Store(opts.Now().UnixNano())
 	for _, r := range []Result{Hit, Miss, Stale} {
@@ -231,13 +298,126 @@ func (c *Cache) gen(group string) uint64 {
 
 // Invalidate drops every entry of group: the next Get of any of its keys
 // loads afresh (an entry from before is served only if that load fails, and
-// not with a Gone error).
+// not with a Gone error). Until then the group's entries are the first to
+// be evicted.
 func (c *Cache) Invalidate(group string) {
 	g, ok := c.gens.Load(group)
 	if !ok {
 		g, _ = c.gens.LoadOrStore(group, new(atomic.Uint64))
 	}
 	g.(*atomic.Uint64).Add(1)
+	c.mu.Lock()
+	for e := c.groups[group]; e != nil; e = e.gnext {
+		c.moveToBack(e)
+	}
+	c.mu.Unlock()
+}
+
+// lookup returns key's entry and marks it used.
+func (c *Cache) lookup(key string) *Entry {
+	c.mu.Lock()
+	e := c.items[key]
+	if e != nil && e != c.head {
+		c.unlinkRecency(e)
+		c.pushFront(e)
+	}
+	c.mu.Unlock()
+	return e
+}
+
+// peek returns key's entry without marking it used.
+func (c *Cache) peek(key string) *Entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.items[key]
+}
+
+// store keeps e under key, replacing what was there, and evicts the least
+// recently used entries beyond the bound.
+func (c *Cache) store(key string, e *Entry) {
+	size := e.cost(key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.items[key]; old != nil {
+		c.removeLocked(old)
+	}
+	if size > c.opts.MaxBytes {
+		return
+	}
+	e.key, e.size = key, size
+	c.items[key] = e
+	c.pushFront(e)
+	if first := c.groups[e.group]; first != nil {
+		first.gprev = e
+		e.gnext = first
+	}
+	c.groups[e.group] = e
+	c.bytes.Add(size)
+	c.count.Add(1)
+	for c.bytes.Load() > c.opts.MaxBytes {
+		c.removeLocked(c.tail)
+		c.evictions.Inc()
+	}
+}
+
+// removeLocked forgets e. c.mu is held.
+func (c *Cache) removeLocked(e *Entry) {
+	delete(c.items, e.key)
+	c.unlinkRecency(e)
+	switch {
+	case e.gprev != nil:
+		e.gprev.gnext = e.gnext
+	case e.gnext != nil:
+		c.groups[e.group] = e.gnext
+	default:
+		delete(c.groups, e.group)
+	}
+	if e.gnext != nil {
+		e.gnext.gprev = e.gprev
+	}
+	e.gprev, e.gnext = nil, nil
+	c.bytes.Add(-e.size)
+	c.count.Add(-1)
+}
+
+func (c *Cache) pushFront(e *Entry) {
+	e.prev, e.next = nil, c.head
+	if c.head != nil {
+		c.head.prev = e
+	}
+	c.head = e
+	if c.tail == nil {
+		c.tail = e
+	}
+}
+
+func (c *Cache) moveToBack(e *Entry) {
+	if e == c.tail {
+		return
+	}
+	c.unlinkRecency(e)
+	e.prev, e.next = c.tail, nil
+	if c.tail != nil {
+		c.tail.next = e
+	}
+	c.tail = e
+	if c.head == nil {
+		c.head = e
+	}
+}
+
+func (c *Cache) unlinkRecency(e *Entry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		c.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		c.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
 }
 
 // Get returns the entry for key (a member of group), loading it on a miss.
@@ -246,8 +426,7 @@ func (c *Cache) Invalidate(group string) {
 func (c *Cache) Get(ctx context.Context, group, key string) (*Entry, Result, error) {
 	gen := c.gen(group)
 	var old *Entry
-	if v, ok := c.items.Get(key); ok {
-		e := v.(*Entry)
+	if e := c.lookup(key); e != nil {
 		switch age := c.opts.Now().Sub(e.BuiltAt); {
 		case age > c.forgetAfter():
 			// As good as gone: a load's sweep removes it.
@@ -308,10 +487,8 @@ func (c *Cache) fill(ctx context.Context, group, key string, gen uint64) (*Entry
 	// A caller that missed just before the previous load stored its entry
 	// arrives here after that flight ended: use its entry rather than load
 	// a second time.
-	if v, ok := c.items.Get(key); ok {
-		if e := v.(*Entry); e.gen == gen && c.opts.Now().Sub(e.BuiltAt) <= c.opts.Fresh {
-			return e, nil
-		}
+	if e := c.peek(key); e != nil && e.gen == gen && c.opts.Now().Sub(e.BuiltAt) <= c.opts.Fresh {
+		return e, nil
 	}
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.LoadTimeout)
 	defer cancel()
@@ -330,9 +507,9 @@ func (c *Cache) fill(ctx context.Context, group, key string, gen uint64) (*Entry
 	// After an invalidation during the load the entry may be older than the
 	// group's snapshot: it answers the callers that asked before, but is not
 	// stored, so the next Get loads again. (An invalidation between this
-	// check and Set leaves an entry whose gen is behind: never served fresh.)
+	// check and store leaves an entry whose gen is behind: never served fresh.)
 	if c.gen(group) == gen {
-		c.items.Set(key, e, gocache.NoExpiration)
+		c.store(key, e)
 	}
 	c.sweep(e.BuiltAt)
 	return e, nil
@@ -347,14 +524,14 @@ func (c *Cache) gone(err error) bool { return c.opts.Gone != nil && c.opts.Gone(
 // of the group goes, and the generation moves on so that a load still in
 // flight stores nothing.
 func (c *Cache) drop(group, key string) {
-	if _, ok := c.items.Get(key); !ok {
+	if c.peek(key) == nil {
 		return
 	}
 	c.Invalidate(group)
-	for k, it := range c.items.Items() {
-		if it.Object.(*Entry).group == group {
-			c.items.Delete(k)
-		}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for e := c.groups[group]; e != nil; e = c.groups[group] {
+		c.removeLocked(e)
 	}
 }
 
@@ -362,20 +539,21 @@ func (c *Cache) drop(group, key string) {
 func (c *Cache) forgetAfter() time.Duration { return 2 * c.opts.MaxStale }
 
 // sweep removes entries older than forgetAfter, at most once per MaxStale.
-// It runs on loads: only loads add entries, so memory stays bounded by what
-// was asked for recently without a goroutine of its own. An entry replaced
-// between the scan and its removal is only reloaded on its next request.
+// It runs on loads: only loads add entries, so memory goes back once
+// nobody asks, without a goroutine of its own.
 func (c *Cache) sweep(now time.Time) {
 	last := c.lastSweep.Load()
 	if now.UnixNano()-last < int64(c.opts.MaxStale) || !c.lastSweep.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	for key, it := range c.items.Items() {
-		if e := it.Object.(*Entry); now.Sub(e.BuiltAt) > c.forgetAfter() {
-			if v, ok := c.items.Get(key); ok && v == it.Object {
-				c.items.Delete(key)
-			}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for e := c.tail; e != nil; {
+		prev := e.prev
+		if now.Sub(e.BuiltAt) > c.forgetAfter() {
+			c.removeLocked(e)
 		}
+		e = prev
 	}
 }
 
@@ -411,4 +589,8 @@ func (c *Cache) Close() {
 }
 
 // Len is the number of stored entries (fresh or not).
-func (c *Cache) Len() int { return c.items.ItemCount() }
+func (c *Cache) Len() int { return int(c.count.Load()) }
+
+// Bytes is the memory the stored entries hold, as counted against
+// Options.MaxBytes.
+func (c *Cache) Bytes() int64 { return c.bytes.Load() }

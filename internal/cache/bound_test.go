@@ -1,0 +1,183 @@
+package cache
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// randomLoader answers every key with n bytes that gzip cannot shrink, so
+// that an entry costs about 2n bytes.
+func randomLoader(n int) Loader {
+	rnd := rand.New(rand.NewPCG(1, 2))
+	return func(ctx context.Context, group, key string) (*Entry, error) {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rnd.UintN(256))
+		}
+		return NewEntry(b, nil)
+	}
+}
+
+func newBounded(t *testing.T, max int64, load Loader) (*Cache, *prometheus.Registry, *clock) {
+	t.Helper()
+	clk := &clock{T: time.Unix(1_800_000_000, 0)}
+	reg := prometheus.NewRegistry()
+	c, err := New(Options{Load: load, MaxBytes: max, Fresh: time.Minute, MaxStale: 10 * time.Minute, Now: clk.Now, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, reg, clk
+}
+
+func TestMemoryStaysWithinTheBoundWhateverIsAsked(t *testing.T) {
+	const bound = 256 << 10
+	c, reg, _ := newBounded(t, bound, randomLoader(4<<10))
+	ctx := context.Background()
+	for i := range 2000 {
+		key := "f?after=" + strconv.Itoa(i)
+		if _, r, err := c.Get(ctx, "f", key); err != nil || r != Miss {
+			t.Fatalf("get %s: %v %v", key, r, err)
+		}
+		if b := c.Bytes(); b > bound {
+			t.Fatalf("after %d distinct keys the cache holds %d bytes, bound %d", i+1, b, bound)
+		}
+	}
+	n := c.Len()
+	if n < 20 || n > 40 {
+		t.Errorf("%d entries of about 8 KiB kept under a 256 KiB bound, want 20 to 40", n)
+	}
+	for name, want := range map[string]float64{
+		"feedd_feed_cache_entries":         float64(n),
+		"feedd_feed_cache_bytes":           float64(c.Bytes()),
+		"feedd_feed_cache_evictions_total": float64(2000 - n),
+	} {
+		if got := gather(t, reg, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func gather(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		m := mf.GetMetric()[0]
+		if g := m.GetGauge(); g != nil {
+			return g.GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+func TestLeastRecentlyUsedEntriesGoFirst(t *testing.T) {
+	c, _, _ := newBounded(t, 100<<10, randomLoader(4<<10))
+	ctx := context.Background()
+	// Ten entries of about 8 KiB fit; "hot" is asked for between the others.
+	c.Get(ctx, "f", "hot")
+	for i := range 30 {
+		c.Get(ctx, "f", "cold"+strconv.Itoa(i))
+		if _, r, _ := c.Get(ctx, "f", "hot"); r != Hit {
+			t.Fatalf("hot entry evicted after %d others: %v", i+1, r)
+		}
+	}
+	if _, r, _ := c.Get(ctx, "f", "cold29"); r != Hit {
+		t.Errorf("the newest entry: %v, want hit", r)
+	}
+	if _, r, _ := c.Get(ctx, "f", "cold0"); r != Miss {
+		t.Errorf("the oldest entry: %v, want miss (evicted)", r)
+	}
+}
+
+// sizedMeta is a Meta that says how much memory it holds.
+type sizedMeta int
+
+func (m sizedMeta) Size() int { return int(m) }
+
+func TestMetaSizeCountsAgainstTheBound(t *testing.T) {
+	c, _, _ := newBounded(t, 1<<20, func(ctx context.Context, group, key string) (*Entry, error) {
+		return NewEntry([]byte(`{}`), sizedMeta(300<<10))
+	})
+	ctx := context.Background()
+	for i := range 10 {
+		c.Get(ctx, "f", strconv.Itoa(i))
+	}
+	if n := c.Len(); n != 3 {
+		t.Errorf("%d entries holding 300 KiB each under a 1 MiB bound, want 3", n)
+	}
+}
+
+func TestEntryLargerThanTheBoundIsServedNotKept(t *testing.T) {
+	c, _, _ := newBounded(t, 16<<10, randomLoader(64<<10))
+	ctx := context.Background()
+	c.Get(ctx, "f", "small") // evicted by nothing: the big one is not kept
+	for range 2 {
+		e, r, err := c.Get(ctx, "g", "big")
+		if err != nil || r != Miss || len(e.JSON) != 64<<10 {
+			t.Fatalf("big entry: %v %v, want a miss with its bytes each time", r, err)
+		}
+	}
+	if c.Len() != 0 || c.Bytes() != 0 {
+		t.Errorf("%d entries, %d bytes kept, want none", c.Len(), c.Bytes())
+	}
+}
+
+func TestInvalidatedEntriesAreEvictedFirst(t *testing.T) {
+	c, _, _ := newBounded(t, 100<<10, randomLoader(4<<10))
+	ctx := context.Background()
+	// Eleven entries of about 8.6 KiB fit.
+	for i := range 5 {
+		c.Get(ctx, "new", "new"+strconv.Itoa(i))
+	}
+	for i := range 5 {
+		c.Get(ctx, "old", "old"+strconv.Itoa(i))
+	}
+	// The old feed changed: its entries are a fallback only now, the first
+	// to go when memory is needed, though they were used more recently.
+	c.Invalidate("old")
+	for i := range 6 {
+		c.Get(ctx, "more", "more"+strconv.Itoa(i))
+	}
+	for i := range 5 {
+		if _, r, _ := c.Get(ctx, "new", "new"+strconv.Itoa(i)); r != Hit {
+			t.Errorf("new%d: %v, want hit (the invalidated entries should have gone first)", i, r)
+		}
+	}
+	if got := testutil.ToFloat64(c.evictions); got != 5 {
+		t.Errorf("%v evictions, want 5", got)
+	}
+}
+
+func TestDroppedGroupFreesItsBytes(t *testing.T) {
+	fx := newFixture(t, Options{Gone: isGone})
+	c := fx.c
+	ctx := context.Background()
+	for i := range 10 {
+		c.Get(ctx, "f", "f?limit="+strconv.Itoa(i))
+	}
+	if c.Bytes() == 0 {
+		t.Fatal("no bytes counted")
+	}
+	fx.src.set(2, errGone)
+	c.Invalidate("f")
+	if _, _, err := c.Get(ctx, "f", "f?limit=1"); err == nil {
+		t.Fatal("want the gone error")
+	}
+	if c.Len() != 0 || c.Bytes() != 0 {
+		t.Errorf("%d entries, %d bytes left after the feed was found gone", c.Len(), c.Bytes())
+	}
+}
