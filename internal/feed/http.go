@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"unsafe"
 
 	"github.com/labstack/echo/v5"
 
@@ -139,6 +140,19 @@ type entryMeta struct {
 	headers map[string][]string
 	// doc is the document the body encodes (nil for entries built by NewEntry).
 	doc *Doc
+}
+
+// Size is about the memory the meta keeps alive, for the cache's bound:
+// mostly the document, whose strings are those of the JSON.
+func (m *entryMeta) Size() int {
+	n := int(unsafe.Sizeof(*m))
+	for _, o := range m.allowed {
+		n += 2*len(o) + 64 // the list and the header map
+	}
+	if m.doc != nil {
+		n += m.doc.size()
+	}
+	return n
 }
 
 func newEntryMeta(allowed []string) *entryMeta {

@@ -1,6 +1,9 @@
 package feed
 
-import "time"
+import (
+	"time"
+	"unsafe"
+)
 
 // Version is the version of the public feed JSON.
 const Version = 1
@@ -62,4 +65,47 @@ type Child struct {
 	Alt    string  `json:"alt"`
 	Color  string  `json:"color,omitempty"`
 	Images []Image `json:"images"`
+}
+
+// size is about the memory d holds, for the hot cache's bound.
+func (d *Doc) size() int {
+	n := int(unsafe.Sizeof(*d)) + len(d.ID)
+	if d.UpdatedAt != nil {
+		n += int(unsafe.Sizeof(*d.UpdatedAt))
+	}
+	if d.Next != nil {
+		n += 16 + len(*d.Next)
+	}
+	if a := d.Account; a != nil {
+		n += int(unsafe.Sizeof(*a)) + len(a.Username) + len(a.Name) + len(a.ProfileURL)
+		if a.Avatar != nil {
+			n += imagesSize([]Image{*a.Avatar})
+		}
+	}
+	for i := range d.Posts {
+		p := &d.Posts[i]
+		n += int(unsafe.Sizeof(*p)) + len(p.ID) + len(p.Type) + len(p.Permalink) + len(p.Alt) + len(p.Color) + imagesSize(p.Images)
+		if p.Caption != nil {
+			n += 16 + len(*p.Caption)
+		}
+		if p.LikeCount != nil {
+			n += 8
+		}
+		if p.CommentsCount != nil {
+			n += 8
+		}
+		for j := range p.Children {
+			c := &p.Children[j]
+			n += int(unsafe.Sizeof(*c)) + len(c.ID) + len(c.Type) + len(c.Alt) + len(c.Color) + imagesSize(c.Images)
+		}
+	}
+	return n
+}
+
+func imagesSize(ims []Image) int {
+	n := 0
+	for _, im := range ims {
+		n += int(unsafe.Sizeof(im)) + len(im.URL)
+	}
+	return n
 }

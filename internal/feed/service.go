@@ -52,6 +52,9 @@ type Options struct {
 	MediaWorkers int
 	// CacheFresh and CacheMaxStale tune the hot cache (defaults 5m and 1h).
 	CacheFresh, CacheMaxStale time.Duration
+	// CacheMemory is FEEDD_CACHE_MEMORY: the bytes the hot cache may hold
+	// (default cache.DefaultMaxBytes).
+	CacheMemory int64
 
 	Now        func() time.Time
 	Jitter     func() float64 // uniform in [0,1); default math/rand
@@ -166,6 +169,7 @@ func New(opts Options) (*Service, error) {
 		Gone:       gone,
 		Fresh:      opts.CacheFresh,
 		MaxStale:   opts.CacheMaxStale,
+		MaxBytes:   opts.CacheMemory,
 		Now:        opts.Now,
 		Logger:     opts.Logger,
 		Registerer: opts.Registerer,

@@ -1,0 +1,98 @@
+package feed
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime"
+	"strconv"
+	"testing"
+
+	"github.com/feedd/feedd/internal/sandbox"
+)
+
+// Parameters the feed route does not know (trackers, cache busters, typos)
+// never make a cache entry of their own: the answer is the one of the same
+// request without them.
+func TestUnknownParametersShareTheCacheEntry(t *testing.T) {
+	fx := sampleEnv(t, envOptions{})
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	e := newEcho(t, fx.svc)
+	get := func(rawQuery string) string {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodGet, "/api/v1/feeds/"+fx.id+"?"+rawQuery, nil)
+		w := httptest.NewRecorder()
+		e.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			t.Fatalf("?%s: %d %s", rawQuery, w.Code, w.Body)
+		}
+		return w.Header().Get("ETag")
+	}
+	for _, c := range []struct{ base, junk []string }{
+		{[]string{""}, []string{"utm_source=x&fbclid=" + strconv.Itoa(1), "v=2", "_=1733330000000", "limits=5", "after_=x", "LIMIT=3", "callback=f"}},
+		{[]string{"limit=2"}, []string{"limit=02&x=1", "limit=2&limit=9&junk=", "junk=1&limit=2"}},
+		{[]string{"type=reel,image"}, []string{"type=image&type=reel&z=9", "type=IMAGE,+reel,,&q=1"}},
+	} {
+		want := get(c.base[0])
+		before := fx.svc.cache.Len()
+		for i, j := range c.junk {
+			for n := range 50 {
+				if got := get(j + "&n" + strconv.Itoa(i) + "=" + strconv.Itoa(n)); got != want {
+					t.Fatalf("?%s answered ETag %s, ?%s %s", j, got, c.base[0], want)
+				}
+			}
+		}
+		if n := fx.svc.cache.Len(); n != before {
+			t.Errorf("%d cache entries after junk parameters on ?%s, want %d", n, c.base[0], before)
+		}
+	}
+}
+
+// However many distinct queries visitors send, the hot cache holds at most
+// FEEDD_CACHE_MEMORY, and what it counts is what the process holds: the Go
+// heap grows by no more than the bound (plus a little) while the cache is
+// filled and refilled with pages of a 50-post feed.
+func TestCacheMemoryBoundsTheHeap(t *testing.T) {
+	const bound = 2 << 20
+	fx := newEnv(t, envOptions{account: sandbox.AccountBusiness, options: func(o *Options) { o.CacheMemory = bound }})
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	var queries []string
+	for limit := 1; limit <= MaxLimit; limit++ {
+		for _, types := range []string{"", "&type=image", "&type=carousel,video", "&type=image,reel"} {
+			queries = append(queries, "limit="+strconv.Itoa(limit)+types)
+		}
+	}
+	d := fx.doc(t, "limit=1")
+	for d.Next != nil {
+		queries = append(queries, "limit=100&after="+url.QueryEscape(*d.Next))
+		d = fx.doc(t, "limit=1&after="+url.QueryEscape(*d.Next))
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	base := heap()
+	var asked int64
+	for _, q := range queries {
+		b := fx.fetchJSON(t, fx.id, q)
+		asked += int64(len(b))
+		if n := fx.svc.cache.Bytes(); n > bound {
+			t.Fatalf("the cache counts %d bytes, bound %d", n, bound)
+		}
+	}
+	if asked < 3*bound {
+		t.Fatalf("only %d bytes of JSON asked for; the test needs more than the bound", asked)
+	}
+	grown := int64(heap()) - int64(base)
+	t.Logf("%d queries, %d bytes of JSON; cache %d entries, %d bytes counted; heap grew %d bytes",
+		len(queries), asked, fx.svc.cache.Len(), fx.svc.cache.Bytes(), grown)
+	if limit := int64(bound)*5/4 + 1<<20; grown > limit {
+		t.Errorf("heap grew by %d bytes with the cache bound at %d, want at most %d", grown, bound, limit)
+	}
+}
