@@ -23,15 +23,22 @@ const (
 	defaultSweepMax = time.Minute
 )
 
-// ipLimiter is a token bucket per client IP with bounded memory: buckets
-// that have refilled completely are forgotten (they are the same as new
-// ones), and a full shard evicts an arbitrary bucket rather than grow.
+// DefaultIPv6Prefix is how many leading bits of an IPv6 address name one
+// client for the visitor limits: a /64 is what one subscriber or host
+// usually holds, so the addresses inside it share one budget.
+const DefaultIPv6Prefix = 64
+
+// ipLimiter is a token bucket per client with bounded memory: buckets that
+// have refilled completely are forgotten (they are the same as new ones),
+// and a full shard evicts an arbitrary bucket rather than grow. A client is
+// an IPv4 address, or the IPv6 prefix of v6Bits bits.
 type ipLimiter struct {
 	rate       float64 // tokens per second
 	burst      float64
 	now        func() time.Time
 	sweepEvery time.Duration
 	shards     [limiterShards]limiterShard
+	v6Bits     int // 128: every IPv6 address on its own
 }
 
 type limiterShard struct {
@@ -49,7 +56,7 @@ func newIPLimiter(rate, burst float64, now func() time.Time) *ipLimiter {
 	if burst < 1 {
 		burst = 1
 	}
-	l := &ipLimiter{rate: rate, burst: burst, now: now}
+	l := &ipLimiter{rate: rate, burst: burst, now: now, v6Bits: 128}
 	// A bucket idle for burst/rate seconds is full again and can go.
 	l.sweepEvery = time.Duration(burst / rate * float64(time.Second))
 	l.sweepEvery = min(max(l.sweepEvery, minSweepEvery), defaultSweepMax)
@@ -59,9 +66,26 @@ func newIPLimiter(rate, burst float64, now func() time.Time) *ipLimiter {
 	return l
 }
 
-func (l *ipLimiter) shard(ip netip.Addr) *limiterShard {
-	b := ip.As16() // the low bytes vary most, for v4 and v6 alike
-	h := b[15] ^ b[14]*7 ^ b[13]*31 ^ b[11]*131
+// key is the client ip belongs to.
+func (l *ipLimiter) key(ip netip.Addr) netip.Addr {
+	if !ip.Is6() || l.v6Bits >= 128 {
+		return ip
+	}
+	p, err := ip.Prefix(l.v6Bits)
+	if err != nil {
+		return ip
+	}
+	return p.Addr()
+}
+
+func (l *ipLimiter) shard(key netip.Addr) *limiterShard {
+	// IPv4 addresses vary most in their low bytes, IPv6 prefixes in the
+	// bytes just above the cut: fold all of them.
+	b := key.As16()
+	var h uint32
+	for _, c := range b {
+		h = h*31 + uint32(c)
+	}
 	return &l.shards[h%limiterShards]
 }
 
@@ -73,6 +97,7 @@ func (l *ipLimiter) allow(ip netip.Addr) (bool, time.Duration) {
 
 // allowAt is allow at a time the caller already read.
 func (l *ipLimiter) allowAt(ip netip.Addr, now time.Time) (bool, time.Duration) {
+	ip = l.key(ip)
 	sh := l.shard(ip)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -104,6 +129,7 @@ func (l *ipLimiter) allowAt(ip netip.Addr, now time.Time) (bool, time.Duration) 
 // peek reports whether ip has a token left, without taking one.
 func (l *ipLimiter) peek(ip netip.Addr) (bool, time.Duration) {
 	now := l.now()
+	ip = l.key(ip)
 	sh := l.shard(ip)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

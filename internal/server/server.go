@@ -57,9 +57,13 @@ type Options struct {
 	// Registry receives the HTTP metrics and the Go and process collectors;
 	// /metrics serves it.
 	Registry *prometheus.Registry
-	// RateLimit is visitor requests per second per client IP on the public
+	// RateLimit is visitor requests per second per client on the public
 	// group (burst twice that); zero or less disables the limit.
 	RateLimit float64
+	// RateLimitIPv6Prefix is how many leading bits of an IPv6 address make
+	// one client for the visitor limits (1 to 128; DefaultIPv6Prefix when
+	// 0). IPv4 clients are counted by address.
+	RateLimitIPv6Prefix int
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
 	BodyLimit      int64 // request body limit in bytes; DefaultBodyLimit when 0
@@ -136,6 +140,9 @@ func New(opts Options) (*Server, error) {
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if opts.RateLimitIPv6Prefix <= 0 || opts.RateLimitIPv6Prefix > 128 {
+		opts.RateLimitIPv6Prefix = DefaultIPv6Prefix
+	}
 	s := &Server{
 		opts:      opts,
 		log:       opts.Logger,
@@ -153,6 +160,7 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.RateLimit > 0 {
 		s.visitors = newIPLimiter(opts.RateLimit, 2*opts.RateLimit, opts.Now)
+		s.visitors.v6Bits = opts.RateLimitIPv6Prefix
 	}
 	s.setupCSP = []string{setupCSP(opts.FormActionOrigins)}
 
