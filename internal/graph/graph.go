@@ -32,6 +32,13 @@ const (
 	DefaultRetryBudget = 10 * time.Second
 	// DefaultUsageHighWater is the usage percentage at which feedd stops calling.
 	DefaultUsageHighWater = 90
+	// DefaultAccountRate is the calls per second one Instagram account gets
+	// (FEEDD_GRAPH_ACCOUNT_RATE's default): a feed polls once per interval,
+	// so this leaves room for dozens of feeds on one account.
+	DefaultAccountRate = 0.2
+	// DefaultAccountBurst is how many calls for one account may go out at
+	// once (a connect, a poll with its profile read and a token refresh).
+	DefaultAccountBurst = 10
 	// MaxBodyBytes bounds a response body.
 	MaxBodyBytes = 4 << 20
 )
@@ -62,9 +69,16 @@ type Config struct {
 	GraphURL     string
 	APIVersion   string // e.g. v25.0
 	HTTPClient   *http.Client
-	// Limiter is the app-wide outbound token bucket (FEEDD_GRAPH_RATE); nil means unlimited.
+	// Limiter is the optional app-wide ceiling on outbound calls
+	// (FEEDD_GRAPH_RATE), on top of each account's own budget; nil: none.
 	Limiter *rate.Limiter
-	Now     func() time.Time
+	// AccountRate is the calls per second allowed for one Instagram account
+	// (default DefaultAccountRate), in bursts of up to AccountBurst (default
+	// DefaultAccountBurst). It slows down as the account's usage header
+	// climbs past half of UsageHighWater.
+	AccountRate  float64
+	AccountBurst int
+	Now          func() time.Time
 	// Sleep waits between retries; it must return ctx.Err() when ctx ends first. Tests record durations here.
 	Sleep      func(ctx context.Context, d time.Duration) error
 	Logger     *slog.Logger
@@ -89,11 +103,15 @@ type Client struct {
 	log                           *slog.Logger
 	budget                        time.Duration
 	highWater                     float64
+	acctRate                      float64
+	acctBurst                     int
 	metrics                       *metrics
 
-	mu      sync.Mutex
-	until   map[string]time.Time // throttle blocks by account id (appKey: app-wide)
-	strikes map[string]int       // consecutive throttles, for the back-off when no regain time is known
+	mu        sync.Mutex
+	until     map[string]time.Time  // throttle blocks by account id (appKey: app-wide)
+	strikes   map[string]int        // consecutive throttles, for the back-off when no regain time is known
+	accounts  map[string]*acctLimit // each account's own budget
+	lastSweep time.Time             // of idle account budgets
 }
 
 var versionRe = regexp.MustCompile(`^v[0-9]{1,3}\.[0-9]{1,2}$`)
@@ -104,7 +122,8 @@ func New(cfg Config) (*Client, error) {
 		appID: cfg.AppID, appSecret: cfg.AppSecret, redirectURI: cfg.RedirectURI,
 		version: cfg.APIVersion, hc: cfg.HTTPClient, limiter: cfg.Limiter, now: cfg.Now,
 		sleep: cfg.Sleep, log: cfg.Logger, budget: cfg.RetryBudget, highWater: cfg.UsageHighWater,
-		until: map[string]time.Time{}, strikes: map[string]int{},
+		acctRate: cfg.AccountRate, acctBurst: cfg.AccountBurst,
+		until: map[string]time.Time{}, strikes: map[string]int{}, accounts: map[string]*acctLimit{},
 	}
 	var err error
 	if c.authorizeURL, err = parseBase("AuthorizeURL", cfg.AuthorizeURL, DefaultAuthorizeURL); err != nil {
@@ -143,6 +162,12 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.highWater <= 0 || c.highWater > 100 {
 		c.highWater = DefaultUsageHighWater
+	}
+	if c.acctRate <= 0 {
+		c.acctRate = DefaultAccountRate
+	}
+	if c.acctBurst < 1 {
+		c.acctBurst = DefaultAccountBurst
 	}
 	if c.metrics, err = newMetrics(cfg.Registerer); err != nil {
 		return nil, err

@@ -11,13 +11,14 @@ type metrics struct {
 	calls   *prometheus.CounterVec
 	usage   *prometheus.GaugeVec
 	blocked prometheus.Counter
+	waited  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedd_graph_calls_total",
-			Help: "Instagram API calls by endpoint and outcome (ok, malformed, an error kind, or blocked: refused locally without a network call).",
+			Help: "Instagram API calls by endpoint and outcome (ok, malformed, an error kind; blocked: refused locally during a rate-limit block; paced: refused locally because the budget's wait outlasted the caller's deadline).",
 		}, []string{"endpoint", "outcome"}),
 		usage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "feedd_graph_usage_percent",
@@ -27,6 +28,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "feedd_graph_blocked_total",
 			Help: "Times feedd paused Instagram calls for an account or the whole app because of rate limits.",
 		}),
+		waited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedd_graph_wait_seconds_total",
+			Help: "Time Instagram calls waited for their account's budget (scope account) or the app-wide ceiling FEEDD_GRAPH_RATE (scope app).",
+		}, []string{"scope"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -39,6 +44,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.blocked, err = register(reg, m.blocked); err != nil {
+		return nil, err
+	}
+	if m.waited, err = register(reg, m.waited); err != nil {
 		return nil, err
 	}
 	return m, nil

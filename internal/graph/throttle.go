@@ -1,10 +1,14 @@
 package graph
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/http"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // appKey is the block key for app-wide limits; no account id can equal it.
@@ -18,6 +22,105 @@ const (
 	blockBase    = time.Hour // code 368, "temporarily blocked"
 	blockCap     = 24 * time.Hour
 )
+
+// Pacing by usage: an account's budget runs at its full rate while its
+// usage header stays at or below half the high-water mark, then slows in
+// proportion to the headroom left, down to minPace of the rate at the mark
+// (where calls stop until Instagram's estimate, see observeUsage).
+const minPace = 0.1
+
+// Idle account budgets are forgotten after acctIdle (a paced one after
+// acctIdlePaced: its usage is slow to fall), checked at most every
+// acctSweepEvery.
+const (
+	acctIdle       = time.Hour
+	acctIdlePaced  = 24 * time.Hour
+	acctSweepEvery = 10 * time.Minute
+)
+
+// acctLimit is one account's budget.
+type acctLimit struct {
+	lim  *rate.Limiter
+	pace float64 // fraction of the account rate its usage allows
+	used time.Time
+}
+
+// accountLocked returns acct's budget, made on first use, and forgets
+// idle ones now and then. c.mu is held.
+func (c *Client) accountLocked(acct string, now time.Time) *acctLimit {
+	if now.Sub(c.lastSweep) >= acctSweepEvery {
+		c.lastSweep = now
+		for k, a := range c.accounts {
+			idle := acctIdle
+			if a.pace < 1 {
+				idle = acctIdlePaced
+			}
+			if now.Sub(a.used) > idle {
+				delete(c.accounts, k)
+			}
+		}
+	}
+	a := c.accounts[acct]
+	if a == nil {
+		a = &acctLimit{lim: rate.NewLimiter(rate.Limit(c.acctRate), c.acctBurst), pace: 1}
+		c.accounts[acct] = a
+	}
+	a.used = now
+	return a
+}
+
+// paceFor is the fraction of the account rate a usage percentage allows.
+func paceFor(pct, highWater float64) float64 {
+	half := highWater / 2
+	if pct <= half {
+		return 1
+	}
+	return max(minPace, (highWater-pct)/half)
+}
+
+// pace waits for req's account budget and then for the app-wide ceiling.
+// A wait that would outlast ctx's deadline is not made: the call fails as
+// throttled with the wait in RetryAfter. Calls without an account (the code
+// and token exchanges) have only the ceiling.
+func (c *Client) pace(ctx context.Context, req request) error {
+	if req.acct != "" {
+		now := c.now()
+		c.mu.Lock()
+		lim := c.accountLocked(req.acct, now).lim
+		c.mu.Unlock()
+		if err := c.waitFor(ctx, req, lim, "account", now); err != nil {
+			return err
+		}
+	}
+	if c.limiter != nil {
+		if err := c.waitFor(ctx, req, c.limiter, "app", c.now()); err != nil {
+			return err
+		}
+	}
+	// A concurrent call may have met a limit while we waited.
+	return c.refuseIfBlocked(req)
+}
+
+// waitFor takes a token from lim, sleeping until it is there.
+func (c *Client) waitFor(ctx context.Context, req request, lim *rate.Limiter, scope string, now time.Time) error {
+	r := lim.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	if d == 0 {
+		return nil
+	}
+	if dl, ok := ctx.Deadline(); !r.OK() || ok && time.Until(dl) < d {
+		r.CancelAt(now)
+		c.metrics.call(req.endpoint, "paced")
+		return &Error{Kind: KindThrottled, Endpoint: req.endpoint, RetryAfter: d,
+			Message: "the " + scope + " rate limit leaves no time before the deadline, none made"}
+	}
+	if err := c.sleep(ctx, d); err != nil {
+		r.CancelAt(c.now())
+		return fmt.Errorf("graph: %s: %w", req.endpoint, err)
+	}
+	c.metrics.waited.WithLabelValues(scope).Add(d.Seconds())
+	return nil
+}
 
 // BlockedUntil returns when calls for acct (or app-wide) may resume, or
 // the zero time when nothing is blocked.
@@ -174,6 +277,11 @@ func (c *Client) observeUsage(req request, h http.Header) {
 		// about one account is about the account this call was for.
 		if len(ids) == 1 && req.acct != "" && req.acct != id {
 			keys = append(keys, req.acct)
+		}
+		if req.acct != "" && (id == req.acct || len(ids) == 1) {
+			a := c.accountLocked(req.acct, now)
+			a.pace = paceFor(pct, c.highWater)
+			a.lim.SetLimitAt(now, rate.Limit(c.acctRate*a.pace))
 		}
 		for _, k := range keys {
 			switch {

@@ -59,8 +59,8 @@ const (
 	maxErrorBytes = 64 << 10
 )
 
-// do sends req, honouring blocks, the app-wide limiter and the retry
-// budget, and hands a 2xx body to decode. Every error it returns is a
+// do sends req, honouring blocks, the account's budget, the app-wide
+// ceiling and the retry budget, and hands a 2xx body to decode. Every error it returns is a
 // *Error or wraps ctx.Err(), and none holds a secret.
 func (c *Client) do(ctx context.Context, req request, decode func(*body) error) error {
 	if err := ctx.Err(); err != nil {
@@ -72,17 +72,8 @@ func (c *Client) do(ctx context.Context, req request, decode func(*body) error) 
 	start := c.now()
 	var slept time.Duration
 	for attempt := 0; ; attempt++ {
-		if c.limiter != nil {
-			if err := c.limiter.Wait(ctx); err != nil {
-				if ctx.Err() != nil {
-					return fmt.Errorf("graph: %s: %w", req.endpoint, ctx.Err())
-				}
-				return &Error{Kind: KindThrottled, Endpoint: req.endpoint, Message: "app-wide rate limit leaves no time before the deadline"}
-			}
-			// A concurrent call may have met a limit while we waited.
-			if err := c.refuseIfBlocked(req); err != nil {
-				return err
-			}
+		if err := c.pace(ctx, req); err != nil {
+			return err
 		}
 		gerr, retry := c.attempt(ctx, req, decode, attempt)
 		if gerr == nil {
