@@ -122,13 +122,17 @@ type Service struct {
 	refreshing singleflight.Group
 
 	// bg scopes the goroutines the service starts (first fetch after a
-	// connect, webhook deliveries); Close ends it and waits for them.
+	// connect, webhook deliveries, retried token writes); Close ends it and
+	// waits for them.
 	bg       context.Context
 	bgCancel context.CancelFunc
 	bgWG     sync.WaitGroup
 
-	mu     sync.Mutex
-	warned map[string]time.Time // feed → last token_expiring event
+	mu      sync.Mutex
+	warned  map[string]time.Time // feed → last token_expiring event
+	pending map[string]*pending  // feed → issued token not stored yet
+	outbox  []outgoing           // webhook events waiting, oldest first
+	sending bool                 // a goroutine is delivering the outbox
 }
 
 // Defaults and rules of the token lifecycle.
@@ -159,6 +163,7 @@ func New(opts Options) (*Service, error) {
 		interval: opts.CheckInterval, window: opts.RefreshWindow, jitter: opts.Jitter,
 		webhook: opts.NotifyWebhook, hc: opts.HTTPClient, now: opts.Now, sleep: opts.Sleep,
 		rand: opts.Rand, log: opts.Logger, guard: opts.Guard, warned: map[string]time.Time{},
+		pending: map[string]*pending{},
 	}
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	if s.redirect == "" {
@@ -218,7 +223,7 @@ func (s *Service) Close() {
 }
 
 // Wait blocks until the background work started so far (first fetches
-// after connects, webhook deliveries) has finished.
+// after connects, webhook deliveries, retried token writes) has finished.
 func (s *Service) Wait() { s.bgWG.Wait() }
 
 // RedirectURI is the exact URI to register in the Instagram app.
@@ -287,16 +292,6 @@ func (s *Service) Forget(feedID string) {
 	s.mu.Lock()
 	delete(s.warned, feedID)
 	s.mu.Unlock()
-}
-
-// AccessToken returns the feed's current access token (model.ErrNotConnected
-// when it has none).
-func (s *Service) AccessToken(ctx context.Context, feedID string) (string, error) {
-	t, err := s.store.Token(ctx, feedID)
-	if err != nil {
-		return "", err
-	}
-	return t.AccessToken, nil
 }
 
 // FetchNow polls a connected feed at once, media included. A failed poll

@@ -205,7 +205,8 @@ func (s *Service) Callback(ctx context.Context, p CallbackParams, sessionHash []
 	if tok.ExpiresAt.IsZero() {
 		tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
 	}
-	if err := s.connectFeed(ctx, prev.ID, prev.Generation, accountOf(prof, short.UserID, now), tok, byOwner); err != nil {
+	acct := accountOf(prof, short.UserID, now)
+	if err := s.connectFeed(ctx, prev.ID, prev.Generation, acct, tok, byOwner); err != nil {
 		switch {
 		case errors.Is(err, model.ErrNotFound):
 			return "", flowErr(http.StatusNotFound, "feed_gone", "The feed this sign-in was for has been deleted.", "Create a feed on the setup page and connect it.")
@@ -214,7 +215,10 @@ func (s *Service) Callback(ctx context.Context, p CallbackParams, sessionHash []
 				Title:  "The feed was connected or disconnected elsewhere while you signed in; this sign-in changed nothing.",
 				Action: "Open the feed's page to see its state, and press Connect again if needed."}
 		}
-		return "", fmt.Errorf("connection: store connection: %w", err)
+		s.keepConnect(prev, acct, tok, byOwner, err)
+		return "", &FlowError{Status: http.StatusInternalServerError, Code: "store_retrying", FeedID: st.FeedID, Err: err,
+			Title:  "Instagram approved the connection, but feedd could not save it yet.",
+			Action: "feedd keeps trying in the background: open the feed's page in a minute to see it connected. If it stays unconnected, check the server's disk and logs, then press Connect again."}
 	}
 	return st.FeedID, nil
 }
@@ -357,7 +361,17 @@ func (s *Service) PasteToken(ctx context.Context, feedID, token string) error {
 		tok.NextRefreshAt = now.Add(backoff(1))
 		tok.RefreshFailures, tok.LastRefreshError = 1, ownerMessage(err)
 	}
-	return s.connectFeed(ctx, prev.ID, prev.Generation, accountOf(prof, "", now), tok, byOwner)
+	acct := accountOf(prof, "", now)
+	if err := s.connectFeed(ctx, prev.ID, prev.Generation, acct, tok, byOwner); err != nil {
+		if moot(err) {
+			return err
+		}
+		// Instagram may already have retired the pasted string: keep the new one.
+		s.keepConnect(prev, acct, tok, byOwner, err)
+		return &web.Error{Status: http.StatusServiceUnavailable, Code: "store_retrying", Err: err,
+			Message: "Instagram accepted the token, but feedd could not save it yet; it keeps trying in the background: reload the page in a minute"}
+	}
+	return nil
 }
 
 func validTokenString(t string) error {

@@ -31,9 +31,22 @@ type Event struct {
 	At        time.Time `json:"at"`
 }
 
-const notifyTimeout = 10 * time.Second
+const (
+	notifyTimeout = 10 * time.Second
+	// maxOutbox bounds the events waiting for delivery (a slow or dead
+	// receiver must not grow memory); beyond it the oldest are dropped.
+	maxOutbox = 1000
+)
 
-// notify posts ev to the webhook in the background; delivery failures are logged, not retried.
+// outgoing is an event waiting for delivery.
+type outgoing struct {
+	ev   Event
+	body []byte
+}
+
+// notify queues ev for the webhook. Events are delivered one at a time in
+// the order they happened, in the background; a failed delivery is
+// logged, not retried.
 func (s *Service) notify(ev Event) {
 	if s.webhook == "" {
 		return
@@ -44,25 +57,62 @@ func (s *Service) notify(ev Event) {
 	if err != nil {
 		return
 	}
-	s.goBG("webhook", func() {
-		// A delivery under way finishes even while the service closes.
-		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.webhook, bytes.NewReader(body))
-		if err != nil {
+	s.mu.Lock()
+	if len(s.outbox) >= maxOutbox {
+		s.log.Warn("webhook events dropped: too many waiting", slog.String("event", s.outbox[0].ev.Event), feedAttr(s.outbox[0].ev.FeedID))
+		s.outbox = s.outbox[1:]
+	}
+	s.outbox = append(s.outbox, outgoing{ev, body})
+	start := !s.sending
+	s.sending = true
+	s.mu.Unlock()
+	if start {
+		s.goBG("webhook", s.deliverAll)
+	}
+}
+
+// deliverAll sends queued events until none is left.
+func (s *Service) deliverAll() {
+	done := false
+	defer func() {
+		if !done { // a panic: let the next notify start a new sender
+			s.mu.Lock()
+			s.sending = false
+			s.mu.Unlock()
+		}
+	}()
+	for {
+		s.mu.Lock()
+		if len(s.outbox) == 0 {
+			s.sending, done = false, true
+			s.mu.Unlock()
 			return
 		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("User-Agent", "feedd")
-		resp, err := s.hc.Do(req)
-		if err != nil {
-			// The URL is operator-configured and may embed a secret path: keep it out of the log.
-			s.log.Warn("webhook delivery failed", slog.String("event", ev.Event), feedAttr(ev.FeedID))
-			return
-		}
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			s.log.Warn("webhook refused the event", slog.String("event", ev.Event), feedAttr(ev.FeedID), slog.Int("status", resp.StatusCode))
-		}
-	})
+		o := s.outbox[0]
+		s.outbox = s.outbox[1:]
+		s.mu.Unlock()
+		s.deliver(o)
+	}
+}
+
+func (s *Service) deliver(o outgoing) {
+	// A delivery under way finishes even while the service closes.
+	ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.webhook, bytes.NewReader(o.body))
+	if err != nil {
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "feedd")
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		// The URL is operator-configured and may embed a secret path: keep it out of the log.
+		s.log.Warn("webhook delivery failed", slog.String("event", o.ev.Event), feedAttr(o.ev.FeedID))
+		return
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		s.log.Warn("webhook refused the event", slog.String("event", o.ev.Event), feedAttr(o.ev.FeedID), slog.Int("status", resp.StatusCode))
+	}
 }

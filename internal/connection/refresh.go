@@ -32,6 +32,8 @@ type metrics struct {
 	reauth   prometheus.Gauge
 	refreshs *prometheus.CounterVec
 	changes  *prometheus.CounterVec
+	// storeFailures counts failed writes of tokens Instagram issued.
+	storeFailures prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -48,9 +50,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedd_status_changes_total", Help: "Changes of a feed's connection status, by the status changed to.",
 		}, []string{"to"}),
+		storeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "feedd_token_store_failures_total", Help: "Failed writes of new tokens to the store (each is kept in memory and retried).",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.expiry, m.reauth, m.refreshs, m.changes} {
+		for _, c := range []prometheus.Collector{m.expiry, m.reauth, m.refreshs, m.changes, m.storeFailures} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("connection: register metrics: %w", err)
 			}
@@ -82,7 +87,7 @@ func (s *Service) Run(ctx context.Context) error {
 
 func (s *Service) checkLogged(ctx context.Context) {
 	if err := s.CheckTokens(ctx); err != nil && ctx.Err() == nil {
-		s.log.Warn("token check failed", errAttr(err))
+		s.log.Error("token check failed", errAttr(err))
 	}
 }
 
@@ -101,8 +106,11 @@ func (s *Service) CheckTokens(ctx context.Context) error {
 		if err := s.sleep(ctx, s.randDuration(s.jitter)); err != nil {
 			return err
 		}
-		if err := s.RefreshToken(ctx, id); err != nil && ctx.Err() != nil {
-			return ctx.Err()
+		if err := s.RefreshToken(ctx, id); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.logCheckError("token refresh failed", id, err)
 		}
 		checked[id] = true
 	}
@@ -129,27 +137,40 @@ func (s *Service) probeIdle(ctx context.Context, skip map[string]bool, now time.
 		if f.LastFetchOK && now.Sub(f.LastFetchAt) < s.interval {
 			continue
 		}
-		tok, err := s.store.Token(ctx, f.ID)
+		tok, err := s.AccessToken(ctx, f.ID)
 		if err != nil {
+			s.logCheckError("token probe failed", f.ID, err)
 			continue
 		}
 		acct := ""
 		if f.Account != nil {
 			acct = f.Account.IGUserID
 		}
-		if _, err := s.graph.Me(ctx, acct, tok.AccessToken); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		_, err = s.graph.Me(ctx, acct, tok)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case graph.NeedsReauth(err):
+			s.metrics.refreshs.WithLabelValues("probe_invalid").Inc()
+			if err := s.needsReauth(ctx, f.ID, f.Generation, tok, reauthReason, byTokenCheck); err != nil {
+				s.logCheckError("marking a dead token failed", f.ID, err)
 			}
-			if graph.NeedsReauth(err) {
-				s.metrics.refreshs.WithLabelValues("probe_invalid").Inc()
-				if err := s.needsReauth(ctx, f.ID, f.Generation, tok.AccessToken, reauthReason, byTokenCheck); err != nil {
-					return err
-				}
-			}
+		default:
+			s.log.Warn("token probe failed", feedAttr(f.ID), errAttr(err))
 		}
 	}
 	return nil
+}
+
+// logCheckError logs an error of the token check about one feed, unless
+// it only says that the feed changed meanwhile (deleted, disconnected,
+// already needing reauth).
+func (s *Service) logCheckError(msg, feedID string, err error) {
+	if errors.Is(err, ErrReauth) || errors.Is(err, model.ErrNotFound) || errors.Is(err, model.ErrNotConnected) {
+		return
+	}
+	s.log.Error(msg, feedAttr(feedID), errAttr(err))
 }
 
 // updateGauges sets the expiry gauges and sends token_expiring events.
@@ -219,7 +240,9 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 	if f.Status == model.StatusNeedsReauth {
 		return ErrReauth
 	}
-	old, err := s.store.Token(ctx, feedID)
+	// A kept token (not stored yet) is the newest: refresh from it, and
+	// swap against what the store holds.
+	old, stored, err := s.usableToken(ctx, feedID)
 	if err != nil {
 		return err
 	}
@@ -244,16 +267,14 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 		if tok.ExpiresAt.IsZero() {
 			tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
 		}
-		if err := s.store.ReplaceToken(ctx, feedID, old.AccessToken, tok); err != nil {
-			if errors.Is(err, model.ErrTokenChanged) {
+		s.metrics.refreshs.WithLabelValues("ok").Inc()
+		write := func(ctx context.Context) error { return s.storeRefreshed(ctx, stored, tok) }
+		if err := write(ctx); err != nil {
+			if moot(err) {
 				return nil // reconnected meanwhile: the newer token wins
 			}
-			return fmt.Errorf("connection: store refreshed token: %w", err)
+			s.keep(feedID, &pending{tok: tok, sameAccount: true, write: write}, err)
 		}
-		s.metrics.refreshs.WithLabelValues("ok").Inc()
-		s.metrics.setExpiry(feedID, tok.ExpiresAt.Sub(now))
-		s.invalidate(feedID)
-		s.log.Info("token refreshed", feedAttr(feedID), slog.Time("expires_at", tok.ExpiresAt))
 		return nil
 	case errors.Is(err, graph.ErrTokenTooYoung):
 		s.metrics.refreshs.WithLabelValues("too_young").Inc()
@@ -276,6 +297,18 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 			slog.Duration("retry_in", d), errAttr(err))
 		return s.recordFailure(ctx, feedID, msg, now.Add(d))
 	}
+}
+
+// storeRefreshed swaps in a refreshed token if the store still holds
+// stored (a compare-and-swap: a reconnect meanwhile wins).
+func (s *Service) storeRefreshed(ctx context.Context, stored string, tok model.Token) error {
+	if err := s.store.ReplaceToken(ctx, tok.FeedID, stored, tok); err != nil {
+		return err
+	}
+	s.metrics.setExpiry(tok.FeedID, tok.ExpiresAt.Sub(s.now()))
+	s.invalidate(tok.FeedID)
+	s.log.Info("token refreshed", feedAttr(tok.FeedID), slog.Time("expires_at", tok.ExpiresAt))
+	return nil
 }
 
 // reauth moves a feed whose refresh found its token dead to needs_reauth

@@ -38,6 +38,7 @@ func (s *Service) transition(ctx context.Context, c change) error {
 	}
 	s.invalidate(c.feedID)
 	if c.reconnects {
+		s.dropPending(c.feedID)
 		s.mu.Lock()
 		delete(s.warned, c.feedID)
 		s.mu.Unlock()
@@ -166,6 +167,18 @@ func (s *Service) connectFeed(ctx context.Context, feedID string, gen int64, acc
 	return nil
 }
 
+// keepConnect keeps a token issued for a connect whose store write failed
+// with cause, and retries the connect on the connection it was made for.
+func (s *Service) keepConnect(prev model.Feed, acct model.Account, tok model.Token, by string, cause error) {
+	s.keep(prev.ID, &pending{
+		tok:         tok,
+		sameAccount: prev.Account != nil && prev.Account.IGUserID == acct.IGUserID,
+		write: func(ctx context.Context) error {
+			return s.connectFeed(ctx, prev.ID, prev.Generation, acct, tok, by)
+		},
+	}, cause)
+}
+
 // disconnectFeed removes the feed's token, account, posts and media refs
 // in one transaction (which moves the feed to a new connection, so a poll
 // still running cannot write back), deletes the files no feed references
@@ -205,7 +218,7 @@ func (s *Service) needsReauth(ctx context.Context, feedID string, gen int64, tok
 				return model.Feed{}, err
 			}
 			from, _, err := s.store.ChangeStatus(ctx, model.StatusChange{FeedID: feedID, Generation: gen,
-				To: model.StatusNeedsReauth, Reason: reason, IfToken: token})
+				To: model.StatusNeedsReauth, Reason: reason, IfToken: s.ifToken(feedID, token)})
 			if err != nil {
 				return model.Feed{}, err
 			}

@@ -274,18 +274,31 @@ func TestCallbackReusedCodeIsExplained(t *testing.T) {
 	}
 }
 
-func TestFailedStoreWriteLeavesFeedUntouched(t *testing.T) {
-	e := newEnv(t)
+// A connect whose store write fails answers 500 with a page saying what
+// happens, leaves the feed as it was meanwhile, and keeps the token
+// Instagram issued: the write is retried and the feed ends connected.
+func TestFailedStoreWriteLeavesFeedUntouchedAndIsRetried(t *testing.T) {
+	gate := newRetryGate()
+	e := newEnv(t, func(o *connection.Options) { o.Sleep = gate.sleep })
 	id := e.createFeed("Store").ID
 	cb := e.authorize(e.connectBrowser(id), sandbox.AccountBusiness)
 	e.store.setConnectErr(errTest)
-	resp, _ := e.get(cb)
-	e.store.setConnectErr(nil)
-	if resp.StatusCode != http.StatusInternalServerError {
-		t.Fatalf("status %d", resp.StatusCode)
+	resp, body := e.get(cb)
+	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "could not save it yet") {
+		t.Fatalf("status %d\n%s", resp.StatusCode, body)
 	}
-	if s := e.status(id); s.Status != model.StatusNotConnected || s.Token != nil {
-		t.Fatalf("feed half-connected: %+v", s)
+	f, err := e.store.Feed(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Status != model.StatusNotConnected || f.Token != nil {
+		t.Fatalf("feed half-connected: %+v", f)
+	}
+	e.store.setConnectErr(nil)
+	gate.next(t)
+	gate.release <- struct{}{}
+	if s := e.status(id); s.Status != model.StatusActive || s.Account == nil || s.Token == nil {
+		t.Fatalf("after the retry: %+v", s)
 	}
 }
 
