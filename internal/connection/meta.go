@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/feedd/feedd/internal/model"
 )
@@ -22,10 +23,33 @@ var (
 	ErrSignedRequestSignature = errors.New("connection: signed_request signature does not match")
 	ErrSignedRequestAlgorithm = errors.New("connection: signed_request algorithm is not HMAC-SHA256")
 	ErrNoAppSecret            = errors.New("connection: FEEDD_INSTAGRAM_APP_SECRET is not set; cannot verify Meta's callbacks")
+	// ErrSignedRequestStale: issued_at is missing, more than MaxSignedRequestAge old, or in the future.
+	ErrSignedRequestStale = errors.New("connection: signed_request issued_at is missing, too old or in the future")
 )
 
 // MaxSignedRequest bounds a signed_request; Meta's are a few hundred bytes.
 const MaxSignedRequest = 4096
+
+// Freshness of a signed_request: a replayed old callback must not delete
+// anything. Meta sends its callbacks at once; a little clock skew between
+// Meta and this server is tolerated.
+const (
+	MaxSignedRequestAge  = 24 * time.Hour
+	maxSignedRequestSkew = 5 * time.Minute
+)
+
+// checkIssued refuses a request whose issued_at is missing, more than
+// MaxSignedRequestAge before now, or more than the skew after it.
+func checkIssued(sr SignedRequest, now time.Time) error {
+	if sr.IssuedAt <= 0 {
+		return ErrSignedRequestStale
+	}
+	at := time.Unix(sr.IssuedAt, 0)
+	if now.Sub(at) > MaxSignedRequestAge || at.Sub(now) > maxSignedRequestSkew {
+		return ErrSignedRequestStale
+	}
+	return nil
+}
 
 // SignedRequest is the verified payload of one of Meta's callbacks.
 type SignedRequest struct {
@@ -146,6 +170,9 @@ func ValidConfirmationCode(code string) bool {
 func (s *Service) MetaCallback(ctx context.Context, kind, signedRequest string) (model.DeletionRequest, error) {
 	sr, err := ParseSignedRequest(signedRequest, s.appSecret)
 	if err != nil {
+		return model.DeletionRequest{}, err
+	}
+	if err := checkIssued(sr, s.now()); err != nil {
 		return model.DeletionRequest{}, err
 	}
 	code, err := s.confirmationCode()

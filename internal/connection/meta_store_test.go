@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/feedd/feedd/internal/model"
+	"github.com/feedd/feedd/internal/sandbox"
 	"github.com/feedd/feedd/internal/store"
 )
 
@@ -56,6 +57,10 @@ func TestMetaDeletionOverSQLiteDeletesEverything(t *testing.T) {
 		seedPosts(t, real, id, "p"+p, p+"/post.jpg", "avatar:"+p, p+"/av.jpg", now)
 	}
 
+	gens := map[string]int64{}
+	for _, id := range ids {
+		gens[id] = e.feed(id).Generation
+	}
 	// Meta identifies the user by the app-scoped id here.
 	req, err := e.svc.MetaCallback(ctx, model.KindDelete, signed(e.sb.AppSecret(), map[string]any{"algorithm": "HMAC-SHA256", "issued_at": now.Unix(), "user_id": "91001"}))
 	if err != nil {
@@ -74,6 +79,13 @@ func TestMetaDeletionOverSQLiteDeletesEverything(t *testing.T) {
 		}
 		if _, err := real.Token(ctx, id); !errors.Is(err, model.ErrNotConnected) {
 			t.Errorf("feed %s still has a token: %v", id, err)
+		}
+		// A poll still running for the deleted connection cannot write back.
+		if f.Generation == gens[id] {
+			t.Errorf("feed %s: the deletion left the connection generation as it was", id)
+		}
+		if e.feeds.invalidated(id) == 0 {
+			t.Errorf("feed %s: cached answers not dropped", id)
 		}
 	}
 	gotFiles := e.files.list()
@@ -94,5 +106,46 @@ func TestMetaDeletionOverSQLiteDeletesEverything(t *testing.T) {
 	dr, err := e.svc.Deletion(ctx, req.Code)
 	if err != nil || dr.CompletedAt.IsZero() || dr.FeedsAffected != 2 {
 		t.Errorf("recorded request %+v, %v", dr, err)
+	}
+}
+
+// A signed_request whose issued_at is more than a day old, missing, or
+// far in the future is refused: nothing is deleted or recorded.
+func TestStaleSignedRequestIsRefused(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.connect("Shop", sandbox.AccountCreator)
+	acct, _ := e.sb.Account(sandbox.AccountCreator)
+	now := e.clock.Now()
+	for _, tc := range []struct {
+		name     string
+		issuedAt any
+	}{
+		{"a day and an hour old", now.Add(-25 * time.Hour).Unix()},
+		{"missing", nil},
+		{"an hour ahead", now.Add(time.Hour).Unix()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			payload := map[string]any{"algorithm": "HMAC-SHA256", "user_id": acct.UserID}
+			if tc.issuedAt != nil {
+				payload["issued_at"] = tc.issuedAt
+			}
+			for _, kind := range []string{model.KindDelete, model.KindDeauthorize} {
+				if _, err := e.svc.MetaCallback(ctx, kind, signed(e.sb.AppSecret(), payload)); !errors.Is(err, ErrSignedRequestStale) {
+					t.Errorf("%s: err = %v, want ErrSignedRequestStale", kind, err)
+				}
+			}
+		})
+	}
+	if f := e.feed(id); f.Status != model.StatusActive || f.Token == nil || f.PostCount == 0 {
+		t.Errorf("feed changed by refused callbacks: %+v", f)
+	}
+	// Within the day it is honoured.
+	payload := map[string]any{"algorithm": "HMAC-SHA256", "user_id": acct.UserID, "issued_at": now.Add(-23 * time.Hour).Unix()}
+	if _, err := e.svc.MetaCallback(ctx, model.KindDelete, signed(e.sb.AppSecret(), payload)); err != nil {
+		t.Fatal(err)
+	}
+	if f := e.feed(id); f.Status != model.StatusNotConnected {
+		t.Errorf("a day-fresh deletion was not carried out: %s", f.Status)
 	}
 }

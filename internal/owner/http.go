@@ -173,6 +173,9 @@ func (h *Handler) meta(kind string) echo.HandlerFunc {
 		case errors.Is(err, connection.ErrSignedRequestAlgorithm):
 			return &web.Error{Status: http.StatusBadRequest, Code: "invalid_signed_request", Err: err,
 				Message: "signed_request: algorithm must be HMAC-SHA256"}
+		case errors.Is(err, connection.ErrSignedRequestStale):
+			return &web.Error{Status: http.StatusBadRequest, Code: "invalid_signed_request", Err: err,
+				Message: "signed_request: issued_at is missing or not within the last day"}
 		case errors.Is(err, connection.ErrSignedRequestMalformed):
 			return &web.Error{Status: http.StatusBadRequest, Code: "invalid_signed_request", Err: err,
 				Message: "signed_request: malformed"}

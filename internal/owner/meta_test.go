@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
@@ -126,5 +127,23 @@ func TestMetaDeletionCallback(t *testing.T) {
 		if resp, page := e.get(e.srv.URL + "/auth/instagram/deletion?code=" + url.QueryEscape(c)); resp.StatusCode != 404 || strings.Contains(page, "<script>") {
 			t.Fatalf("unknown code %q: %d", c, resp.StatusCode)
 		}
+	}
+}
+
+// A signed_request issued more than a day ago is refused with 400 and
+// deletes nothing.
+func TestOldSignedRequestAnswers400(t *testing.T) {
+	e := newEnv(t)
+	id := e.connectAPI("Shop", sandbox.AccountCreator)
+	acct, _ := e.sb.Account(sandbox.AccountCreator)
+	old := signed(e.sb.AppSecret(), map[string]any{"algorithm": "HMAC-SHA256", "user_id": acct.UserID,
+		"issued_at": e.clock.Now().Add(-25 * time.Hour).Unix()})
+	for _, path := range []string{"/auth/instagram/delete", "/auth/instagram/deauthorize"} {
+		if code, body := e.postCallback(path, "signed_request="+url.QueryEscape(old)); code != http.StatusBadRequest || !strings.Contains(body, "issued_at") {
+			t.Errorf("%s: %d %s", path, code, body)
+		}
+	}
+	if st := e.status(id); st.Status != model.StatusActive || st.PostCount == 0 {
+		t.Errorf("feed changed by a refused callback: %+v", st)
 	}
 }
