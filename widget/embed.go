@@ -3,7 +3,7 @@
 // binary. The built files are committed; a test checks they are current.
 package widget
 
-import _ "embed"
+import "embed"
 
 //go:generate go run ./internal/build/gen
 
@@ -18,3 +18,10 @@ var JS []byte
 //
 //go:embed dist/widget.css
 var CSS []byte
+
+// I18n holds the texts of the widget and the fragment, one JSON object per
+// language (i18n/en.json, ...): render uses them and serves them to the
+// widget, whose build bakes in the English ones.
+//
+//go:embed i18n/*.json
+var I18n embed.FS

@@ -171,13 +171,18 @@ func drawPic(key string, w, h int) []byte {
 
 // page registers an owner's page; {{F}} in body becomes feedd's origin.
 func (s *site) page(path, csp, body string) string {
+	return s.pageIn("en", path, csp, body)
+}
+
+// pageIn is page in another language than English.
+func (s *site) pageIn(lang, path, csp, body string) string {
 	body = strings.ReplaceAll(body, "{{F}}", s.feedd.URL)
 	s.pages[path] = func(w http.ResponseWriter, r *http.Request) {
 		if csp != "" {
 			w.Header().Set("Content-Security-Policy", strings.ReplaceAll(csp, "{{F}}", s.feedd.URL))
 		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.WriteString(w, "<!doctype html><html lang=en><head><meta charset=utf-8><meta name=viewport content='width=device-width,initial-scale=1'><title>Shop</title></head>"+body)
+		io.WriteString(w, "<!doctype html><html lang="+lang+"><head><meta charset=utf-8><meta name=viewport content='width=device-width,initial-scale=1'><title>Shop</title></head>"+body)
 	}
 	return s.owner.URL + path
 }

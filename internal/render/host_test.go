@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // bakeryCSS is the host page's own stylesheet, from its own origin.
@@ -30,11 +31,16 @@ const hostCSP = "default-src 'none'; script-src {{F}}; style-src 'self' {{F}}; i
 // bakery registers the host page around a snippet at path: a header, a
 // paragraph, the snippet, opening hours and a footer, in landmarks.
 func (s *site) bakery(path, snippet string) string {
+	return s.bakeryIn("en", path, snippet)
+}
+
+// bakeryIn is bakery with the page in another language.
+func (s *site) bakeryIn(lang, path, snippet string) string {
 	s.pages["/bakery.css"] = func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/css")
 		io.WriteString(w, bakeryCSS)
 	}
-	return s.page(path, hostCSP, `<body><link rel="stylesheet" href="/bakery.css">
+	return s.pageIn(lang, path, hostCSP, `<body><link rel="stylesheet" href="/bakery.css">
 <header><p>Crumb &amp; Co. Bakery</p></header>
 <main>
 <h1>Fresh bread, every morning</h1>
@@ -147,6 +153,7 @@ func TestBrowserHostPageSpaceFollowsOptions(t *testing.T) {
 	u := s.bakery("/", `<link rel="stylesheet" href="{{F}}/widget.css">`+"\n"+els.String())
 	tb := newTab(t, 1280, 900)
 	tb.open(u)
+	tb.wait("the page and its stylesheets", `document.readyState == 'complete'`)
 	h := eval[[]float64](tb, `[...document.querySelectorAll('[data-feedd]')].map(e => e.getBoundingClientRect().height)`)
 	// 960 px wide: a 4-column tile is (960-3×8)/4 = 234 px, a 2-column one
 	// 476, with 24 px gaps 222; a line of 14px/1.4 is 19.6 px. Header 40 and
@@ -164,4 +171,64 @@ func TestBrowserHostPageSpaceFollowsOptions(t *testing.T) {
 			t.Errorf("%s: %.1f px reserved, want %.1f", cases[i], h[i], w)
 		}
 	}
+}
+
+// The feed speaks the page's language, or the one data-lang names, right
+// to left where that language is written so; owners' texts replace feedd's.
+func TestBrowserLanguages(t *testing.T) {
+	t.Run("page lang, right to left", func(t *testing.T) {
+		s := newSite(t)
+		u := s.bakeryIn("he-IL", "/", snippet(` data-columns="4" data-limit="8"`))
+		for _, width := range []int64{375, 1280} {
+			tb := newTab(t, width, 900)
+			tb.open(u)
+			tb.wait("the shadow root", `document.querySelector('#feed')?.shadowRoot`)
+			tb.wait("the feed", allLoaded("#feed")+` && `+sr("#feed")+`.querySelectorAll('.feedd-item').length == 8`)
+			got := eval[struct{ Dir, Follow, More, Mark string }](tb, `(() => { const r = `+sr("#feed")+`.querySelector('.feedd');
+				return {dir: getComputedStyle(r).direction, follow: r.querySelector('.feedd-follow').textContent,
+				        more: r.querySelector('.feedd-more').textContent, mark: r.querySelector('.feedd-m-carousel').textContent} })()`)
+			if got.Dir != "rtl" || got.Follow != "מעקב אחרי @acme באינסטגרם" || got.More != "טעינת עוד" || got.Mark != "קרוסלה (3)" {
+				t.Errorf("%d px: %+v", width, got)
+			}
+			// The first tile is on the right.
+			if x := eval[float64](tb, sr("#feed")+`.querySelector('.feedd-tile').getBoundingClientRect().left`); x < float64(width)/2 {
+				t.Errorf("%d px: first tile at x=%.0f, want it on the right", width, x)
+			}
+			tb.noProblems(0)
+			tb.onlyFeedd(s, u)
+			tb.shot(fmt.Sprintf("bakery-he-%d", width))
+			if width == 1280 {
+				tb.do(chromedp.Evaluate[chromedp.Void](sr("#feed") + `.querySelector('.feedd-tile').focus()`))
+				tb.do(chromedp.KeyEvent(kb.Enter))
+				tb.wait("the dialog in Hebrew", sr("#feed")+`.querySelector('dialog')?.open && `+sr("#feed")+`.querySelector('.feedd-close').ariaLabel == 'סגירה'`)
+				// Right to left, the left arrow goes to the next post.
+				tb.do(chromedp.KeyEvent(kb.ArrowLeft))
+				st := eval[struct{ Alt, Label, Go string }](tb, `(() => { const d = `+sr("#feed")+`.querySelector('dialog');
+					return {alt: d.querySelector('img').alt, label: d.ariaLabel, go: d.querySelector('.feedd-go').textContent} })()`)
+				if st.Alt != "Photo 1 of the studio" || st.Label != "פוסט" || st.Go != "צפייה באינסטגרם" {
+					t.Errorf("lightbox after ←: %+v", st)
+				}
+				tb.shot("lightbox-he-1280")
+			}
+		}
+	})
+	t.Run("data-lang and owner texts", func(t *testing.T) {
+		s := newSite(t)
+		u := s.bakeryIn("fr", "/", snippet(` data-lang="de" data-i18n-load-more="Noch mehr Brot" data-i18n-next="Nächstes Brot"`))
+		tb := newTab(t, 1280, 900)
+		tb.open(u)
+		tb.wait("the feed", `document.querySelector('#feed')?.shadowRoot?.querySelector('.feedd-more')`)
+		got := eval[struct{ Lang, Follow, More string }](tb, `(() => { const r = `+sr("#feed")+`.querySelector('.feedd');
+			return {lang: r.lang, follow: r.querySelector('.feedd-follow').firstChild.textContent, more: r.querySelector('.feedd-more').textContent} })()`)
+		if got.Lang != "de" || got.Follow != "Folgen" || got.More != "Noch mehr Brot" {
+			t.Errorf("%+v", got)
+		}
+		tb.do(chromedp.Evaluate[chromedp.Void](sr("#feed") + `.querySelector('.feedd-tile').click()`))
+		tb.wait("the dialog", sr("#feed")+`.querySelector('dialog')?.open`)
+		label := tb.until(sr("#feed")+`.querySelector('.feedd-close').ariaLabel == 'Schließen'`, `[...`+sr("#feed")+`.querySelectorAll('dialog button')].map(b => b.ariaLabel).join('|')`)
+		if label != "Schließen|Zurück|Nächstes Brot" {
+			t.Errorf("lightbox buttons %q", label)
+		}
+		tb.noProblems(0)
+	})
 }

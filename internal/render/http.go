@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"sync"
 
@@ -39,13 +40,18 @@ type Config struct {
 // serve the old file meanwhile.
 const AssetCacheControl = "public, max-age=300, stale-while-revalidate=86400"
 
+// LangCacheControl is the Cache-Control of the widget's language files:
+// their URLs change with their content.
+const LangCacheControl = "public, max-age=31536000, immutable"
+
 // Handlers serve the fragment, the embed page and the widget's files.
 type Handlers struct {
-	src Source
-	r   *Renderer
-	log *slog.Logger
-	js  *asset
-	css *asset
+	src   Source
+	r     *Renderer
+	log   *slog.Logger
+	js    *asset
+	css   *asset
+	langs map[string]*asset // by file name, <code>.<hash>.json
 }
 
 // NewHandlers returns the handlers; the widget's files are compressed once here.
@@ -61,11 +67,16 @@ func NewHandlers(cfg Config) (*Handlers, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Handlers{
+	h := &Handlers{
 		src: cfg.Source, r: r, log: log,
-		js:  newAsset(widget.JS, "text/javascript; charset=utf-8"),
-		css: newAsset(widget.CSS, "text/css; charset=utf-8"),
-	}, nil
+		js:    newAsset(widget.JS, "text/javascript; charset=utf-8", AssetCacheControl),
+		css:   newAsset(widget.CSS, "text/css; charset=utf-8", AssetCacheControl),
+		langs: map[string]*asset{},
+	}
+	for _, l := range languages {
+		h.langs[path.Base(l.path)] = newAsset(l.file, "application/json", LangCacheControl)
+	}
+	return h, nil
 }
 
 // Router is what the routes register on: *echo.Group and the server's
@@ -87,6 +98,18 @@ func (h *Handlers) Register(g Router) {
 	g.HEAD("/widget.js", h.js.serve)
 	g.GET("/widget.css", h.css.serve)
 	g.HEAD("/widget.css", h.css.serve)
+	g.GET("/widget/i18n/:file", h.Lang)
+	g.HEAD("/widget/i18n/:file", h.Lang)
+}
+
+// Lang answers GET /widget/i18n/{code}.{hash}.json: a language's texts for
+// the widget, at the URL the fragment names.
+func (h *Handlers) Lang(c *echo.Context) error {
+	a, ok := h.langs[c.Param("file")]
+	if !ok {
+		return web.NotFound("language file")
+	}
+	return a.serve(c)
 }
 
 // FeedCacheControl matches the feed JSON: the fragment is the same data.
@@ -218,19 +241,19 @@ func cleanOrigins(list []string) []string {
 
 // asset is one embedded file with its precomputed headers and gzip bytes.
 type asset struct {
-	raw, gz     []byte
-	ctype, etag string
-	rawLen      string
-	gzLen       string
+	raw, gz         []byte
+	ctype, etag, cc string
+	rawLen          string
+	gzLen           string
 }
 
-func newAsset(raw []byte, ctype string) *asset {
+func newAsset(raw []byte, ctype, cacheControl string) *asset {
 	var b bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression)
 	zw.Write(raw)
 	zw.Close()
 	return &asset{
-		raw: raw, gz: b.Bytes(), ctype: ctype,
+		raw: raw, gz: b.Bytes(), ctype: ctype, cc: cacheControl,
 		etag:   web.StrongETag(raw),
 		rawLen: fmt.Sprint(len(raw)), gzLen: fmt.Sprint(b.Len()),
 	}
@@ -240,7 +263,7 @@ func (a *asset) serve(c *echo.Context) error {
 	r := c.Request()
 	hdr := c.Response().Header()
 	hdr.Set("Content-Type", a.ctype)
-	hdr.Set("Cache-Control", AssetCacheControl)
+	hdr.Set("Cache-Control", a.cc)
 	hdr.Set("ETag", a.etag)
 	hdr.Set("Vary", "Accept-Encoding")
 	hdr.Set("X-Content-Type-Options", "nosniff")

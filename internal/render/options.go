@@ -33,6 +33,9 @@ type Options struct {
 	Header   bool   // avatar, name and follow link above the tiles
 	Lightbox bool   // open posts in a dialog instead of following the link
 	LoadMore bool   // a "load more" link when there is a next page
+
+	Lang  string            // one of Languages
+	Texts map[string]string // the owner's texts in place of feedd's, by key (i18n-<key>)
 }
 
 // DefaultOptions are the options of a fragment requested with no query.
@@ -40,6 +43,7 @@ var DefaultOptions = Options{
 	Limit: DefaultLimit, Columns: DefaultColumns, Gap: -1,
 	Layout: "grid", Captions: "none", Theme: "auto",
 	Header: true, Lightbox: true, LoadMore: true,
+	Lang: DefaultLang,
 }
 
 // ParseOptions reads options from a query string. Unknown parameters are
@@ -73,6 +77,26 @@ func ParseOptions(v url.Values) (Options, error) {
 			return o, err
 		}
 	}
+	if s := v.Get("lang"); s != "" {
+		l, ok := parseLang(s)
+		if !ok {
+			return o, web.BadRequest("invalid_parameter", "lang must be one of %s", strings.Join(langCodes, ", "))
+		}
+		o.Lang = l
+	}
+	for name, vals := range v {
+		key, ok := strings.CutPrefix(name, "i18n-")
+		if !ok {
+			continue
+		}
+		if err := checkText(key, vals[0]); err != nil {
+			return o, web.BadRequest("invalid_parameter", "%s", err.Error())
+		}
+		if o.Texts == nil {
+			o.Texts = map[string]string{}
+		}
+		o.Texts[key] = vals[0]
+	}
 	o.After = v.Get("after")
 	o.Types = v["type"]
 	if _, err := feed.NewQuery(o.Limit, o.After, o.Types); err != nil {
@@ -93,7 +117,7 @@ func (o Options) query(after string) string {
 
 // Params are o's display options that differ from the defaults, by their
 // query parameter names, which are also the snippet's data- attribute
-// names (the type filter included, the cursor not).
+// names (the type filter, language and texts included, the cursor not).
 func (o Options) Params() url.Values {
 	v := url.Values{}
 	d := DefaultOptions
@@ -117,6 +141,12 @@ func (o Options) Params() url.Values {
 	}
 	if len(o.Types) > 0 {
 		v["type"] = o.Types
+	}
+	if o.Lang != d.Lang {
+		v.Set("lang", o.Lang)
+	}
+	for k, t := range o.Texts {
+		v.Set("i18n-"+k, t)
 	}
 	return v
 }

@@ -57,7 +57,19 @@ type view struct {
 	JSURL   string
 	MoreURL string // the next page as an embed page: works with JavaScript off
 	NextURL string // the next page as a fragment, for the widget
+
+	Lang, Dir string
+	LangURL   string // the language's texts for the widget; empty for the default
+	Echo      []text // the owner's texts for the widget's own strings
+	T         viewTexts
 }
+
+// viewTexts are the fragment's own texts, in the feed's language.
+type viewTexts struct {
+	Follow, FollowSR, PostsBy, LoadMore, Title string
+}
+
+type text struct{ Key, Val string }
 
 type tile struct {
 	Post    *feed.Post
@@ -85,7 +97,10 @@ type img struct {
 }
 
 func (r *Renderer) view(doc *feed.Doc, o Options) *view {
+	t := textsFor(o)
 	v := &view{
+		Lang:    t.l.code,
+		Dir:     t.l.dir,
 		ID:      doc.ID,
 		Opts:    o,
 		Account: doc.Account,
@@ -94,42 +109,53 @@ func (r *Renderer) view(doc *feed.Doc, o Options) *view {
 		Class:   "feedd feedd-" + o.Layout + " feedd-c" + strconv.Itoa(o.Columns) + " feedd-cap-" + o.Captions + " feedd-t-" + o.Theme,
 		Tiles:   make([]tile, 0, len(doc.Posts)),
 	}
+	if t.l.code != DefaultLang {
+		v.LangURL = r.base + t.l.path
+	}
+	for _, k := range widgetKeys {
+		if s, ok := o.Texts[k]; ok {
+			v.Echo = append(v.Echo, text{k, s})
+		}
+	}
 	user := ""
+	v.T.Title = t.get("feed")
 	if doc.Account != nil {
 		user = doc.Account.Username
+		v.T.Title = "@" + user
+		v.T.FollowSR = t.f("follow-sr", "user", user)
+		v.T.PostsBy = t.f("posts-by", "user", user)
 	}
+	v.T.Follow, v.T.LoadMore = t.get("follow"), t.get("load-more")
 	for i := range doc.Posts {
 		p := &doc.Posts[i]
-		t := tile{
+		tl := tile{
 			Post:  p,
 			Img:   pick(p.Images),
-			Alt:   altOf(p.Alt, p, user),
+			Alt:   t.altOf(p.Alt, p, user),
 			Color: hexColor(p.Color),
 			// The first row shows at once; the browser defers the rest, and
 			// every tile of a later page.
 			Lazy: o.After != "" || i >= o.Columns,
 		}
-		if t.Img != nil {
-			t.Sizes = sizes(t.Img, o.Columns)
+		if tl.Img != nil {
+			tl.Sizes = sizes(tl.Img, o.Columns)
 		}
 		if p.Caption != nil {
-			t.Caption = *p.Caption
+			tl.Caption = *p.Caption
 		}
 		switch p.Type {
 		case feed.TypeVideo:
-			t.Mark = "Video"
+			tl.Mark = t.get("video")
 		case feed.TypeCarousel:
-			t.Mark = "Carousel of " + strconv.Itoa(len(p.Children))
-		}
-		if p.Type == feed.TypeCarousel {
+			tl.Mark = t.f("carousel", "n", strconv.Itoa(len(p.Children)))
 			for j := range p.Children {
 				c := &p.Children[j]
 				if k := pick(c.Images); k != nil {
-					t.Kids = append(t.Kids, kid{Type: c.Type, Alt: altOf(c.Alt, p, user), Color: hexColor(c.Color), Img: k})
+					tl.Kids = append(tl.Kids, kid{Type: c.Type, Alt: t.kidAlt(c.Alt, p, user, tl.Alt), Color: hexColor(c.Color), Img: k})
 				}
 			}
 		}
-		v.Tiles = append(v.Tiles, t)
+		v.Tiles = append(v.Tiles, tl)
 	}
 	if o.LoadMore && doc.Next != nil {
 		q := o.query(*doc.Next)
@@ -178,26 +204,6 @@ func sizes(im *img, columns int) string {
 		f = float64(im.W) / float64(im.H)
 	}
 	return strconv.Itoa(int(100*f/float64(columns)+0.999)) + "vw"
-}
-
-// altOf is the alt text of a post's picture: the feed's own (the author's
-// or one the feed derived from the caption), else one derived here from
-// the caption, else who posted it and when. Never empty, never "image 0".
-func altOf(alt string, p *feed.Post, user string) string {
-	if a := strings.TrimSpace(alt); a != "" {
-		return a
-	}
-	s := feed.AltText(nil, p.Caption, user)
-	if s != "Post by @"+user && s != "Instagram post" {
-		return s // from the caption
-	}
-	if s == "Instagram post" {
-		s = "Post"
-	}
-	if !p.Timestamp.IsZero() {
-		s += " on " + p.Timestamp.UTC().Format("2 January 2006")
-	}
-	return s
 }
 
 // hexColor passes only #rrggbb: the value ends up in CSSOM, so anything else

@@ -4,6 +4,9 @@
 // ever talks to the origin it was loaded from, inserts no markup but feedd's
 // own server-escaped fragment, and never throws into the host page.
 import css from './widget.css'
+// The widget's own texts in English; other languages come from the file the
+// fragment names (data-lang-src), the owner's from data-i18n-* attributes.
+import { post, close, previous, next, view, watch, count } from '../i18n/en.json'
 
 const W = window
 const D = document
@@ -13,7 +16,9 @@ if (!W.feedd) {
   // Where feedd lives: the script's URL without /widget.js, so a feedd
   // behind a path prefix works too.
   const base = script ? script.src.replace(/\/widget\.js([?#].*)?$/, '') : ''
-  const keys = ['columns', 'limit', 'gap', 'layout', 'captions', 'header', 'lightbox', 'load-more', 'theme', 'type']
+  const keys = ['columns', 'limit', 'gap', 'layout', 'captions', 'header', 'lightbox', 'load-more', 'theme', 'type', 'lang']
+  // The languages feedd has, from the build: a page's lang picks one.
+  const langs = LANGS
   const seen = new WeakSet()
   let sheet
   let queue = Promise.resolve()
@@ -87,7 +92,30 @@ if (!W.feedd) {
     }
 
     if (d.lightbox != 'true') return
-    let dlg, fig, img, cap, go, count, i, j
+    const t = { post, close, previous, next, view, watch, count }
+    const own = {}
+    for (const k in t) own[k] = root.getAttribute('data-i18n-' + k)
+    const use = (o) => {
+      for (const k in t) if (o[k]) t[k] = o[k]
+    }
+    use(own)
+    let dlg, fig, img, cap, go, num, i, j
+    // The dialog's labels, set again when the language file arrives.
+    const label = () => {
+      if (!dlg) return
+      dlg.ariaLabel = t.post
+      for (const b of fig.querySelectorAll('button')) b.ariaLabel = t[b.name]
+    }
+    if (d.langSrc)
+      fetch(d.langSrc)
+        .then((r) => r.json())
+        .then((o) => {
+          use(o)
+          use(own)
+          label()
+        })
+        .catch((err) => warn(id, err))
+    const rtl = getComputedStyle(root).direction == 'rtl'
     // kids lists the images of post i: its carousel children, else its tile.
     const kids = (li) => {
       const t = li.querySelector('template')
@@ -111,10 +139,11 @@ if (!W.feedd) {
       img.replaceWith(n)
       img = n
       const video = (src.dataset.type || li.dataset.type) == 'video'
-      go.textContent = video ? 'Watch on Instagram' : 'View on Instagram'
+      go.textContent = video ? t.watch : t.view
       go.href = li.querySelector('a').href
       cap.textContent = (li.querySelector('.feedd-cap') || {}).textContent || ''
-      count.textContent = k.length > 1 ? `${j + 1} / ${k.length}` : ''
+      num.textContent = k.length > 1 ? t.count.replace('{i}', j + 1).replace('{n}', k.length) : ''
+      label()
     }
     const nav = (step) => {
       const n = kids(items[i]).length
@@ -125,32 +154,36 @@ if (!W.feedd) {
       } else return
       show()
     }
-    const button = (cls, label, text, fn) => {
-      const b = mk('button', cls, fig, text)
+    // A button's name is the key of its label, set on each show: the
+    // language file may arrive after the dialog was built.
+    const button = (name, text, fn) => {
+      const b = mk('button', 'feedd-' + name, fig, text)
       b.type = 'button'
-      b.ariaLabel = label
+      b.name = name
       b.addEventListener('click', fn)
     }
     const build = () => {
       dlg = mk('dialog', 'feedd-lb', root)
-      dlg.ariaLabel = 'Post'
       // The dialog itself takes focus on open: were it the close button, the
       // keypress of the Enter that opened the dialog would press it.
       dlg.tabIndex = -1
       fig = mk('figure', 'feedd-fig', dlg)
       img = mk('img', '', fig)
-      button('feedd-x', 'Close', '×', () => dlg.close())
-      button('feedd-prev', 'Previous', '‹', () => nav(-1))
-      button('feedd-next', 'Next', '›', () => nav(1))
+      button('close', '×', () => dlg.close())
+      button('previous', '‹', () => nav(-1))
+      button('next', '›', () => nav(1))
       cap = mk('p', '', dlg)
+      // Captions are in the author's language, whatever the feed's.
+      cap.dir = 'auto'
       const bar = mk('div', 'feedd-bar', dlg)
       go = mk('a', 'feedd-go', bar)
       go.target = '_blank'
       go.rel = 'noopener'
-      count = mk('span', 'feedd-n', bar)
-      count.ariaLive = 'polite'
+      num = mk('span', 'feedd-n', bar)
+      num.ariaLive = 'polite'
       dlg.addEventListener('keydown', (e) => {
-        const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key]
+        // Right to left, the next post is on the left.
+        const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key] * (rtl ? -1 : 1)
         if (step) {
           e.preventDefault()
           nav(step)
@@ -173,7 +206,7 @@ if (!W.feedd) {
         'touchend',
         (e) => {
           const dx = e.changedTouches[0].clientX - x0
-          if (Math.abs(dx) > 40) nav(dx < 0 ? 1 : -1)
+          if (Math.abs(dx) > 40) nav(dx < 0 != rtl ? 1 : -1)
         },
         { passive: true }
       )
@@ -220,6 +253,10 @@ if (!W.feedd) {
       }
       const q = new URLSearchParams()
       for (const k of keys) if (el.hasAttribute('data-' + k)) q.set(k, el.getAttribute('data-' + k))
+      // Without data-lang, the page's language when feedd has it.
+      const l = D.documentElement.lang.toLowerCase().split(/[-_]/)[0]
+      if (!q.has('lang') && l != 'en' && langs.includes(l)) q.set('lang', l)
+      for (const a of el.attributes) if (a.name.startsWith('data-i18n-')) q.set(a.name.slice(5), a.value)
       // Fetch at once, insert in document order: a feed arriving first
       // never gets pushed down by one above it arriving later.
       // (Promise.all handles a fast failure at once: no unhandled rejection.)

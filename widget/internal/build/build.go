@@ -4,6 +4,7 @@
 package build
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -79,6 +80,10 @@ func Bundle(srcDir string) (Output, error) {
 			return api.OnLoadResult{Contents: &minCSS, Loader: api.LoaderText}, nil
 		})
 	}}
+	langs, err := languages(filepath.Join(srcDir, "..", "i18n"))
+	if err != nil {
+		return Output{}, err
+	}
 	js := api.Build(api.BuildOptions{
 		EntryPoints:       []string{filepath.Join(srcDir, "widget.js")},
 		Bundle:            true,
@@ -91,6 +96,7 @@ func Bundle(srcDir string) (Output, error) {
 		LegalComments:     api.LegalCommentsNone,
 		Charset:           api.CharsetUTF8,
 		Plugins:           []api.Plugin{inline},
+		Define:            map[string]string{"LANGS": langs},
 		LogLevel:          api.LogLevelSilent,
 	})
 	if err := messages("widget.js", js.Errors); err != nil {
@@ -100,6 +106,21 @@ func Bundle(srcDir string) (Output, error) {
 		return Output{}, fmt.Errorf("build: widget.js: %d output files, want 1", len(js.OutputFiles))
 	}
 	return Output{JS: js.OutputFiles[0].Contents, CSS: []byte(hostCSS + "\n" + minCSS + "\n")}, nil
+}
+
+// languages is the JSON array of the language codes in dir (its *.json
+// files), sorted.
+func languages(dir string) (string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil || len(files) == 0 {
+		return "", fmt.Errorf("build: no languages in %s", dir)
+	}
+	codes := make([]string, len(files))
+	for i, f := range files {
+		codes[i] = strings.TrimSuffix(filepath.Base(f), ".json")
+	}
+	b, err := json.Marshal(codes)
+	return string(b), err
 }
 
 // minifyCSS minifies the file with extra appended.
