@@ -36,4 +36,16 @@
 // feed's last fetch with a backoff. A feed nobody viewed within
 // ViewedWindow is not polled; its first view after that starts a poll and
 // is answered stale until the poll ends.
+//
+// The poller runs PollWorkers polls at once, at most PollsPerAccount of one
+// Instagram account, taking the accounts in turn: an account whose answers
+// are slow holds only its own slots, and a throttled one is refused by the
+// Graph client at once. Polls stay spread over the interval: each feed's
+// next poll is jittered, feeds a rate-limit block stopped come back spread
+// after its end, and when more feeds are late than the workers can start
+// (after a long stop) they are started spread out as they came due.
+//
+// The hot cache holds at most CacheMemory bytes (FEEDD_CACHE_MEMORY),
+// counting each entry's document as well as its bytes, and evicts the
+// least recently used entries beyond that.
 package feed

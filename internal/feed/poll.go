@@ -28,14 +28,16 @@ const (
 )
 
 // Run polls due feeds until ctx is done: every PollEvery it asks the store
-// for active feeds viewed within ViewedWindow whose next poll time has come,
-// and fetches them one after another (the Graph limiter is app-wide anyway).
+// for active feeds viewed within ViewedWindow whose next poll time has come
+// and queues them (see pollRound). Polls run PollWorkers at a time, at most
+// PollsPerAccount of one Instagram account, so that an account whose
+// Instagram answers slowly or not at all never delays the others.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.opts.PollEvery)
 	defer t.Stop()
 	for {
 		// A panic in one round is logged and counted; the next round runs.
-		s.guard.Run("feed_poller", func() { s.pollDue(ctx) })
+		s.guard.Run("feed_poller", func() { s.pollRound(ctx) })
 		select {
 		case <-ctx.Done():
 			return nil
@@ -44,8 +46,27 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// pollDue runs one round of the poller.
-func (s *Service) pollDue(ctx context.Context) {
+// pollQueue is the poller's state between rounds: the due feeds waiting
+// for a poll, by account, and the polls running.
+type pollQueue struct {
+	mu      sync.Mutex
+	ctx     context.Context     // of the Run that queued them
+	waiting map[string][]string // account → feed ids, in due order
+	accts   []string            // accounts with waiting feeds, taken in turn
+	running map[string]int      // account → polls running
+	total   int                 // polls running
+	member  map[string]bool     // feed ids waiting or running
+	// planned is when each late feed's poll may start (see pollRound).
+	planned map[string]time.Time
+}
+
+// pollRound lists the due feeds and queues those not queued yet. When more
+// feeds missed their poll time by over a quarter of the interval than the
+// workers can start at once (the server was stopped, the poller fell
+// behind), each of them starts at a random moment within as long as it is
+// late, at most half the interval: after a long stop the feeds are polled
+// spread out as they came due, not all at once.
+func (s *Service) pollRound(ctx context.Context) {
 	now := s.now()
 	feeds, err := s.store.DueFeeds(ctx, now, now.Add(-s.opts.ViewedWindow))
 	if err != nil {
@@ -54,14 +75,117 @@ func (s *Service) pollDue(ctx context.Context) {
 		}
 		return
 	}
-	for _, f := range feeds {
-		if ctx.Err() != nil {
-			return
+	q := &s.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.ctx = ctx
+	late := func(f *model.Feed) bool {
+		return f.NextFetchAt.IsZero() || now.Sub(f.NextFetchAt) > s.opts.FetchInterval/4
+	}
+	herd := len(q.planned) > 0
+	if n := 0; !herd {
+		for i := range feeds {
+			if !q.member[feeds[i].ID] && late(&feeds[i]) {
+				n++
+			}
 		}
-		if err := s.fetchShared(ctx, f.ID, false); err != nil && ctx.Err() == nil {
-			s.log.Info("poll failed", slog.String("feed", f.ID), slog.Any("error", err))
+		herd = n > s.opts.PollWorkers
+	}
+	due := make(map[string]bool, len(feeds))
+	for i := range feeds {
+		f := &feeds[i]
+		due[f.ID] = true
+		if q.member[f.ID] {
+			continue
+		}
+		if herd && late(f) {
+			at, ok := q.planned[f.ID]
+			if !ok {
+				window := s.opts.FetchInterval / 2
+				if !f.NextFetchAt.IsZero() {
+					window = min(now.Sub(f.NextFetchAt), window)
+				}
+				at = now.Add(time.Duration(s.opts.Jitter() * float64(window)))
+				q.planned[f.ID] = at
+			}
+			if at.After(now) {
+				continue
+			}
+		}
+		delete(q.planned, f.ID)
+		acct := f.ID
+		if f.Account != nil {
+			acct = f.Account.IGUserID
+		}
+		if len(q.waiting[acct]) == 0 {
+			q.accts = append(q.accts, acct)
+		}
+		q.waiting[acct] = append(q.waiting[acct], f.ID)
+		q.member[f.ID] = true
+	}
+	// Plans of feeds no longer due (polled on a view, disconnected) go.
+	for id := range q.planned {
+		if !due[id] {
+			delete(q.planned, id)
 		}
 	}
+	s.dispatchLocked()
+}
+
+// dispatchLocked starts waiting polls while workers are free, taking the
+// accounts in turn and skipping those at their limit. q.mu is held.
+func (s *Service) dispatchLocked() {
+	q := &s.queue
+	if q.ctx == nil || q.ctx.Err() != nil {
+		return
+	}
+	for q.total < s.opts.PollWorkers {
+		started := false
+		for range len(q.accts) {
+			acct := q.accts[0]
+			q.accts = q.accts[1:]
+			if q.running[acct] >= s.opts.PollsPerAccount {
+				q.accts = append(q.accts, acct)
+				continue
+			}
+			id := q.waiting[acct][0]
+			if rest := q.waiting[acct][1:]; len(rest) > 0 {
+				q.waiting[acct] = rest
+				q.accts = append(q.accts, acct)
+			} else {
+				delete(q.waiting, acct)
+			}
+			q.running[acct]++
+			q.total++
+			s.polling.Add(1)
+			ctx := q.ctx
+			go s.pollQueued(ctx, acct, id)
+			started = true
+			break
+		}
+		if !started {
+			return
+		}
+	}
+}
+
+// pollQueued polls one queued feed, then starts the next waiting polls.
+func (s *Service) pollQueued(ctx context.Context, acct, id string) {
+	defer s.polling.Done()
+	s.guard.Run("feed_poller", func() {
+		if err := s.fetchShared(ctx, id, false); err != nil && ctx.Err() == nil {
+			s.log.Info("poll failed", slog.String("feed", id), slog.Any("error", err))
+		}
+	})
+	q := &s.queue
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.member, id)
+	if q.running[acct]--; q.running[acct] == 0 {
+		delete(q.running, acct)
+	}
+	q.total--
+	s.dispatchLocked()
 }
 
 // FetchNow fetches a feed now, media included, and waits for it: the
@@ -656,7 +780,11 @@ func (s *Service) recordFailure(ctx context.Context, f model.Feed, token string,
 	switch {
 	case errors.Is(err, graph.ErrThrottled):
 		// Every extra call extends the penalty: wait for the block's end.
-		res.NextFetchAt = now.Add(max(graph.RetryAfter(err), minThrottleWait))
+		// The feeds a block stopped come back spread over up to half the
+		// interval after it, not all at its end.
+		wait := max(graph.RetryAfter(err), minThrottleWait)
+		spread := time.Duration(s.opts.Jitter() * float64(min(wait, s.opts.FetchInterval)/2))
+		res.NextFetchAt = now.Add(wait + spread)
 		outcome = "throttled"
 	case graph.NeedsReauth(err):
 		reason := "Instagram no longer accepts the access token: reconnect the account."

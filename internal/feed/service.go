@@ -50,6 +50,10 @@ type Options struct {
 	ProfileEvery time.Duration
 	// MediaWorkers is how many images download at once (default 4).
 	MediaWorkers int
+	// PollWorkers is how many polls the poller runs at once (default 8),
+	// and PollsPerAccount how many of them may be for one Instagram account
+	// (default 2): an account that answers slowly holds no more than that.
+	PollWorkers, PollsPerAccount int
 	// CacheFresh and CacheMaxStale tune the hot cache (defaults 5m and 1h).
 	CacheFresh, CacheMaxStale time.Duration
 	// CacheMemory is FEEDD_CACHE_MEMORY: the bytes the hot cache may hold
@@ -91,6 +95,9 @@ type Service struct {
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
+
+	queue   pollQueue
+	polling sync.WaitGroup // polls the poller started
 }
 
 // errClosed is returned by fetches started after Close.
@@ -136,6 +143,12 @@ func New(opts Options) (*Service, error) {
 	if opts.MediaWorkers <= 0 {
 		opts.MediaWorkers = 4
 	}
+	if opts.PollWorkers <= 0 {
+		opts.PollWorkers = 8
+	}
+	if opts.PollsPerAccount <= 0 {
+		opts.PollsPerAccount = 2
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -158,6 +171,12 @@ func New(opts Options) (*Service, error) {
 		viewed:      make(map[string]time.Time),
 		profileRead: make(map[string]profileState),
 		ages:        make(map[string]time.Time),
+		queue: pollQueue{
+			waiting: make(map[string][]string),
+			running: make(map[string]int),
+			member:  make(map[string]bool),
+			planned: make(map[string]time.Time),
+		},
 	}
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	var err error
@@ -187,6 +206,7 @@ func (s *Service) Close() {
 	s.closed = true
 	s.mu.Unlock()
 	s.bgCancel()
+	s.polling.Wait()
 	s.bg.Wait()
 	s.cache.Close()
 }

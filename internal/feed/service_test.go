@@ -296,8 +296,10 @@ func TestThrottledWaitsForTheBlock(t *testing.T) {
 	fx.sb.Throttle(fx.acct, 40*time.Minute)
 	fx.svc.pollDue(context.Background())
 	f := fx.feed()
-	if want := fx.clock.Now().Add(40 * time.Minute); !f.NextFetchAt.Equal(want) {
-		t.Fatalf("next fetch %v, want the block's end %v", f.NextFetchAt, want)
+	// At the block's end, plus up to half the interval so that the feeds
+	// it stopped do not all come back at once (jitter 0.5 here).
+	if want := fx.clock.Now().Add(40*time.Minute + 15*time.Minute/4); !f.NextFetchAt.Equal(want) {
+		t.Fatalf("next fetch %v, want a quarter interval after the block's end %v", f.NextFetchAt, want)
 	}
 	if d := fx.doc(t, ""); !d.Stale || len(d.Posts) != 5 {
 		t.Fatal("throttled feed not served stale")
@@ -308,7 +310,7 @@ func TestThrottledWaitsForTheBlock(t *testing.T) {
 	if fx.calls(sandbox.EndpointMedia) != calls {
 		t.Fatal("polled during the block")
 	}
-	fx.clock.Add(11 * time.Minute)
+	fx.clock.Add(15 * time.Minute)
 	fx.svc.pollDue(context.Background())
 	if fx.calls(sandbox.EndpointMedia) != calls+1 {
 		t.Fatal("not polled after the block")
