@@ -84,7 +84,10 @@ func TestBrowserAxeWidget(t *testing.T) {
 			tb.axe("the host page with the widget")
 			tb.do(chromedp.Evaluate[chromedp.Void](sr("#feed") + `.querySelectorAll('.feedd-tile')[3].focus()`))
 			tb.do(chromedp.KeyEvent(kb.Enter))
-			tb.wait("the lightbox", sr("#feed")+`.querySelector('dialog')?.open && `+sr("#feed")+`.querySelector('dialog img').complete`)
+			// Open, its picture in, its fade-in over (contrast is measured
+			// on what is painted).
+			tb.wait("the lightbox", sr("#feed")+`.querySelector('dialog')?.open && `+sr("#feed")+`.querySelector('dialog img').complete && `+
+				sr("#feed")+`.querySelector('dialog').getAnimations({subtree: true}).length == 0`)
 			tb.axe("the lightbox")
 		})
 	}
