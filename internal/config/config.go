@@ -51,9 +51,21 @@ type Config struct {
 	TokenCheckInterval time.Duration // FEEDD_TOKEN_CHECK_INTERVAL
 	TokenRefreshWindow time.Duration // FEEDD_TOKEN_REFRESH_WINDOW
 
-	GraphRate  float64 // FEEDD_GRAPH_RATE: outbound Graph calls per second
-	GraphBurst int     // FEEDD_GRAPH_BURST: token-bucket burst for GraphRate
-	RateLimit  float64 // FEEDD_RATE_LIMIT: visitor requests per second per client IP
+	// GraphRate (FEEDD_GRAPH_RATE) is an optional app-wide ceiling on
+	// outbound Graph calls per second, on top of each account's own
+	// budget; 0: none.
+	GraphRate  float64
+	GraphBurst int // FEEDD_GRAPH_BURST: token-bucket burst for GraphRate
+	// GraphAccountRate (FEEDD_GRAPH_ACCOUNT_RATE) is the Graph calls per
+	// second one Instagram account gets; it slows down as the account's
+	// usage header climbs.
+	GraphAccountRate float64
+	RateLimit        float64 // FEEDD_RATE_LIMIT: visitor requests per second per client
+	// RateLimitIPv6Prefix (FEEDD_RATE_LIMIT_IPV6_PREFIX) is how many leading
+	// bits of an IPv6 address make one client for the visitor limits.
+	RateLimitIPv6Prefix int
+	// CacheMemory (FEEDD_CACHE_MEMORY) bounds the hot cache, in bytes.
+	CacheMemory int64
 
 	// NotifyWebhook (FEEDD_NOTIFY_WEBHOOK, optional) receives owner
 	// notifications; treated as a secret since such URLs often embed one.
@@ -69,22 +81,24 @@ type Config struct {
 func Default() Config {
 	u, _ := url.Parse("http://localhost:8080")
 	return Config{
-		Addr:               ":8080",
-		PublicURL:          u,
-		DataDir:            "./feedd-data",
-		AuthorizeURL:       "https://www.instagram.com/oauth/authorize",
-		TokenURL:           "https://api.instagram.com/oauth/access_token",
-		GraphURL:           "https://graph.instagram.com",
-		APIVersion:         "v25.0",
-		MediaHosts:         []string{"*.cdninstagram.com", "*.fbcdn.net"},
-		FetchInterval:      15 * time.Minute,
-		TokenCheckInterval: time.Hour,
-		TokenRefreshWindow: 720 * time.Hour,
-		GraphRate:          1,
-		GraphBurst:         5,
-		RateLimit:          20,
-		LogFormat:          "text",
-		LogLevel:           slog.LevelInfo,
+		Addr:                ":8080",
+		PublicURL:           u,
+		DataDir:             "./feedd-data",
+		AuthorizeURL:        "https://www.instagram.com/oauth/authorize",
+		TokenURL:            "https://api.instagram.com/oauth/access_token",
+		GraphURL:            "https://graph.instagram.com",
+		APIVersion:          "v25.0",
+		MediaHosts:          []string{"*.cdninstagram.com", "*.fbcdn.net"},
+		FetchInterval:       15 * time.Minute,
+		TokenCheckInterval:  time.Hour,
+		TokenRefreshWindow:  720 * time.Hour,
+		GraphBurst:          5,
+		GraphAccountRate:    0.2,
+		RateLimit:           20,
+		RateLimitIPv6Prefix: 64,
+		CacheMemory:         64 << 20,
+		LogFormat:           "text",
+		LogLevel:            slog.LevelInfo,
 	}
 }
 
@@ -143,7 +157,10 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("token_refresh_window", c.TokenRefreshWindow),
 		slog.Float64("graph_rate", c.GraphRate),
 		slog.Int("graph_burst", c.GraphBurst),
+		slog.Float64("graph_account_rate", c.GraphAccountRate),
 		slog.Float64("rate_limit", c.RateLimit),
+		slog.Int("rate_limit_ipv6_prefix", c.RateLimitIPv6Prefix),
+		slog.Int64("cache_memory", c.CacheMemory),
 		slog.String("notify_webhook", set(c.NotifyWebhook != "")),
 		slog.String("trusted_proxies", strings.Join(proxies, ",")),
 		slog.String("log_format", c.LogFormat),
@@ -178,9 +195,12 @@ func Load(lookup func(string) (string, bool)) (Config, []string, error) {
 	p.interval("FEEDD_FETCH_INTERVAL", &c.FetchInterval, true)
 	p.interval("FEEDD_TOKEN_CHECK_INTERVAL", &c.TokenCheckInterval, true)
 	p.interval("FEEDD_TOKEN_REFRESH_WINDOW", &c.TokenRefreshWindow, false)
-	p.rate("FEEDD_GRAPH_RATE", &c.GraphRate)
+	p.ceiling("FEEDD_GRAPH_RATE", &c.GraphRate)
 	p.burst("FEEDD_GRAPH_BURST", &c.GraphBurst)
+	p.rate("FEEDD_GRAPH_ACCOUNT_RATE", &c.GraphAccountRate)
 	p.rate("FEEDD_RATE_LIMIT", &c.RateLimit)
+	p.prefixBits("FEEDD_RATE_LIMIT_IPV6_PREFIX", &c.RateLimitIPv6Prefix)
+	p.size("FEEDD_CACHE_MEMORY", &c.CacheMemory, 1<<20)
 	p.webhook("FEEDD_NOTIFY_WEBHOOK")
 	p.proxies("FEEDD_TRUSTED_PROXIES")
 	p.logFormat("FEEDD_LOG_FORMAT")
@@ -417,6 +437,72 @@ func (p *parser) rate(name string, dst *float64) {
 		return
 	}
 	*dst = f
+}
+
+// ceiling reads an optional rate: 0 means none.
+func (p *parser) ceiling(name string, dst *float64) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f != f {
+		p.fail(name, "%q is not a number", v)
+		return
+	}
+	if f < 0 || f > 1e9 {
+		p.fail(name, "%q must be 0 (no ceiling) or a positive number of calls per second", v)
+		return
+	}
+	*dst = f
+}
+
+func (p *parser) prefixBits(name string, dst *int) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 128 {
+		p.fail(name, "%q is not a prefix length, a whole number from 1 to 128", v)
+		return
+	}
+	*dst = n
+}
+
+// sizeUnits are the units a size may carry, matched case-insensitively.
+var sizeUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
+	{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"b", 1},
+}
+
+// size reads a byte count: a whole number with an optional unit (B, KB,
+// MB, GB, KiB, MiB, GiB), at least least bytes.
+func (p *parser) size(name string, dst *int64, least int64) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	num, mult := strings.ToLower(v), int64(1)
+	for _, u := range sizeUnits {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		p.fail(name, "%q is not a size (e.g. 64MiB)", v)
+		return
+	}
+	if n*mult < least {
+		p.fail(name, "%q must be at least 1MiB", v)
+		return
+	}
+	*dst = n * mult
 }
 
 func (p *parser) burst(name string, dst *int) {

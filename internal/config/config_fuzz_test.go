@@ -73,7 +73,7 @@ func FuzzLoad(f *testing.F) {
 				t.Fatalf("key %d is %d bytes", i+1, len(k))
 			}
 		}
-		if len(cfg.MediaHosts) == 0 || cfg.FetchInterval <= 0 || cfg.GraphRate <= 0 || cfg.GraphRate != cfg.GraphRate {
+		if len(cfg.MediaHosts) == 0 || cfg.FetchInterval <= 0 || cfg.GraphRate < 0 || cfg.GraphRate != cfg.GraphRate {
 			t.Fatalf("accepted %v hosts, interval %v, rate %v", cfg.MediaHosts, cfg.FetchInterval, cfg.GraphRate)
 		}
 		for _, h := range cfg.MediaHosts {

@@ -39,7 +39,7 @@ func TestLoadDefaults(t *testing.T) {
 	wantv := map[string]any{
 		"addr": ":8080", "public": "http://localhost:8080", "data": "./feedd-data", "graph": "https://graph.instagram.com",
 		"version": "v25.0", "fetch": 15 * time.Minute, "check": time.Hour, "window": 720 * time.Hour,
-		"rate": 20.0, "graph_rate": 1.0, "fmt": "text", "lvl": slog.LevelInfo,
+		"rate": 20.0, "graph_rate": 0.0, "fmt": "text", "lvl": slog.LevelInfo,
 	}
 	for k, v := range wantv {
 		if checks[k] != v {
@@ -134,7 +134,7 @@ func TestLoadRejects(t *testing.T) {
 		{"FEEDD_MEDIA_HOSTS", "cdn.example.com:99999", "not a media host pattern"},
 		{"FEEDD_MEDIA_HOSTS", " , ", "lists no host"},
 		{"FEEDD_MEDIA_ALLOW_PRIVATE", "maybe", "not a boolean"},
-		{"FEEDD_GRAPH_RATE", "0", "must be a positive number"},
+		{"FEEDD_GRAPH_RATE", "-0.5", "must be 0 (no ceiling) or a positive number"},
 		{"FEEDD_RATE_LIMIT", "fast", "not a number"},
 		{"FEEDD_GRAPH_BURST", "0", "not a positive whole number"},
 		{"FEEDD_ADDR", "8080", "not a listen address"},
@@ -236,6 +236,51 @@ func TestLogValueRedacts(t *testing.T) {
 		}
 		if !strings.Contains(out, "admin_token") || !strings.Contains(out, "set") || !strings.Contains(out, "fetch_interval") {
 			t.Errorf("log output lacks the dump: %s", out)
+		}
+	}
+}
+
+func TestLimitsAndCacheSize(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want func(Config) bool
+		desc string
+	}{
+		{nil, func(c Config) bool {
+			return c.CacheMemory == 64<<20 && c.RateLimitIPv6Prefix == 64 && c.GraphRate == 0 && c.GraphAccountRate == 0.2
+		}, "defaults: 64 MiB cache, /64, no app-wide ceiling, 0.2 calls/s per account"},
+		{map[string]string{"FEEDD_CACHE_MEMORY": "128MiB"}, func(c Config) bool { return c.CacheMemory == 128<<20 }, "128MiB"},
+		{map[string]string{"FEEDD_CACHE_MEMORY": "100 MB"}, func(c Config) bool { return c.CacheMemory == 100e6 }, "SI megabytes"},
+		{map[string]string{"FEEDD_CACHE_MEMORY": "1gib"}, func(c Config) bool { return c.CacheMemory == 1<<30 }, "units in any case"},
+		{map[string]string{"FEEDD_CACHE_MEMORY": "33554432"}, func(c Config) bool { return c.CacheMemory == 32<<20 }, "plain bytes"},
+		{map[string]string{"FEEDD_RATE_LIMIT_IPV6_PREFIX": "48"}, func(c Config) bool { return c.RateLimitIPv6Prefix == 48 }, "/48"},
+		{map[string]string{"FEEDD_RATE_LIMIT_IPV6_PREFIX": "128"}, func(c Config) bool { return c.RateLimitIPv6Prefix == 128 }, "per address"},
+		{map[string]string{"FEEDD_GRAPH_RATE": "0"}, func(c Config) bool { return c.GraphRate == 0 }, "0: no ceiling"},
+		{map[string]string{"FEEDD_GRAPH_RATE": "25"}, func(c Config) bool { return c.GraphRate == 25 }, "a ceiling"},
+		{map[string]string{"FEEDD_GRAPH_ACCOUNT_RATE": "1.5"}, func(c Config) bool { return c.GraphAccountRate == 1.5 }, "per account"},
+	}
+	for _, tt := range tests {
+		c, _, err := Load(env(tt.env))
+		if err != nil || !tt.want(c) {
+			t.Errorf("%s: %v, config %+v", tt.desc, err, c)
+		}
+	}
+	for _, tt := range []struct{ name, value, want string }{
+		{"FEEDD_CACHE_MEMORY", "lots", `FEEDD_CACHE_MEMORY: "lots" is not a size (e.g. 64MiB)`},
+		{"FEEDD_CACHE_MEMORY", "64 MiBs", "is not a size"},
+		{"FEEDD_CACHE_MEMORY", "-5MiB", "is not a size"},
+		{"FEEDD_CACHE_MEMORY", "1.5GiB", "is not a size"},
+		{"FEEDD_CACHE_MEMORY", "512KiB", "must be at least 1MiB"},
+		{"FEEDD_CACHE_MEMORY", "99999999999GiB", "is not a size"},
+		{"FEEDD_RATE_LIMIT_IPV6_PREFIX", "0", "a whole number from 1 to 128"},
+		{"FEEDD_RATE_LIMIT_IPV6_PREFIX", "129", "a whole number from 1 to 128"},
+		{"FEEDD_RATE_LIMIT_IPV6_PREFIX", "/64", "a whole number from 1 to 128"},
+		{"FEEDD_GRAPH_RATE", "-1", "must be 0 (no ceiling) or a positive number"},
+		{"FEEDD_GRAPH_ACCOUNT_RATE", "0", "must be a positive number"},
+	} {
+		_, _, err := Load(env(map[string]string{tt.name: tt.value}))
+		if err == nil || !strings.HasPrefix(err.Error(), tt.name+": ") || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s=%q: error %v, want one naming the variable with %q", tt.name, tt.value, err, tt.want)
 		}
 	}
 }
