@@ -137,17 +137,18 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Main, err err
 		formOrigins = append(formOrigins, o)
 	}
 	m.Server, err = server.New(server.Options{
-		Addr:              cfg.Addr,
-		Listener:          opts.Listener,
-		PublicURL:         cfg.PublicURL,
-		Logger:            m.Logger,
-		Registry:          m.Registry,
-		RateLimit:         cfg.RateLimit,
-		TrustedProxies:    cfg.TrustedProxies,
-		AdminStore:        admin,
-		Now:               opts.Now, // nil in production: the server then times requests with one monotonic read
-		Ready:             m.Store.Ping,
-		FormActionOrigins: formOrigins,
+		Addr:                cfg.Addr,
+		Listener:            opts.Listener,
+		PublicURL:           cfg.PublicURL,
+		Logger:              m.Logger,
+		Registry:            m.Registry,
+		RateLimit:           cfg.RateLimit,
+		RateLimitIPv6Prefix: cfg.RateLimitIPv6Prefix,
+		TrustedProxies:      cfg.TrustedProxies,
+		AdminStore:          admin,
+		Now:                 opts.Now, // nil in production: the server then times requests with one monotonic read
+		Ready:               m.Store.Ping,
+		FormActionOrigins:   formOrigins,
 	})
 	if err != nil {
 		return nil, err
