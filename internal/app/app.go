@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/feedd/feedd/internal/graph"
 	"github.com/feedd/feedd/internal/guard"
 	"github.com/feedd/feedd/internal/media"
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/owner"
 	"github.com/feedd/feedd/internal/secret"
 	"github.com/feedd/feedd/internal/server"
@@ -80,6 +82,7 @@ type Main struct {
 	Feeds       *feed.Service
 	Connections *connection.Service
 	Owner       *owner.Service
+	Gate        *owner.Gate // admin sign-in, sessions and CSRF of the owner routes
 
 	stdout  io.Writer
 	mu      sync.Mutex
@@ -123,8 +126,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Main, err err
 		}
 		return nil, fmt.Errorf("app: open database: %w", err)
 	}
-	admin := AdminStore{Store: m.Store, Now: m.Now}
-	if err := m.ensureAdminToken(ctx, admin); err != nil {
+	if err := m.ensureAdminToken(ctx, m.Store); err != nil {
 		return nil, err
 	}
 
@@ -145,7 +147,6 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Main, err err
 		RateLimit:           cfg.RateLimit,
 		RateLimitIPv6Prefix: cfg.RateLimitIPv6Prefix,
 		TrustedProxies:      cfg.TrustedProxies,
-		AdminStore:          admin,
 		Now:                 opts.Now, // nil in production: the server then times requests with one monotonic read
 		Ready:               m.Store.Ping,
 		FormActionOrigins:   formOrigins,
@@ -185,16 +186,16 @@ func openBox(cfg config.Config, log *slog.Logger) (*secret.Box, error) {
 // wins (stored as a hash; sessions survive restarts with the same token).
 // Without it, a token is generated once and printed with a one-time setup
 // URL to stdout, never to the log.
-func (m *Main) ensureAdminToken(ctx context.Context, st AdminStore) error {
+func (m *Main) ensureAdminToken(ctx context.Context, st owner.GateStore) error {
 	stored, err := st.AdminTokenHash(ctx)
-	if err != nil {
+	if err != nil && !errors.Is(err, model.ErrNotFound) {
 		return fmt.Errorf("app: read admin token: %w", err)
 	}
 	if tok := m.Config.AdminToken; tok != "" {
-		if subtle.ConstantTimeCompare(stored, server.HashToken(tok)) == 1 {
+		if subtle.ConstantTimeCompare(stored, owner.HashToken(tok)) == 1 {
 			return nil
 		}
-		if err := server.SetAdminToken(ctx, st, tok); err != nil {
+		if err := owner.SetAdminToken(ctx, st, tok); err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
 		m.Logger.Info("admin token set from FEEDD_ADMIN_TOKEN")
@@ -203,14 +204,14 @@ func (m *Main) ensureAdminToken(ctx context.Context, st AdminStore) error {
 	if stored != nil {
 		return nil
 	}
-	tok, err := server.GenerateAdminToken()
+	tok, err := owner.GenerateAdminToken()
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
-	if err := server.SetAdminToken(ctx, st, tok); err != nil {
+	if err := owner.SetAdminToken(ctx, st, tok); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
-	link, err := server.IssueSetupLink(ctx, st, m.Config.PublicURL, m.Now())
+	link, err := owner.IssueSetupLink(ctx, st, m.Config.PublicURL, m.Now())
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
@@ -340,19 +341,27 @@ func ResetAdminToken(ctx context.Context, cfg config.Config, w io.Writer, log *s
 		return fmt.Errorf("app: open database: %w", err)
 	}
 	defer st.Close()
-	admin := AdminStore{Store: st, Now: time.Now}
-	tok, err := server.GenerateAdminToken()
+	tok, err := owner.GenerateAdminToken()
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
-	if err := server.SetAdminToken(ctx, admin, tok); err != nil {
+	if err := owner.SetAdminToken(ctx, st, tok); err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
-	link, err := server.IssueSetupLink(ctx, admin, cfg.PublicURL, time.Now())
+	link, err := owner.IssueSetupLink(ctx, st, cfg.PublicURL, time.Now())
 	if err != nil {
 		return fmt.Errorf("app: %w", err)
 	}
 	log.Warn("admin token reset; all sessions ended")
 	PrintAdminToken(w, tok, link)
 	return nil
+}
+
+// originOf returns scheme://host of a URL, or "".
+func originOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
 }

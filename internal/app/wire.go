@@ -129,6 +129,18 @@ func (m *Main) wire(ctx context.Context) error {
 		return fmt.Errorf("app: owner service: %w", err)
 	}
 	m.Owner = ow
+	gate, err := owner.NewGate(owner.GateOptions{
+		Store:     m.Store,
+		PublicURL: cfg.PublicURL,
+		Failures:  m.Server,
+		Now:       m.Now,
+		Logger:    m.Logger,
+		Guard:     m.Guard,
+	})
+	if err != nil {
+		return fmt.Errorf("app: owner gate: %w", err)
+	}
+	m.Gate = gate
 
 	rh, err := render.NewHandlers(render.Config{Source: fs, PublicURL: cfg.PublicBase(), Logger: m.Logger})
 	if err != nil {
@@ -146,6 +158,8 @@ func (m *Main) wire(ctx context.Context) error {
 	pub.GET("/media/*", mediaHandler)
 	pub.HEAD("/media/*", mediaHandler)
 
+	srv.SetGate(gate)
+	gate.RegisterSignIn(srv.SignIn(), srv.Setup())
 	oh := owner.NewHandler(ow, owner.HTTPOptions{Checks: doctor.Checker(doctor.Input{Config: cfg, Now: m.Now, InServer: true})})
 	oh.RegisterSetup(srv.Setup())
 	oh.RegisterAdmin(srv.Admin())

@@ -26,9 +26,9 @@ import (
 	"github.com/feedd/feedd/internal/app"
 	"github.com/feedd/feedd/internal/config"
 	"github.com/feedd/feedd/internal/model"
+	"github.com/feedd/feedd/internal/owner"
 	"github.com/feedd/feedd/internal/sandbox"
 	"github.com/feedd/feedd/internal/secret"
-	"github.com/feedd/feedd/internal/server"
 )
 
 // DefaultAddr is where the demo listens unless FEEDD_ADDR says otherwise;
@@ -137,7 +137,7 @@ func Run(ctx context.Context, opts Options) error {
 	if cfg.AdminToken == "" {
 		// A fresh token per run: the demo signs its visitors in through
 		// one-time setup links instead (see setupLink).
-		if cfg.AdminToken, err = server.GenerateAdminToken(); err != nil {
+		if cfg.AdminToken, err = owner.GenerateAdminToken(); err != nil {
 			ln.Close()
 			return err
 		}

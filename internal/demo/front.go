@@ -79,7 +79,7 @@ func (f *frontPage) setupLink(c *echo.Context) error {
 		return &web.Error{Status: http.StatusForbidden, Code: "forbidden",
 			Message: "setup links are handed out to this machine's browsers only; use the admin token printed at start"}
 	}
-	link, err := f.m.Server.IssueSetupLink(c.Request().Context())
+	link, err := f.m.Gate.IssueSetupLink(c.Request().Context())
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -52,7 +51,7 @@ func serverStack(t testing.TB) (http.Handler, string, string) {
 	pub, _ := url.Parse("https://feeds.example.com")
 	srv, err := server.New(server.Options{
 		Addr: "127.0.0.1:0", PublicURL: pub, Logger: quietLogger(), Registry: prometheus.NewRegistry(),
-		RateLimit: 1e9, AdminStore: noAdmin{}, Ready: func(context.Context) error { return nil },
+		RateLimit: 1e9, Ready: func(context.Context) error { return nil },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -86,15 +85,3 @@ func TestServerStackAllocatesOnlyTheRequestID(t *testing.T) {
 		}
 	}
 }
-
-type noAdmin struct{}
-
-func (noAdmin) AdminTokenHash(context.Context) ([]byte, error)           { return nil, nil }
-func (noAdmin) SetAdminTokenHash(context.Context, []byte) error          { return nil }
-func (noAdmin) CreateSession(context.Context, server.Session) error      { return nil }
-func (noAdmin) DeleteSession(context.Context, []byte) error              { return nil }
-func (noAdmin) CreateSetupLink(context.Context, []byte, time.Time) error { return nil }
-func (noAdmin) Session(context.Context, []byte) (server.Session, error) {
-	return server.Session{}, server.ErrNotFound
-}
-func (noAdmin) ConsumeSetupLink(context.Context, []byte, time.Time) error { return server.ErrNotFound }

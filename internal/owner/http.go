@@ -20,7 +20,6 @@ import (
 	"github.com/feedd/feedd/internal/connection"
 	"github.com/feedd/feedd/internal/doctor"
 	"github.com/feedd/feedd/internal/model"
-	"github.com/feedd/feedd/internal/server"
 	"github.com/feedd/feedd/internal/ui"
 	"github.com/feedd/feedd/internal/web"
 )
@@ -36,10 +35,10 @@ type Router interface {
 // HTTPOptions connects the handlers to the server's session machinery.
 type HTTPOptions struct {
 	// CSRFToken returns the session's token for the hidden _csrf field of
-	// every form (default server.CSRFToken).
+	// every form (default CSRFToken).
 	CSRFToken func(c *echo.Context) string
 	// SessionCookie is the admin session cookie's name (default
-	// server.SessionCookie); connect states issued by the setup pages are
+	// SessionCookie); connect states issued by the setup pages are
 	// bound to a hash of it, which the public callback route can check
 	// without the admin middleware.
 	SessionCookie string
@@ -74,10 +73,10 @@ var pages = func() map[string]*template.Template {
 func NewHandler(svc *Service, opts HTTPOptions) *Handler {
 	h := &Handler{svc: svc, conn: svc.conn, csrf: opts.CSRFToken, cookie: opts.SessionCookie, checks: opts.Checks}
 	if h.csrf == nil {
-		h.csrf = server.CSRFToken
+		h.csrf = CSRFToken
 	}
 	if h.cookie == "" {
-		h.cookie = server.SessionCookie
+		h.cookie = SessionCookie
 	}
 	return h
 }

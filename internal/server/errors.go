@@ -128,8 +128,8 @@ func (s *Server) renderErrorPage(c *echo.Context, e *web.Error) {
 	h.Del("Content-Encoding")
 	h.Del("Content-Length")
 	p := ui.Page{Prefix: s.prefix}
-	if sess, ok := c.Get(ctxSession).(*Session); ok {
-		p.CSRF = sess.CSRF
+	if g := s.gate.Load(); g != nil {
+		p.CSRF = (*g).CSRFToken(c)
 	}
 	if err := ui.RenderMessage(c.Response(), e.Status, p, m); err != nil {
 		s.log.Error("render error page", slog.Any("error", err))

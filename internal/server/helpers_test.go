@@ -1,93 +1,26 @@
 package server
 
 import (
+	"bytes"
 	"context"
-	"github.com/feedd/feedd/internal/testutil"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/feedd/feedd/internal/owner"
+	"github.com/feedd/feedd/internal/secret"
+	"github.com/feedd/feedd/internal/store"
+	"github.com/feedd/feedd/internal/testutil"
 )
-
-// memStore is an in-memory AdminStore.
-type memStore struct {
-	mu       sync.Mutex
-	token    []byte
-	sessions map[string]Session
-	links    map[string]time.Time // hash → expiry; deleted when used
-	err      error                // returned by every call when set
-}
-
-func newMemStore() *memStore {
-	return &memStore{sessions: map[string]Session{}, links: map[string]time.Time{}}
-}
-
-func (m *memStore) AdminTokenHash(ctx context.Context) ([]byte, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.token, m.err
-}
-
-func (m *memStore) SetAdminTokenHash(ctx context.Context, h []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.token = h
-	clear(m.sessions)
-	return m.err
-}
-
-func (m *memStore) CreateSession(ctx context.Context, s Session) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.sessions[string(s.IDHash)] = s
-	return m.err
-}
-
-func (m *memStore) Session(ctx context.Context, h []byte) (Session, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.err != nil {
-		return Session{}, m.err
-	}
-	s, ok := m.sessions[string(h)]
-	if !ok {
-		return Session{}, ErrNotFound
-	}
-	return s, nil
-}
-
-func (m *memStore) DeleteSession(ctx context.Context, h []byte) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.sessions, string(h))
-	return m.err
-}
-
-func (m *memStore) CreateSetupLink(ctx context.Context, h []byte, exp time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.links[string(h)] = exp
-	return m.err
-}
-
-func (m *memStore) ConsumeSetupLink(ctx context.Context, h []byte, now time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	exp, ok := m.links[string(h)]
-	if !ok || !now.Before(exp) {
-		return ErrNotFound
-	}
-	delete(m.links, string(h))
-	return nil
-}
 
 type clock = testutil.Clock
 
@@ -99,25 +32,39 @@ const testToken = "right-admin-token"
 
 type fixture struct {
 	srv   *Server
-	store *memStore
+	store *store.Store
+	gate  *owner.Gate
 	clock *clock
 	logs  *syncBuffer
 	reg   *prometheus.Registry
 }
 
+// newFixture builds a server with the owner's gate over the real store in
+// a temp dir, the admin token set to testToken.
 func newFixture(t *testing.T, mod func(*Options)) *fixture {
 	t.Helper()
-	f := &fixture{store: newMemStore(), clock: newClock(), logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
-	f.store.token = HashToken(testToken)
+	f := &fixture{clock: newClock(), logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	box, err := secret.New(bytes.Repeat([]byte{7}, secret.KeySize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.store, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "feedd.db"), box, store.Options{Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.store.Close() })
+	if err := owner.SetAdminToken(context.Background(), f.store, testToken); err != nil {
+		t.Fatal(err)
+	}
 	u, _ := url.Parse("http://feedd.test")
+	logger := slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts := Options{
-		Addr:       "127.0.0.1:0",
-		PublicURL:  u,
-		Logger:     slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Registry:   f.reg,
-		RateLimit:  1000,
-		AdminStore: f.store,
-		Now:        f.clock.Now,
+		Addr:      "127.0.0.1:0",
+		PublicURL: u,
+		Logger:    logger,
+		Registry:  f.reg,
+		RateLimit: 1000,
+		Now:       f.clock.Now,
 	}
 	if mod != nil {
 		mod(&opts)
@@ -127,6 +74,12 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 		t.Fatal(err)
 	}
 	f.srv = srv
+	f.gate, err = owner.NewGate(owner.GateOptions{Store: f.store, PublicURL: opts.PublicURL, Failures: srv, Now: f.clock.Now, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetGate(f.gate)
+	f.gate.RegisterSignIn(srv.SignIn(), srv.Setup())
 	return f
 }
 

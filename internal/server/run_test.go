@@ -107,10 +107,9 @@ func feedLike(w http.ResponseWriter) {
 // compare with BenchmarkBareHandler.
 func BenchmarkPublicRoute(b *testing.B) {
 	srv, err := New(Options{
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)), // info: the production level
-		Registry:   prometheus.NewRegistry(),
-		RateLimit:  1e9,
-		AdminStore: newMemStore(),
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)), // info: the production level
+		Registry:  prometheus.NewRegistry(),
+		RateLimit: 1e9,
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/feedd/feedd/internal/owner"
 	"github.com/feedd/feedd/internal/ui"
 )
 
@@ -35,7 +36,7 @@ func securityFixture(t *testing.T, mod func(*Options)) *fixture {
 	a.POST("/feeds/:id/refresh", reached)
 	a.DELETE("/feeds/:id/token", reached)
 	s := f.srv.Setup()
-	s.GET("", func(c *echo.Context) error { return c.String(200, "reached csrf="+CSRFToken(c)+" ") })
+	s.GET("", func(c *echo.Context) error { return c.String(200, "reached csrf="+owner.CSRFToken(c)+" ") })
 	s.GET("/feeds/:id", reached)
 	s.POST("/feeds", reached)
 	for _, action := range []string{"rename", "origins", "connect", "disconnect", "token", "refresh", "delete"} {
@@ -122,8 +123,8 @@ func TestEveryOwnerRouteNeedsTheCredential(t *testing.T) {
 		refused(do("Authorization", "Bearer "+testToken+"x"), "with a bearer one byte longer")
 		refused(do("Authorization", "Bearer "+testToken[:len(testToken)-1]), "with a truncated bearer")
 		refused(do("Authorization", "Basic "+testToken), "with the token under another scheme")
-		refused(do("Cookie", SessionCookie+"="+testToken), "with the token as session cookie")
-		refused(withCookie(&http.Cookie{Name: SessionCookie, Value: ck.Value + "x"}), "with a wrong session")
+		refused(do("Cookie", owner.SessionCookie+"="+testToken), "with the token as session cookie")
+		refused(withCookie(&http.Cookie{Name: owner.SessionCookie, Value: ck.Value + "x"}), "with a wrong session")
 		if !safe {
 			refused(withCookie(ck), "with a session but no CSRF token")
 			refused(withCookie(ck, "X-CSRF-Token", csrf+"x"), "with a session and a wrong CSRF token")

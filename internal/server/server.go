@@ -1,12 +1,13 @@
 // Package server is feedd's HTTP front: the Echo instance, its middleware
 // (recover, request id, request log, security headers, body limit, rate
 // limit, gzip), the one error handler, health and metrics routes, and the
-// admin authentication shared by the setup pages and the admin API.
+// throttle of failed admin credentials.
 //
 // Other packages register their routes on the groups it hands out:
 // Public (rate limited, embeddable), Admin (/api/admin, JSON, admin only),
-// Setup (/setup, HTML, admin only) and Echo for anything else. It knows
-// nothing of feeds, Instagram or rendering.
+// Setup (/setup, HTML, admin only), SignIn (/setup/login, HTML) and Echo
+// for anything else. Who is admin is the Gate's decision (SetGate). It
+// knows nothing of feeds, Instagram or rendering.
 package server
 
 import (
@@ -21,6 +22,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -46,7 +48,7 @@ const DefaultBodyLimit = 1 << 20
 // DefaultShutdownTimeout is how long Run waits for in-flight requests.
 const DefaultShutdownTimeout = 10 * time.Second
 
-// Options configures a Server. Registry and AdminStore are required.
+// Options configures a Server. Registry is required.
 type Options struct {
 	Addr string // listen address, e.g. ":8080" or "127.0.0.1:0"
 	// Listener, when set, is used instead of binding Addr (the demo binds
@@ -67,7 +69,6 @@ type Options struct {
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
 	BodyLimit      int64 // request body limit in bytes; DefaultBodyLimit when 0
-	AdminStore     AdminStore
 	Now            func() time.Time
 	// Ready reports whether feedd can serve (database reachable) for /readyz.
 	Ready func(ctx context.Context) error
@@ -94,10 +95,10 @@ type Server struct {
 	public *PublicGroup
 	admin  *echo.Group
 	setup  *echo.Group
+	signIn *echo.Group
+	gate   atomic.Pointer[Gate] // admits the owner; nil: nobody
 
 	prefix    string // PublicURL's path, without a trailing slash
-	origin    string // PublicURL's scheme://host
-	secure    bool   // PublicURL is https: Secure cookies
 	bodyLimit int64
 	metrics   *httpMetrics
 	visitors  *ipLimiter // public group rate limit; nil when disabled
@@ -118,9 +119,6 @@ type Server struct {
 func New(opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		return nil, errors.New("server: Options.Registry is required")
-	}
-	if opts.AdminStore == nil {
-		return nil, errors.New("server: Options.AdminStore is required")
 	}
 	if opts.PublicURL == nil {
 		opts.PublicURL = &url.URL{Scheme: "http", Host: "localhost:8080"}
@@ -149,8 +147,6 @@ func New(opts Options) (*Server, error) {
 		now:       opts.Now,
 		since:     since,
 		prefix:    strings.TrimRight(opts.PublicURL.Path, "/"),
-		origin:    opts.PublicURL.Scheme + "://" + opts.PublicURL.Host,
-		secure:    opts.PublicURL.Scheme == "https",
 		bodyLimit: opts.BodyLimit,
 		failures:  newIPLimiter(failureRate, failureBurst, opts.Now),
 		unmatched: &route{label: "unmatched"},
@@ -188,8 +184,9 @@ func New(opts Options) (*Server, error) {
 	e.Use(s.core)
 	s.echo = e
 	s.public = &PublicGroup{g: e.Group(""), s: s}
-	s.admin = e.Group("/api/admin", web.Gzip, s.requireAdmin(false), s.csrf)
-	s.setup = e.Group("/setup", web.Gzip, s.setupHeaders, s.requireAdmin(true), s.csrf)
+	s.admin = e.Group("/api/admin", web.Gzip, s.ownerOnly(false))
+	s.setup = e.Group("/setup", web.Gzip, s.setupHeaders, s.ownerOnly(true))
+	s.signIn = e.Group("/setup/login", web.Gzip, s.setupHeaders)
 
 	// Unknown paths under the owner groups still require the credential,
 	// so they do not reveal which admin routes exist.
@@ -203,9 +200,6 @@ func New(opts Options) (*Server, error) {
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(opts.Registry, promhttp.HandlerOpts{})))
 	e.GET(ui.CSSRoute, s.css)
 	e.HEAD(ui.CSSRoute, s.css)
-	e.GET("/setup/login", s.loginPage, web.Gzip, s.setupHeaders)
-	e.POST("/setup/login", s.loginSubmit, web.Gzip, s.setupHeaders)
-	s.setup.POST("/logout", s.logout)
 	return s, nil
 }
 
