@@ -167,6 +167,7 @@ func (m *Main) wire(ctx context.Context) error {
 
 	m.AddWorker("poller", WorkerFunc(fs.Run))
 	m.AddWorker("token_refresher", WorkerFunc(cs.Run))
+	m.AddWorker("purge_expired", WorkerFunc(gate.Run))
 	return nil
 }
 

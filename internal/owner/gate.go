@@ -466,3 +466,35 @@ func (g *Gate) logout(c *echo.Context) error {
 	c.SetCookie(g.cookie("", time.Time{}))
 	return c.Redirect(http.StatusSeeOther, g.prefix+"/setup/login")
 }
+
+// Purge deletes the OAuth states, sessions and setup links that expired
+// more than a day ago.
+func (g *Gate) Purge(ctx context.Context) error {
+	n, err := g.store.PurgeExpired(ctx, g.now().Add(-purgeGrace))
+	if err != nil {
+		return fmt.Errorf("owner: purge expired credentials: %w", err)
+	}
+	if n > 0 {
+		g.log.Info("expired credentials purged", slog.Int64("rows", n))
+	}
+	return nil
+}
+
+// Run purges expired credentials at once and then every PurgeEvery until
+// ctx ends. A failed or panicking purge is logged and the loop goes on.
+func (g *Gate) Run(ctx context.Context) error {
+	t := time.NewTicker(g.every)
+	defer t.Stop()
+	for {
+		g.guard.Run("purge_expired", func() {
+			if err := g.Purge(ctx); err != nil && ctx.Err() == nil {
+				g.log.Error("purging expired credentials failed", slog.Any("error", err))
+			}
+		})
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
