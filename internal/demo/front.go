@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/app"
+	"github.com/feedd/feedd/internal/render"
 	"github.com/feedd/feedd/internal/sandbox"
 	"github.com/feedd/feedd/internal/web"
 )
@@ -41,7 +42,7 @@ func (f *frontPage) setFeed(id string) {
 
 type frontData struct {
 	Base, FeedID  string
-	Snippet       string
+	Snippet       template.HTML // render.Snippet escapes what it puts in
 	SecondAccount string
 	SandboxPath   string
 }
@@ -52,8 +53,7 @@ func (f *frontPage) serve(c *echo.Context) error {
 	f.mu.RUnlock()
 	d := frontData{Base: f.base, FeedID: id, SecondAccount: sandbox.AccountCreator, SandboxPath: SandboxPath}
 	if id != "" {
-		d.Snippet = `<div data-feedd="` + id + `" data-columns="3" data-limit="12"></div>
-<script src="` + f.base + `/widget.js" async></script>`
+		d.Snippet = template.HTML(render.Snippet(f.base, id, render.DefaultOptions))
 	}
 	var buf bytes.Buffer
 	if err := frontTmpl.Execute(&buf, d); err != nil {

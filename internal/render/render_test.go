@@ -260,3 +260,20 @@ func TestHostCSSCoversEveryOption(t *testing.T) {
 		}
 	}
 }
+
+func TestSnippet(t *testing.T) {
+	v, _ := url.ParseQuery(`columns=4&limit=8&lang=de&i18n-load-more=Mehr+"Brot"&type=image&type=video`)
+	o, err := ParseOptions(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `<link rel="stylesheet" href="https://feeds.example.com/widget.css">
+<div data-feedd="k3v9x2m4q8" data-columns="4" data-i18n-load-more="Mehr &#34;Brot&#34;" data-lang="de" data-limit="8" data-type="image,video"></div>
+<script src="https://feeds.example.com/widget.js" async></script>`
+	if got := Snippet(pub+"/", "k3v9x2m4q8", o); got != want {
+		t.Errorf("snippet:\n%s\nwant:\n%s", got, want)
+	}
+	if got := Snippet(pub, "k3v9x2m4q8", DefaultOptions); !strings.Contains(got, `<div data-feedd="k3v9x2m4q8"></div>`) {
+		t.Errorf("default options:\n%s", got)
+	}
+}
