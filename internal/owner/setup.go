@@ -3,12 +3,9 @@ package owner
 import (
 	"encoding/base64"
 	"encoding/json"
-	"html"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -95,6 +92,8 @@ func (h *Handler) back(c *echo.Context, to string, err error, okMsg string) erro
 }
 
 type pageData struct {
+	// Languages are the feed languages the snippet options offer.
+	Languages     []string
 	AppConfigured bool
 	MissingVars   []string
 	RedirectURI   string
@@ -151,7 +150,7 @@ type feedView struct {
 
 // page starts an owner page: the flash message and the CSRF token.
 func (h *Handler) page(c *echo.Context, data pageData) ui.Page {
-	p := ui.Page{CSRF: h.csrf(c), Data: data}
+	p := ui.Page{CSRF: CSRFToken(c), Data: data}
 	if f := h.takeFlash(c); f != nil {
 		if f.Kind == "ok" {
 			p.Flash = f.Msg
@@ -164,27 +163,21 @@ func (h *Handler) page(c *echo.Context, data pageData) ui.Page {
 
 func (h *Handler) basePage() pageData {
 	d := pageData{
+		Languages:     render.Languages(),
 		AppConfigured: h.conn.AppConfigured(), RedirectURI: h.conn.RedirectURI(), PublicURL: h.svc.publicURL,
 		MissingVars: h.conn.MissingAppVars(),
 	}
 	return d
 }
 
-// snippet is the two lines to paste for a feed shown with opts, and the
-// embed page's URL with the same options for the preview.
+// snippet is what to paste for a feed shown with opts (render.Snippet),
+// and the embed page's URL with the same options for the preview.
 func (h *Handler) snippet(id string, opts render.Options) (snippet, preview string) {
-	params := opts.Params()
-	var attrs strings.Builder
-	for _, k := range slices.Sorted(maps.Keys(params)) {
-		attrs.WriteString(` data-` + k + `="` + html.EscapeString(params.Get(k)) + `"`)
-	}
-	snippet = `<div data-feedd="` + id + `"` + attrs.String() + `></div>` + "\n" +
-		`<script src="` + h.svc.publicURL + `/widget.js" async></script>`
 	preview = h.svc.prefix + "/feeds/" + url.PathEscape(id) + "/embed"
-	if q := params.Encode(); q != "" {
+	if q := opts.Params().Encode(); q != "" {
 		preview += "?" + q
 	}
-	return snippet, preview
+	return render.Snippet(h.svc.publicURL, id, opts), preview
 }
 
 func (h *Handler) view(st Status) feedView {

@@ -27,6 +27,15 @@ func TestSetupSnippetOptions(t *testing.T) {
 	if !strings.Contains(page, `<option value="carousel" selected>`) {
 		t.Errorf("the form does not keep the chosen layout")
 	}
+	// The stylesheet that holds the feed's space comes first.
+	if !strings.Contains(page, `&lt;link rel=&#34;stylesheet&#34; href=&#34;`+e.srv.URL+`/widget.css&#34;&gt;
+&lt;div data-feedd=`) {
+		t.Errorf("the snippet does not start with the stylesheet that reserves the feed's space; page:\n%s", page)
+	}
+	_, page = e.get(e.srv.URL + "/setup/feeds/" + id + "?lang=he")
+	if !strings.Contains(page, `data-lang=&#34;he&#34;`) || !strings.Contains(page, `<option value="he" selected>`) || !strings.Contains(page, `embed?lang=he"`) {
+		t.Errorf("the language is not in the snippet, the form or the preview; page:\n%s", page)
+	}
 	_, page = e.get(e.srv.URL + "/setup/feeds/" + id + "?columns=99")
 	if !strings.Contains(page, "columns must be an integer from 1 to 8") || !strings.Contains(page, `data-feedd=&#34;`+id+`&#34;&gt;`) {
 		t.Errorf("a bad option is not named, or the snippet is not the default one")

@@ -34,7 +34,7 @@ type Options struct {
 	Lightbox bool   // open posts in a dialog instead of following the link
 	LoadMore bool   // a "load more" link when there is a next page
 
-	Lang  string            // one of Languages
+	Lang  string            // one of Languages; "" for the host page's, else DefaultLang
 	Texts map[string]string // the owner's texts in place of feedd's, by key (i18n-<key>)
 }
 
@@ -43,7 +43,6 @@ var DefaultOptions = Options{
 	Limit: DefaultLimit, Columns: DefaultColumns, Gap: -1,
 	Layout: "grid", Captions: "none", Theme: "auto",
 	Header: true, Lightbox: true, LoadMore: true,
-	Lang: DefaultLang,
 }
 
 // ParseOptions reads options from a query string. Unknown parameters are
