@@ -219,3 +219,72 @@ func parseHostPort(hp string) netip.Addr {
 	}
 	return netip.Addr{}
 }
+
+// RouteLimit names a rate limit of its own that a few anonymous routes opt
+// into at registration (Server.Limit): a budget per client and one for all
+// clients together, so that a flood from many addresses cannot hold the
+// database writer these routes write through. Owner routes keep their own
+// rules (the gate, and the throttle of failed credentials).
+type RouteLimit string
+
+// The named route limits.
+const (
+	// LimitCallback is for the OAuth callback: each request consumes an
+	// OAuth state, a write.
+	LimitCallback RouteLimit = "callback"
+	// LimitSignIn is carried by the SignIn group: consuming a setup link
+	// and starting a session are writes.
+	LimitSignIn RouteLimit = "sign_in"
+)
+
+// routeBudget is a route limit's rates: requests per second and bursts, per
+// client and in total.
+type routeBudget struct {
+	clientRate, clientBurst float64
+	totalRate, totalBurst   float64
+}
+
+// routeLimits are the budgets of the named limits. An owner connects or
+// signs in with a handful of requests; a flood gets a few writes a second.
+var routeLimits = map[RouteLimit]routeBudget{
+	LimitCallback: {clientRate: 0.2, clientBurst: 10, totalRate: 5, totalBurst: 20},
+	LimitSignIn:   {clientRate: 0.5, clientBurst: 20, totalRate: 10, totalBurst: 40},
+}
+
+// routeLimiter is one named limit's state.
+type routeLimiter struct {
+	clients *ipLimiter
+	total   *ipLimiter // one bucket, under the zero address
+}
+
+func newRouteLimiters(v6Bits int, now func() time.Time) map[RouteLimit]*routeLimiter {
+	out := make(map[RouteLimit]*routeLimiter, len(routeLimits))
+	for name, b := range routeLimits {
+		l := &routeLimiter{clients: newIPLimiter(b.clientRate, b.clientBurst, now), total: newIPLimiter(b.totalRate, b.totalBurst, now)}
+		l.clients.v6Bits = v6Bits
+		out[name] = l
+	}
+	return out
+}
+
+// Limit returns the middleware of the named route limit, for a route or a
+// group to opt into at registration. Every route that names the same limit
+// shares its budgets.
+func (s *Server) Limit(name RouteLimit) echo.MiddlewareFunc {
+	l := s.routeLimits[name]
+	if l == nil {
+		panic("server: unknown route limit " + string(name))
+	}
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c *echo.Context) error {
+			now := s.now()
+			if ok, wait := l.clients.allowAt(s.clientAddr(c.Request()), now); !ok {
+				return rateLimited(wait)
+			}
+			if ok, wait := l.total.allowAt(netip.Addr{}, now); !ok {
+				return rateLimited(wait)
+			}
+			return next(c)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v5"
 )
@@ -81,4 +82,88 @@ func TestPrefixKeysSpreadOverShards(t *testing.T) {
 			t.Errorf("shard %d holds %d of %d buckets", i, m, n)
 		}
 	}
+}
+
+// rotating returns the n-th client of a flood that takes a new /64 for
+// every request.
+func rotating(n int) string {
+	return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(n >> 16), byte(n >> 8), byte(n), 7: 1, 15: 1}).String()
+}
+
+// The OAuth callback and the sign-in routes write through the database's
+// one writer for anonymous clients. Their limits of their own hold a
+// flood from many addresses to a small total, and one client to less.
+func TestRouteLimitsHoldAnonymousFloods(t *testing.T) {
+	tests := []struct {
+		name  string
+		limit RouteLimit
+		path  string // what the flood asks for
+		one   string // what one client asks for, again and again
+		setup func(f *fixture, hits *int)
+	}{
+		{"callback", LimitCallback, "/auth/instagram/callback?state=x&code=y", "/auth/instagram/callback?state=x&code=y", func(f *fixture, hits *int) {
+			f.srv.Echo().GET("/auth/instagram/callback", func(c *echo.Context) error { *hits++; return c.String(400, "bad state") },
+				f.srv.Limit(LimitCallback))
+		}},
+		// The page itself, so that the throttle of failed credentials (a
+		// wrong link is one) does not answer first.
+		{"sign-in", LimitSignIn, "/setup/login?t=not-a-link", "/setup/login", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, func(o *Options) {
+				o.TrustedProxies = []netip.Prefix{mustPrefix("10.0.0.0/8")}
+			})
+			var hits int
+			if tt.setup != nil {
+				tt.setup(f, &hits)
+			}
+			budget := routeLimits[tt.limit]
+			get := func(path, client string) int {
+				r := req(http.MethodGet, path, nil, "X-Forwarded-For", client)
+				r.RemoteAddr = "10.0.0.1:1"
+				return f.do(r).Code
+			}
+			passed := 0
+			for i := range 500 {
+				if get(tt.path, rotating(i)) != http.StatusTooManyRequests {
+					passed++
+				}
+			}
+			if passed != int(budget.totalBurst) {
+				t.Errorf("%d of 500 requests from 500 addresses answered, want the total burst %v", passed, budget.totalBurst)
+			}
+			if tt.setup != nil && hits != passed {
+				t.Errorf("handler ran %d times for %d answers", hits, passed)
+			}
+			// The total refills with time; one client still has its own limit.
+			f.clock.Add(time.Minute)
+			passed = 0
+			for range 100 {
+				if get(tt.one, "198.51.100.7") != http.StatusTooManyRequests {
+					passed++
+				}
+			}
+			if passed != int(budget.clientBurst) {
+				t.Errorf("one client got %d answers in a row, want its burst %v", passed, budget.clientBurst)
+			}
+			r := req(http.MethodGet, tt.one, nil, "X-Forwarded-For", "198.51.100.7")
+			r.RemoteAddr = "10.0.0.1:1"
+			w := f.do(r)
+			if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+				t.Errorf("over the limit: %d, Retry-After %q", w.Code, w.Header().Get("Retry-After"))
+			}
+		})
+	}
+	t.Run("owner routes keep their rules", func(t *testing.T) {
+		f := newFixture(t, nil)
+		f.srv.Admin().GET("/ping", func(c *echo.Context) error { return c.NoContent(204) })
+		for i := range 200 {
+			r := req(http.MethodGet, "/api/admin/ping", nil, "Authorization", "Bearer "+testToken)
+			r.RemoteAddr = "[" + rotating(i) + "]:1"
+			if w := f.do(r); w.Code != 204 {
+				t.Fatalf("admin request %d: %d", i, w.Code)
+			}
+		}
+	})
 }

@@ -103,7 +103,9 @@ type Server struct {
 	metrics   *httpMetrics
 	visitors  *ipLimiter // public group rate limit; nil when disabled
 	failures  *ipLimiter // failed admin credentials
-	setupCSP  []string
+	// routeLimits are the named limits anonymous routes opt into.
+	routeLimits map[RouteLimit]*routeLimiter
+	setupCSP    []string
 
 	// routes holds every registered route pattern; unmatched stands for
 	// requests that match none.
@@ -151,6 +153,7 @@ func New(opts Options) (*Server, error) {
 		failures:  newIPLimiter(failureRate, failureBurst, opts.Now),
 		unmatched: &route{label: "unmatched"},
 	}
+	s.routeLimits = newRouteLimiters(opts.RateLimitIPv6Prefix, opts.Now)
 	if s.bodyLimit <= 0 {
 		s.bodyLimit = DefaultBodyLimit
 	}
@@ -186,7 +189,7 @@ func New(opts Options) (*Server, error) {
 	s.public = &PublicGroup{g: e.Group(""), s: s}
 	s.admin = e.Group("/api/admin", web.Gzip, s.ownerOnly(false))
 	s.setup = e.Group("/setup", web.Gzip, s.setupHeaders, s.ownerOnly(true))
-	s.signIn = e.Group("/setup/login", web.Gzip, s.setupHeaders)
+	s.signIn = e.Group("/setup/login", s.Limit(LimitSignIn), web.Gzip, s.setupHeaders)
 
 	// Unknown paths under the owner groups still require the credential,
 	// so they do not reveal which admin routes exist.
