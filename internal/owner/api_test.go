@@ -148,7 +148,7 @@ func TestSetupPagesEscapeAndCarryCSRF(t *testing.T) {
 	// An error flash quoting the owner's input.
 	e.post("/setup/feeds/"+id+"/origins", url.Values{"allowed_origins": {`<b>bold</b>`}})
 
-	csrfField := `name="_csrf" value="csrf-` + testSession + `"`
+	csrfField := `name="_csrf" value="` + e.csrf + `"`
 	var actions []string
 	for _, page := range []string{"/setup", "/setup/feeds/" + id} {
 		resp, body := e.get(e.srv.URL + page)

@@ -39,7 +39,7 @@ func TestBrowserFlowApproveConnectsAndLandsOnFeedPage(t *testing.T) {
 	}
 	id := strings.TrimPrefix(resp.Header.Get("Location"), "/setup/feeds/")
 	_, page := e.get(e.srv.URL + "/setup/feeds/" + id)
-	if !strings.Contains(page, "Feed created") || !strings.Contains(page, `name="_csrf" value="csrf-`+testSession) {
+	if !strings.Contains(page, "Feed created") || !strings.Contains(page, `name="_csrf" value="`+e.csrf) {
 		t.Fatalf("feed page lacks the flash or the CSRF field:\n%s", page)
 	}
 

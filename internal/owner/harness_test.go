@@ -3,13 +3,13 @@ package owner
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -17,24 +17,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedd/feedd/internal/connection"
 	"github.com/feedd/feedd/internal/graph"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/server"
 	"github.com/feedd/feedd/internal/testutil"
-	"github.com/feedd/feedd/internal/web"
 )
 
-const (
-	testAdminToken = "admin-token-for-tests"
-	testSession    = "session-cookie-value-0123456789"
-)
+const testAdminToken = "admin-token-for-tests"
 
-// env runs feedd's owner routes on a real HTTP server against the
-// sandbox and the real store in a temp dir, with a stand-in for the
-// server's admin auth (bearer or session cookie + CSRF) and an injected
-// clock.
+// env runs feedd's owner routes on the real server and gate over the real
+// store in a temp dir, against the sandbox, with an injected clock. Its
+// browser is signed in; the API is called with the bearer admin token.
 type env struct {
 	t       *testing.T
 	clock   *testutil.Clock
@@ -50,6 +46,7 @@ type env struct {
 	srv     *httptest.Server
 	handler atomic.Pointer[http.Handler]
 	browser *http.Client
+	csrf    string // the browser session's CSRF token
 	opts    func(*connection.Options)
 	noFeeds bool
 	graph   *graph.Client // the client the services use (gc unless a test swaps it)
@@ -94,11 +91,13 @@ func newEnv(t *testing.T, mod ...func(*connection.Options)) *env {
 	}
 	e.gc = e.newGraph(e.srv.URL+"/auth/instagram/callback", e.sb.AppID(), e.sb.AppSecret())
 	e.graph = e.gc
+	if err := SetAdminToken(context.Background(), e.store, testAdminToken); err != nil {
+		t.Fatal(err)
+	}
 	e.start()
 	jar, _ := cookiejar.New(nil)
-	u, _ := url.Parse(e.srv.URL)
-	jar.SetCookies(u, []*http.Cookie{{Name: "feedd_session", Value: testSession, Path: "/"}})
 	e.browser = &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	e.signIn()
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(e.logs.String())
@@ -123,7 +122,8 @@ func (e *env) newGraph(redirect, appID, secret string) *graph.Client {
 	return gc
 }
 
-// start builds fresh services and a router over the same store: also a "restart".
+// start builds fresh services and the real server with the gate over the
+// same store: also a "restart".
 func (e *env) start() {
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o := connection.Options{
@@ -152,8 +152,35 @@ func (e *env) start() {
 		e.conn.Close()
 	}
 	e.conn, e.svc = conn, svc
-	var h http.Handler = newRouter(svc)
-	e.handler.Store(&h)
+	srv := e.newServer(logger, nil)
+	h := NewHandler(svc, HTTPOptions{})
+	h.RegisterCallbacks(srv.Echo())
+	h.RegisterAdmin(srv.Admin())
+	h.RegisterSetup(srv.Setup())
+	var hh http.Handler = srv.Handler()
+	e.handler.Store(&hh)
+}
+
+// newServer is the real server with the gate over the env's store, as the
+// app wires them.
+func (e *env) newServer(logger *slog.Logger, mod func(*server.Options)) *server.Server {
+	e.t.Helper()
+	u, _ := url.Parse(e.srv.URL)
+	so := server.Options{PublicURL: u, Logger: logger, Registry: prometheus.NewRegistry(), Now: e.clock.Now}
+	if mod != nil {
+		mod(&so)
+	}
+	srv, err := server.New(so)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	gate, err := NewGate(GateOptions{Store: e.store, PublicURL: u, Failures: srv, Now: e.clock.Now, Logger: logger})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv.SetGate(gate)
+	gate.RegisterSignIn(srv.SignIn(), srv.Setup())
+	return srv
 }
 
 // useGraph restarts the services on another Instagram client (the state
@@ -163,52 +190,26 @@ func (e *env) useGraph(gc *graph.Client) {
 	e.start()
 }
 
-// newRouter mounts the handlers the way internal/server will.
-func newRouter(svc *Service) *echo.Echo {
-	ec := echo.New()
-	ec.HTTPErrorHandler = func(c *echo.Context, err error) {
-		if he, ok := web.As(err); ok {
-			_ = c.JSON(he.Status, map[string]any{"error": he})
-			return
-		}
-		var sc interface{ StatusCode() int }
-		if errors.As(err, &sc) {
-			_ = c.JSON(sc.StatusCode(), map[string]any{"error": map[string]string{"code": "http", "message": http.StatusText(sc.StatusCode())}})
-			return
-		}
-		svc.log.Error("internal error", slog.Any("error", err))
-		_ = c.JSON(http.StatusInternalServerError, map[string]any{"error": map[string]string{"code": "internal", "message": "internal error"}})
-	}
-	h := NewHandler(svc, HTTPOptions{CSRFToken: func(c *echo.Context) string {
-		if ck, err := c.Cookie("feedd_session"); err == nil {
-			return "csrf-" + ck.Value
-		}
-		return ""
-	}})
-	h.RegisterCallbacks(ec)
-	h.RegisterAdmin(ec.Group("/api/admin", fakeAdmin))
-	h.RegisterSetup(ec.Group("/setup", fakeAdmin))
-	return ec
-}
+var csrfRE = regexp.MustCompile(`name="_csrf" value="([^"]+)"`)
 
-// fakeAdmin stands in for the server's RequireAdmin + CSRF middleware.
-func fakeAdmin(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c *echo.Context) error {
-		r := c.Request()
-		if r.Header.Get("Authorization") == "Bearer "+testAdminToken {
-			return next(c)
-		}
-		ck, err := c.Cookie("feedd_session")
-		if err != nil || ck.Value != testSession {
-			return web.Unauthorized()
-		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if r.FormValue("_csrf") != "csrf-"+testSession && r.Header.Get("X-CSRF-Token") != "csrf-"+testSession {
-				return web.New(http.StatusForbidden, "csrf", "missing or wrong CSRF token")
-			}
-		}
-		return next(c)
+// signIn signs the browser in with the admin token and learns its
+// session's CSRF token from the setup page.
+func (e *env) signIn() {
+	e.t.Helper()
+	resp, err := e.browser.PostForm(e.srv.URL+"/setup/login", url.Values{"token": {testAdminToken}})
+	if err != nil {
+		e.t.Fatal(err)
 	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		e.t.Fatalf("sign in: %d", resp.StatusCode)
+	}
+	_, page := e.get(e.srv.URL + "/setup")
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		e.t.Fatalf("no CSRF token on the setup page:\n%s", page)
+	}
+	e.csrf = m[1]
 }
 
 // api calls the admin API with the bearer token and decodes the JSON answer.
@@ -280,7 +281,7 @@ func (e *env) post(path string, v url.Values) (*http.Response, string) {
 		v = url.Values{}
 	}
 	if v.Get("_csrf") == "" {
-		v.Set("_csrf", "csrf-"+testSession)
+		v.Set("_csrf", e.csrf)
 	}
 	resp, err := e.browser.PostForm(e.srv.URL+path, v)
 	if err != nil {

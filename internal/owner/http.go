@@ -32,16 +32,8 @@ type Router interface {
 	DELETE(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) echo.RouteInfo
 }
 
-// HTTPOptions connects the handlers to the server's session machinery.
+// HTTPOptions configures the handlers.
 type HTTPOptions struct {
-	// CSRFToken returns the session's token for the hidden _csrf field of
-	// every form (default CSRFToken).
-	CSRFToken func(c *echo.Context) string
-	// SessionCookie is the admin session cookie's name (default
-	// SessionCookie); connect states issued by the setup pages are
-	// bound to a hash of it, which the public callback route can check
-	// without the admin middleware.
-	SessionCookie string
 	// Checks, when set, runs the setup checks shown on the /setup page
 	// (doctor.Checker); nil hides the section.
 	Checks func(ctx context.Context) []doctor.Check
@@ -52,8 +44,6 @@ type HTTPOptions struct {
 type Handler struct {
 	svc    *Service
 	conn   *connection.Service
-	csrf   func(c *echo.Context) string
-	cookie string
 	checks func(ctx context.Context) []doctor.Check
 }
 
@@ -71,14 +61,7 @@ var pages = func() map[string]*template.Template {
 
 // NewHandler returns the owner's routes over svc.
 func NewHandler(svc *Service, opts HTTPOptions) *Handler {
-	h := &Handler{svc: svc, conn: svc.conn, csrf: opts.CSRFToken, cookie: opts.SessionCookie, checks: opts.Checks}
-	if h.csrf == nil {
-		h.csrf = CSRFToken
-	}
-	if h.cookie == "" {
-		h.cookie = SessionCookie
-	}
-	return h
+	return &Handler{svc: svc, conn: svc.conn, checks: opts.Checks}
 }
 
 // RegisterCallbacks mounts the public /auth/instagram routes (on the root router).
@@ -105,7 +88,7 @@ func (h *Handler) RegisterAdmin(g Router) {
 // sessionBinding is the value connect states are bound to: a hash of the
 // browser's session cookie (never the cookie itself). nil without a cookie.
 func (h *Handler) sessionBinding(c *echo.Context) []byte {
-	ck, err := c.Cookie(h.cookie)
+	ck, err := c.Cookie(SessionCookie)
 	if err != nil || ck.Value == "" {
 		return nil
 	}

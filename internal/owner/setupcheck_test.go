@@ -3,34 +3,32 @@ package owner
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
-
-	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/config"
 	"github.com/feedd/feedd/internal/doctor"
 )
 
-// setupPageWith serves the setup routes with checks plugged in (plus a
-// feedd-like /healthz) and returns the /setup page.
+// setupPageWith serves the setup routes with checks plugged in on the
+// real server (whose /healthz the checks may ask) and returns the /setup page.
 func setupPageWith(t *testing.T, e *env, checks func(*httptest.Server) func(context.Context) []doctor.Check) string {
 	t.Helper()
-	var srv *httptest.Server
-	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ec := echo.New()
-		ec.GET("/healthz", func(c *echo.Context) error { return c.String(http.StatusOK, "ok") })
-		var fn func(context.Context) []doctor.Check
-		if checks != nil {
-			fn = checks(srv)
-		}
-		NewHandler(e.svc, HTTPOptions{CSRFToken: func(*echo.Context) string { return "csrf" }, Checks: fn}).
-			RegisterSetup(ec.Group("/setup", fakeAdmin))
-		ec.ServeHTTP(w, r)
-	}))
+	var h atomic.Pointer[http.Handler]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*h.Load()).ServeHTTP(w, r) }))
+	var fn func(context.Context) []doctor.Check
+	if checks != nil {
+		fn = checks(srv)
+	}
+	s := e.newServer(slog.New(slog.DiscardHandler), nil)
+	NewHandler(e.svc, HTTPOptions{Checks: fn}).RegisterSetup(s.Setup())
+	hh := s.Handler()
+	h.Store(&hh)
 	t.Cleanup(srv.Close)
 	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/setup", nil)
 	req.Header.Set("Authorization", "Bearer "+testAdminToken)

@@ -102,14 +102,17 @@ func internalError(c *echo.Context) *web.Error {
 		Message: "internal error (request id " + RequestID(c) + ")"}
 }
 
-// wantsHTML: owner pages and the OAuth pages answer errors as a page,
-// unless the client asked for JSON only.
+// wantsHTML: owner pages and the OAuth pages a browser opens answer errors
+// as a page, unless the client asked for JSON only. A POST under /auth/ is
+// a server-to-server callback (Meta's deauthorize and deletion): JSON.
 func (s *Server) wantsHTML(c *echo.Context) bool {
-	p := c.Request().URL.Path
-	if !strings.HasPrefix(p, s.prefix+"/setup") && !strings.HasPrefix(p, s.prefix+"/auth/") {
+	r := c.Request()
+	p := r.URL.Path
+	browserAuth := strings.HasPrefix(p, s.prefix+"/auth/") && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+	if !strings.HasPrefix(p, s.prefix+"/setup") && !browserAuth {
 		return false
 	}
-	accept := c.Request().Header.Get("Accept")
+	accept := r.Header.Get("Accept")
 	return accept == "" || strings.Contains(accept, "text/html") || !strings.Contains(accept, "json")
 }
 
