@@ -286,11 +286,12 @@ func (s *Service) removeFiles(files []string) {
 }
 
 // Forget drops what the service keeps in memory about a feed that was
-// deleted: its expiry gauge and expiry warnings.
+// deleted: its expiry gauge, expiry warnings and a token not stored yet.
 func (s *Service) Forget(feedID string) {
 	s.metrics.forget(feedID)
 	s.mu.Lock()
 	delete(s.warned, feedID)
+	delete(s.pending, feedID)
 	s.mu.Unlock()
 }
 

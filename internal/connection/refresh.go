@@ -70,7 +70,8 @@ func (m *metrics) setExpiry(feed string, left time.Duration) {
 
 func (m *metrics) forget(feed string) { m.expiry.DeleteLabelValues(feed) }
 
-// Run checks tokens every CheckInterval until ctx ends.
+// Run checks tokens at once and then every CheckInterval until ctx ends.
+// A check that fails or panics is logged and the loop goes on.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.interval)
 	defer t.Stop()
@@ -86,9 +87,11 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 func (s *Service) checkLogged(ctx context.Context) {
-	if err := s.CheckTokens(ctx); err != nil && ctx.Err() == nil {
-		s.log.Error("token check failed", errAttr(err))
-	}
+	s.guard.Run("token_check", func() {
+		if err := s.CheckTokens(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("token check failed", errAttr(err))
+		}
+	})
 }
 
 // CheckTokens runs one check: refreshes every due token, marks dead ones,
