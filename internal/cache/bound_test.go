@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"math/rand/v2"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -180,4 +181,77 @@ func TestDroppedGroupFreesItsBytes(t *testing.T) {
 	if c.Len() != 0 || c.Bytes() != 0 {
 		t.Errorf("%d entries, %d bytes left after the feed was found gone", c.Len(), c.Bytes())
 	}
+}
+
+// Building an entry reuses gzip compressors: a flood of distinct loads
+// makes garbage in proportion to the bodies, not a compressor (about a
+// megabyte) per entry.
+func TestNewEntryReusesCompressors(t *testing.T) {
+	body := make([]byte, 64<<10)
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for i := range body {
+		body[i] = "abcdefgh{}\":,0123456789"[rnd.IntN(23)]
+	}
+	NewEntry(body, nil) // warm the pool
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 20
+	for range n {
+		if _, err := NewEntry(body, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / n; per > 4*uint64(len(body)) {
+		t.Errorf("NewEntry of %d bytes allocates %d bytes", len(body), per)
+	}
+}
+
+// A meta entry holds a loader's intermediate result for other loads: it
+// follows the same generations and bound, and Shared reads it without
+// counting a feed request.
+func TestMetaEntriesAreSharedNotCounted(t *testing.T) {
+	loads := 0
+	c, reg, _ := newBounded(t, 1<<20, func(ctx context.Context, group, key string) (*Entry, error) {
+		loads++
+		return NewMetaEntry(sizedMeta(100 << 10)), nil
+	})
+	ctx := context.Background()
+	for range 3 {
+		e, err := c.Shared(ctx, "f", "f#")
+		if err != nil || e.Meta != sizedMeta(100<<10) {
+			t.Fatalf("Shared = %v, %v", e, err)
+		}
+	}
+	if loads != 1 {
+		t.Errorf("%d loads, want 1", loads)
+	}
+	if n := counterValue(t, reg, "feedd_feed_cache_requests_total"); n != 0 {
+		t.Errorf("%v feed requests counted for shared reads", n)
+	}
+	if b := c.Bytes(); b < 100<<10 {
+		t.Errorf("%d bytes counted for a 100 KiB meta", b)
+	}
+	c.Invalidate("f")
+	c.Shared(ctx, "f", "f#")
+	if loads != 2 {
+		t.Errorf("%d loads after an invalidation, want 2", loads)
+	}
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return n
 }

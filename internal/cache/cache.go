@@ -115,17 +115,26 @@ func (e *Entry) cost(key string) int64 {
 	return n
 }
 
+// compressors are reused: a gzip writer at BestCompression holds about a
+// megabyte of tables, which a flood of distinct loads would otherwise
+// allocate once per entry.
+var compressors = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestCompression)
+	return zw
+}}
+
 // NewEntry prepares an entry for body: compresses it and computes the ETag.
 func NewEntry(body []byte, meta any) (*Entry, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	buf.Grow(len(body)/4 + 64)
+	zw := compressors.Get().(*gzip.Writer)
+	zw.Reset(&buf)
+	_, err := zw.Write(body)
+	if cerr := zw.Close(); err == nil {
+		err = cerr
+	}
+	compressors.Put(zw)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := zw.Write(body); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(body)
@@ -140,6 +149,13 @@ func NewEntry(body []byte, meta any) (*Entry, error) {
 		jsonLen:    []string{strconv.Itoa(len(body))},
 		gzipLen:    []string{strconv.Itoa(len(gz))},
 	}, nil
+}
+
+// NewMetaEntry makes an entry that holds only meta: a loader's
+// intermediate result that other loads build on (read with Shared), never
+// a response.
+func NewMetaEntry(meta any) *Entry {
+	return &Entry{Meta: meta, jsonLen: []string{"0"}, gzipLen: []string{"0"}}
 }
 
 // ETagHeader is the ETag as a header value slice. Callers must not modify it.
@@ -424,6 +440,21 @@ func (c *Cache) unlinkRecency(e *Entry) {
 // Concurrent misses for one key share one load. An entry past Fresh is
 // returned as Stale and refreshed once in the background.
 func (c *Cache) Get(ctx context.Context, group, key string) (*Entry, Result, error) {
+	e, r, err := c.get(ctx, group, key)
+	if err == nil {
+		c.requests[r].Inc()
+	}
+	return e, r, err
+}
+
+// Shared is Get for the entries that loads build on (see NewMetaEntry):
+// the same loading, freshness and bound, not counted as a request.
+func (c *Cache) Shared(ctx context.Context, group, key string) (*Entry, error) {
+	e, _, err := c.get(ctx, group, key)
+	return e, err
+}
+
+func (c *Cache) get(ctx context.Context, group, key string) (*Entry, Result, error) {
 	gen := c.gen(group)
 	var old *Entry
 	if e := c.lookup(key); e != nil {
@@ -433,13 +464,11 @@ func (c *Cache) Get(ctx context.Context, group, key string) (*Entry, Result, err
 		case e.gen != gen:
 			old = e
 		case age <= c.opts.Fresh:
-			c.requests[Hit].Inc()
 			return e, Hit, nil
 		case age <= c.opts.MaxStale:
 			if e.refreshing.CompareAndSwap(false, true) {
 				c.refresh(group, key, gen, e)
 			}
-			c.requests[Stale].Inc()
 			return e, Stale, nil
 		default:
 			old = e
@@ -450,12 +479,10 @@ func (c *Cache) Get(ctx context.Context, group, key string) (*Entry, Result, err
 		if old != nil && !c.gone(err) {
 			// Serving the previous bytes beats failing the visitor.
 			c.opts.Logger.Warn("cache load failed; serving previous entry", slog.String("key", key), slog.Any("error", err))
-			c.requests[Stale].Inc()
 			return old, Stale, nil
 		}
 		return nil, Miss, err
 	}
-	c.requests[Miss].Inc()
 	return e, Miss, nil
 }
 
