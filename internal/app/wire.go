@@ -18,6 +18,7 @@ import (
 	"github.com/feedd/feedd/internal/media"
 	"github.com/feedd/feedd/internal/owner"
 	"github.com/feedd/feedd/internal/render"
+	"github.com/feedd/feedd/internal/server"
 	"github.com/feedd/feedd/internal/web"
 )
 
@@ -163,7 +164,7 @@ func (m *Main) wire(ctx context.Context) error {
 	oh := owner.NewHandler(ow, owner.HTTPOptions{Checks: doctor.Checker(doctor.Input{Config: cfg, Now: m.Now, InServer: true})})
 	oh.RegisterSetup(srv.Setup())
 	oh.RegisterAdmin(srv.Admin())
-	oh.RegisterCallbacks(srv.Echo())
+	oh.RegisterCallbacks(srv.Echo(), srv.Limit(server.LimitCallback))
 
 	m.AddWorker("poller", WorkerFunc(fs.Run))
 	m.AddWorker("token_refresher", WorkerFunc(cs.Run))

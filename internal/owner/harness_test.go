@@ -154,7 +154,7 @@ func (e *env) start() {
 	e.conn, e.svc = conn, svc
 	srv := e.newServer(logger, nil)
 	h := NewHandler(svc, HTTPOptions{})
-	h.RegisterCallbacks(srv.Echo())
+	h.RegisterCallbacks(srv.Echo(), srv.Limit(server.LimitCallback))
 	h.RegisterAdmin(srv.Admin())
 	h.RegisterSetup(srv.Setup())
 	var hh http.Handler = srv.Handler()

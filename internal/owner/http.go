@@ -64,9 +64,11 @@ func NewHandler(svc *Service, opts HTTPOptions) *Handler {
 	return &Handler{svc: svc, conn: svc.conn, checks: opts.Checks}
 }
 
-// RegisterCallbacks mounts the public /auth/instagram routes (on the root router).
-func (h *Handler) RegisterCallbacks(r Router) {
-	r.GET("/auth/instagram/callback", h.callback)
+// RegisterCallbacks mounts the /auth/instagram routes (on the root
+// router); limit guards the OAuth callback, each request of which consumes
+// a connect state (a write by an anonymous client).
+func (h *Handler) RegisterCallbacks(r Router, limit echo.MiddlewareFunc) {
+	r.GET("/auth/instagram/callback", h.callback, limit)
 	r.POST("/auth/instagram/deauthorize", h.meta(model.KindDeauthorize))
 	r.POST("/auth/instagram/delete", h.meta(model.KindDelete))
 	r.GET("/auth/instagram/deletion", h.deletion)
