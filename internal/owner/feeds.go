@@ -1,3 +1,9 @@
+// Package owner is the site owner's side of feedd: feeds and their
+// settings (create, list, edit, delete, each feed's status), the setup
+// pages, the admin JSON API and the pages of the connect flow and Meta's
+// callbacks, and the Gate that admits the owner (admin token, sign-in,
+// sessions, CSRF). Anything about a feed's Instagram connection is asked of
+// internal/connection.
 package owner
 
 import (
