@@ -7,8 +7,10 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/store"
 )
 
 // Parameters the feed route does not know (trackers, cache busters, typos)
@@ -94,5 +96,46 @@ func TestCacheMemoryBoundsTheHeap(t *testing.T) {
 		len(queries), asked, fx.svc.cache.Len(), fx.svc.cache.Bytes(), grown)
 	if limit := int64(bound)*5/4 + 1<<20; grown > limit {
 		t.Errorf("heap grew by %d bytes with the cache bound at %d, want at most %d", grown, bound, limit)
+	}
+}
+
+// Pages other than the first one (other limits, types, cursors, made-up
+// cursors) are cut from the feed's snapshot read once, not from a database
+// read each; a new poll's posts show on them at once.
+func TestOtherPagesReadTheSnapshotOnce(t *testing.T) {
+	cs := &countingStore{}
+	fx := newEnv(t, envOptions{account: sandbox.AccountBusiness, store: func(st *store.Store) Store { cs.Store = st; return cs }})
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	fx.doc(t, "")
+	var queries []string
+	for limit := 1; limit <= 30; limit++ {
+		queries = append(queries, "limit="+strconv.Itoa(limit), "limit="+strconv.Itoa(limit)+"&type=image")
+	}
+	d := fx.doc(t, "limit=7")
+	queries = append(queries, "after="+url.QueryEscape(*d.Next))
+	for i := range 30 {
+		c := encodeCursor(&Post{ID: "9" + strconv.Itoa(i), Timestamp: d.Posts[i%7].Timestamp.Add(-time.Second)})
+		queries = append(queries, "limit=3&after="+url.QueryEscape(c))
+	}
+	before := cs.posts.Load()
+	for _, q := range queries {
+		if d := fx.doc(t, q); len(d.Posts) == 0 {
+			t.Fatalf("?%s: no posts", q)
+		}
+	}
+	if n := cs.posts.Load() - before; n > 1 {
+		t.Errorf("%d snapshot reads from the database for %d distinct pages, want at most 1", n, len(queries))
+	}
+	id := fx.addPost("new", sandbox.PostSpec{Caption: "just posted"})
+	fx.clock.Add(16 * time.Minute)
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"limit=2", "limit=2&type=image"} {
+		if d := fx.doc(t, q); d.Posts[0].ID != id {
+			t.Errorf("?%s after a poll: newest %s, want the new post %s", q, d.Posts[0].ID, id)
+		}
 	}
 }

@@ -12,20 +12,50 @@ import (
 // least this wide is enough even on dense screens.
 const avatarMinWidth = 150
 
-// buildDoc turns a feed's stored snapshot into the v1 document for q. It
-// also returns the cursor that names the page's position in the snapshot
-// ("" for the first page), which differs from q.After when that names no
-// stored post.
-func (s *Service) buildDoc(ctx context.Context, f model.Feed, q Query) (*Doc, string, error) {
-	doc := &Doc{Version: Version, ID: f.ID, Posts: []Post{}}
+// snapshot is a feed's stored posts built once into the document's shape,
+// all of them, unpaged: every page is cut from it. The pages other than the
+// default one are cut from a snapshot kept in the hot cache (a meta entry),
+// so a page for any limit, type or cursor costs no database read.
+type snapshot struct {
+	head    Doc // the document without its posts
+	posts   []Post
+	allowed []string
+}
+
+// page cuts the document for q from the snapshot. It also returns the
+// cursor that names the page's position in the snapshot ("" for the first
+// page), which differs from q.After when that names no stored post.
+func (sn *snapshot) page(q Query) (*Doc, string) {
+	d := sn.head
+	var after string
+	d.Posts, d.Next, after = page(sn.posts, q)
+	return &d, after
+}
+
+// Size is about the memory the snapshot holds, for the cache's bound.
+func (sn *snapshot) Size() int {
+	d := sn.head
+	d.Posts = sn.posts
+	n := d.size()
+	for _, o := range sn.allowed {
+		n += len(o) + 16
+	}
+	return n
+}
+
+// buildSnapshot turns a feed's stored snapshot into its posts as the v1
+// document shows them.
+func (s *Service) buildSnapshot(ctx context.Context, f model.Feed) (*snapshot, error) {
+	sn := &snapshot{head: Doc{Version: Version, ID: f.ID}, posts: []Post{}, allowed: f.AllowedOrigins}
+	doc := &sn.head
 	if f.FetchedAt.IsZero() {
 		// Nothing fetched yet: account null, no posts (product.md).
 		doc.Stale = !f.LastFetchAt.IsZero() && !f.LastFetchOK
-		return doc, "", nil
+		return sn, nil
 	}
 	records, err := s.store.Posts(ctx, f.ID)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	keys := make([]string, 0, len(records)*2+1)
 	if f.Account != nil && f.Account.AvatarKey != "" {
@@ -43,7 +73,7 @@ func (s *Service) buildDoc(ctx context.Context, f model.Feed, q Query) (*Doc, st
 	}
 	media, err := s.store.MediaByKeys(ctx, keys)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	fetched := f.FetchedAt.UTC()
 	doc.UpdatedAt = &fetched
@@ -69,16 +99,13 @@ func (s *Service) buildDoc(ctx context.Context, f model.Feed, q Query) (*Doc, st
 			doc.Account.Avatar = &Image{URL: s.mediaURL(v.File), Width: v.Width, Height: v.Height}
 		}
 	}
-
-	posts := make([]Post, 0, len(records))
+	sn.posts = make([]Post, 0, len(records))
 	for i := range records {
 		if p, ok := s.buildPost(&records[i], media, username); ok {
-			posts = append(posts, p)
+			sn.posts = append(sn.posts, p)
 		}
 	}
-	var after string
-	doc.Posts, doc.Next, after = page(posts, q)
-	return doc, after, nil
+	return sn, nil
 }
 
 // buildPost converts one stored post. A post without any stored image is

@@ -47,5 +47,8 @@
 //
 // The hot cache holds at most CacheMemory bytes (FEEDD_CACHE_MEMORY),
 // counting each entry's document as well as its bytes, and evicts the
-// least recently used entries beyond that.
+// least recently used entries beyond that. The default page is built from
+// the database; every other page is cut from the feed's snapshot (all its
+// posts, built once per change of the feed and kept in the cache too), so
+// that made-up limits, filters and cursors cost no database read.
 package feed

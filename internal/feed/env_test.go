@@ -490,10 +490,16 @@ func (c *conns) rejections() []rejection {
 	return append([]rejection(nil), c.rejected...)
 }
 
-// countingStore counts the feed reads and view writes that reach the store.
+// countingStore counts the feed reads, snapshot reads and view writes that
+// reach the store.
 type countingStore struct {
 	*store.Store
-	reads, views atomic.Int32
+	reads, posts, views atomic.Int32
+}
+
+func (s *countingStore) Posts(ctx context.Context, feedID string) ([]model.Post, error) {
+	s.posts.Add(1)
+	return s.Store.Posts(ctx, feedID)
 }
 
 func (s *countingStore) Feed(ctx context.Context, id string) (model.Feed, error) {

@@ -286,8 +286,21 @@ func (s *Service) Doc(ctx context.Context, id string, limit int, after string, t
 	return m.doc, m.allowed, nil
 }
 
-// load builds a cache entry from the stored snapshot (the cache's Loader).
+// snapshotKey is the cache key of a feed's snapshot (a meta entry); no
+// query's key ends in '#'.
+func snapshotKey(id string) string { return id + "#" }
+
+// load builds a cache entry (the cache's Loader): the feed's snapshot, or
+// the answer to a query, the default one straight from the database, the
+// others cut from the cached snapshot.
 func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error) {
+	if key == snapshotKey(id) {
+		sn, err := s.readSnapshot(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		return cache.NewMetaEntry(sn), nil
+	}
 	q := DefaultQuery
 	if _, k, ok := strings.Cut(key, "?"); ok {
 		var valid bool
@@ -295,6 +308,42 @@ func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error
 			return nil, fmt.Errorf("feed: bad cache key %q", key)
 		}
 	}
+	var sn *snapshot
+	if q.key() == "" {
+		// The hot page of a feed nobody pages through costs no snapshot
+		// entry besides its own.
+		var err error
+		if sn, err = s.readSnapshot(ctx, id); err != nil {
+			return nil, err
+		}
+	} else {
+		e, err := s.cache.Shared(ctx, id, snapshotKey(id))
+		if err != nil {
+			return nil, err
+		}
+		sn = e.Meta.(*snapshot)
+	}
+	doc, after := sn.page(q)
+	if after != q.After {
+		canon, err := newQuery(q.Limit, after, q.Types)
+		if err != nil {
+			return nil, err
+		}
+		return nil, &cursorMoved{q: canon}
+	}
+	body, err := json.Marshal(doc)
+	if err != nil {
+		return nil, err
+	}
+	meta := newEntryMeta(sn.allowed)
+	meta.doc = doc
+	return cache.NewEntry(body, meta)
+}
+
+// readSnapshot reads the feed and builds its snapshot. Reading the feed is
+// a view: it is recorded, and it starts a poll of a feed never fetched or
+// left outdated.
+func (s *Service) readSnapshot(ctx context.Context, id string) (*snapshot, error) {
 	f, err := s.store.Feed(ctx, id)
 	if err != nil {
 		if errors.Is(err, model.ErrNotFound) {
@@ -311,24 +360,7 @@ func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error
 		// Never make the visitor wait.
 		s.fetchInBackground(id)
 	}
-	doc, after, err := s.buildDoc(ctx, f, q)
-	if err != nil {
-		return nil, err
-	}
-	if after != q.After {
-		canon, err := newQuery(q.Limit, after, q.Types)
-		if err != nil {
-			return nil, err
-		}
-		return nil, &cursorMoved{q: canon}
-	}
-	body, err := json.Marshal(doc)
-	if err != nil {
-		return nil, err
-	}
-	meta := newEntryMeta(f.AllowedOrigins)
-	meta.doc = doc
-	return cache.NewEntry(body, meta)
+	return s.buildSnapshot(ctx, f)
 }
 
 // pollOnView reports whether a visitor's read starts a poll at once: the
