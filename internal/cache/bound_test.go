@@ -258,3 +258,42 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	}
 	return n
 }
+
+// Keys the caller marks as variants (Options.Variant) are kept only once
+// asked for a second time: a flood of keys each asked once (made-up
+// queries) is answered without filling the cache, while a page people do
+// come back to is cached from its second request on.
+func TestVariantsAreKeptOnlyWhenAskedAgain(t *testing.T) {
+	clk := &clock{T: time.Unix(1_800_000_000, 0)}
+	loads := 0
+	rl := randomLoader(4 << 10)
+	c, err := New(Options{
+		Load:    func(ctx context.Context, g, k string) (*Entry, error) { loads++; return rl(ctx, g, k) },
+		Variant: func(group, key string) bool { return key != group },
+		Now:     clk.Now, Fresh: time.Minute, MaxStale: 10 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx := context.Background()
+	for i := range 1000 {
+		if _, r, err := c.Get(ctx, "f", "f?after="+strconv.Itoa(i)); err != nil || r != Miss {
+			t.Fatalf("variant %d: %v %v", i, r, err)
+		}
+	}
+	if n := c.Len(); n != 0 {
+		t.Errorf("%d entries after 1000 variants asked once, want 0", n)
+	}
+	if _, r, _ := c.Get(ctx, "f", "f"); r != Miss || c.Len() != 1 {
+		t.Errorf("the group's own key: %v, %d entries; want it kept at once", r, c.Len())
+	}
+	for i, want := range []Result{Miss, Miss, Hit} {
+		if _, r, _ := c.Get(ctx, "f", "f?limit=5"); r != want {
+			t.Errorf("a variant asked %d times: %v, want %v", i+1, r, want)
+		}
+	}
+	if loads != 1003 {
+		t.Errorf("%d loads, want 1003", loads)
+	}
+}

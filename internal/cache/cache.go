@@ -23,6 +23,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"hash/maphash"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -207,6 +208,11 @@ type Options struct {
 	// the least recently used are evicted beyond it. An entry larger than
 	// the bound answers its callers and is not kept.
 	MaxBytes int64
+	// Variant reports the keys to keep only once they are asked for a
+	// second time (the feed's pages other than the default one): a key
+	// asked for once, like the made-up queries of a flood, is answered
+	// and not kept. Nil: every key is kept at once.
+	Variant func(group, key string) bool
 }
 
 // DefaultMaxBytes is the bound when Options.MaxBytes is not set
@@ -232,6 +238,12 @@ type Cache struct {
 
 	// lastSweep is when forgotten entries were last removed (unix ns).
 	lastSweep atomic.Int64
+
+	// asked remembers variant keys asked for recently, as hashes in a
+	// fixed table: a slot keeps the last key that hashed to it, so memory
+	// stays fixed and a collision only makes a key wait for one more ask.
+	asked [askedSlots]atomic.Uint64
+	seed  maphash.Seed
 
 	bg      sync.WaitGroup
 	closing atomic.Bool
@@ -272,6 +284,7 @@ func New(opts Options) (*Cache, error) {
 		opts:   opts,
 		items:  make(map[string]*Entry),
 		groups: make(map[string]*Entry),
+		seed:   maphash.MakeSeed(),
 	}
 	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "feedd_feed_cache_requests_total",
@@ -346,6 +359,25 @@ func (c *Cache) peek(key string) *Entry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.items[key]
+}
+
+// askedSlots is the size of the table of recently asked variants (64k
+// slots, 512 KiB).
+const askedSlots = 1 << 16
+
+// admit reports whether key's entry is to be kept: a variant only when it
+// was asked for before.
+func (c *Cache) admit(group, key string) bool {
+	if c.opts.Variant == nil || !c.opts.Variant(group, key) {
+		return true
+	}
+	h := maphash.String(c.seed, key) | 1 // never the empty slot's 0
+	slot := &c.asked[h%askedSlots]
+	if slot.Load() == h {
+		return true
+	}
+	slot.Store(h)
+	return false
 }
 
 // store keeps e under key, replacing what was there, and evicts the least
@@ -535,7 +567,7 @@ func (c *Cache) fill(ctx context.Context, group, key string, gen uint64) (*Entry
 	// group's snapshot: it answers the callers that asked before, but is not
 	// stored, so the next Get loads again. (An invalidation between this
 	// check and store leaves an entry whose gen is behind: never served fresh.)
-	if c.gen(group) == gen {
+	if c.gen(group) == gen && c.admit(group, key) {
 		c.store(key, e)
 	}
 	c.sweep(e.BuiltAt)
