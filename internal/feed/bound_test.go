@@ -37,6 +37,7 @@ func TestUnknownParametersShareTheCacheEntry(t *testing.T) {
 		{[]string{"limit=2"}, []string{"limit=02&x=1", "limit=2&limit=9&junk=", "junk=1&limit=2"}},
 		{[]string{"type=reel,image"}, []string{"type=image&type=reel&z=9", "type=IMAGE,+reel,,&q=1"}},
 	} {
+		get(c.base[0]) // a page is kept from its second request on
 		want := get(c.base[0])
 		before := fx.svc.cache.Len()
 		for i, j := range c.junk {
@@ -82,13 +83,16 @@ func TestCacheMemoryBoundsTheHeap(t *testing.T) {
 	base := heap()
 	var asked int64
 	for _, q := range queries {
-		b := fx.fetchJSON(t, fx.id, q)
-		asked += int64(len(b))
+		// Twice: a page asked for once is not kept.
+		for range 2 {
+			b := fx.fetchJSON(t, fx.id, q)
+			asked += int64(len(b))
+		}
 		if n := fx.svc.cache.Bytes(); n > bound {
 			t.Fatalf("the cache counts %d bytes, bound %d", n, bound)
 		}
 	}
-	if asked < 3*bound {
+	if asked < 6*bound {
 		t.Fatalf("only %d bytes of JSON asked for; the test needs more than the bound", asked)
 	}
 	grown := int64(heap()) - int64(base)
@@ -137,5 +141,30 @@ func TestOtherPagesReadTheSnapshotOnce(t *testing.T) {
 		if d := fx.doc(t, q); d.Posts[0].ID != id {
 			t.Errorf("?%s after a poll: newest %s, want the new post %s", q, d.Posts[0].ID, id)
 		}
+	}
+}
+
+// Queries asked for once, like a flood's made-up limits, filters and
+// cursors, are answered without filling the cache; a page visitors come
+// back to is cached from its second request on.
+func TestQueriesAskedOnceFillNoCache(t *testing.T) {
+	fx := newEnv(t, envOptions{account: sandbox.AccountBusiness})
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	fx.doc(t, "")
+	fx.doc(t, "limit=1")
+	before := fx.svc.cache.Len() // the default page and the snapshot
+	for limit := 2; limit <= MaxLimit; limit++ {
+		for _, types := range []string{"", "&type=image", "&type=carousel,video"} {
+			fx.doc(t, "limit="+strconv.Itoa(limit)+types)
+		}
+	}
+	if n := fx.svc.cache.Len(); n != before {
+		t.Errorf("%d cache entries after %d queries asked once, want %d", n, 3*(MaxLimit-1), before)
+	}
+	fx.doc(t, "limit=9")
+	if n := fx.svc.cache.Len(); n != before+1 {
+		t.Errorf("a page asked for twice: %d entries, want %d", n, before+1)
 	}
 }

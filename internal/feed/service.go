@@ -184,11 +184,14 @@ func New(opts Options) (*Service, error) {
 		return nil, err
 	}
 	s.cache, err = cache.New(cache.Options{
-		Load:       s.load,
-		Gone:       gone,
-		Fresh:      opts.CacheFresh,
-		MaxStale:   opts.CacheMaxStale,
-		MaxBytes:   opts.CacheMemory,
+		Load:     s.load,
+		Gone:     gone,
+		Fresh:    opts.CacheFresh,
+		MaxStale: opts.CacheMaxStale,
+		MaxBytes: opts.CacheMemory,
+		// Pages other than a feed's default one are kept once asked for
+		// twice: a flood of made-up queries fills no memory.
+		Variant:    func(id, key string) bool { return key != id && key != snapshotKey(id) },
 		Now:        opts.Now,
 		Logger:     opts.Logger,
 		Registerer: opts.Registerer,

@@ -816,7 +816,9 @@ func TestCursorNamingNoPostCreatesNoCacheEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := fx.doc(t, "limit=2")
-	fx.doc(t, "limit=2&after="+url.QueryEscape(*d.Next)) // the real next page
+	for range 2 { // the real next page, kept from its second request on
+		fx.doc(t, "limit=2&after="+url.QueryEscape(*d.Next))
+	}
 	entries := fx.svc.cache.Len()
 	between := ts(19).Add(-time.Hour) // after 102, before 103
 	var cursors []string
@@ -825,9 +827,12 @@ func TestCursorNamingNoPostCreatesNoCacheEntry(t *testing.T) {
 	}
 	// A stored post's id with another time is not that post's cursor either.
 	cursors = append(cursors, encodeCursor(&Post{ID: fx.idOf("102"), Timestamp: between}))
-	for _, c := range cursors {
-		if got := fx.ids(fx.doc(t, "limit=2&after="+url.QueryEscape(c))); got != "103,104" {
-			t.Fatalf("cursor %s: posts %s, want the page after 102", c, got)
+	// Each asked for twice: a page asked for once is not kept anyway.
+	for range 2 {
+		for _, c := range cursors {
+			if got := fx.ids(fx.doc(t, "limit=2&after="+url.QueryEscape(c))); got != "103,104" {
+				t.Fatalf("cursor %s: posts %s, want the page after 102", c, got)
+			}
 		}
 	}
 	if n := fx.svc.cache.Len(); n != entries {
