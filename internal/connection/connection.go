@@ -229,9 +229,6 @@ func (s *Service) Wait() { s.bgWG.Wait() }
 // RedirectURI is the exact URI to register in the Instagram app.
 func (s *Service) RedirectURI() string { return s.redirect }
 
-// PublicURL is feedd's public base URL without a trailing slash.
-func (s *Service) PublicURL() string { return s.publicURL }
-
 // AppConfigured reports whether the Instagram app id and secret are set.
 func (s *Service) AppConfigured() bool { return s.appID != "" && s.appSecret != "" }
 

@@ -282,9 +282,6 @@ func New(opts Options) (*Service, error) {
 	return s, nil
 }
 
-// Connections is the connection service the owner's actions go to.
-func (s *Service) Connections() *connection.Service { return s.conn }
-
 func (s *Service) invalidate(id string) {
 	if s.feeds != nil {
 		s.feeds.Invalidate(id)

@@ -167,15 +167,6 @@ func randomToken() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// SessionID returns the id hash of the request's admin session, when the
-// request was authenticated by the session cookie.
-func SessionID(c *echo.Context) ([]byte, bool) {
-	if sess, ok := c.Get(ctxSession).(*model.Session); ok {
-		return sess.IDHash, true
-	}
-	return nil, false
-}
-
 // CSRFToken returns the session's CSRF token for forms (hidden field
 // "_csrf"), or "" when the request has no session.
 func CSRFToken(c *echo.Context) string {
