@@ -36,8 +36,8 @@ type Store interface {
 	Feeds(ctx context.Context) ([]model.Feed, error)
 	FeedsForInstagramUser(ctx context.Context, userID string) ([]model.Feed, error)
 	ChangeStatus(ctx context.Context, c model.StatusChange) (from model.Status, changed bool, err error)
-	Connect(ctx context.Context, feedID string, acct model.Account, tok model.Token) ([]string, error)
-	Disconnect(ctx context.Context, feedID string) ([]string, error)
+	Connect(ctx context.Context, feedID string, gen int64, acct model.Account, tok model.Token) (prev model.Feed, files []string, err error)
+	Disconnect(ctx context.Context, feedID string) (prev model.Feed, files []string, err error)
 	Token(ctx context.Context, feedID string) (model.Token, error)
 	ReplaceToken(ctx context.Context, feedID, oldAccessToken string, nt model.Token) error
 	RecordRefreshFailure(ctx context.Context, feedID, errText string, nextAt time.Time) error

@@ -77,11 +77,11 @@ func (f *faultStore) ReplaceToken(ctx context.Context, feedID, old string, nt mo
 	return f.Store.ReplaceToken(ctx, feedID, old, nt)
 }
 
-func (f *faultStore) Connect(ctx context.Context, feedID string, acct model.Account, tok model.Token) ([]string, error) {
+func (f *faultStore) Connect(ctx context.Context, feedID string, gen int64, acct model.Account, tok model.Token) (model.Feed, []string, error) {
 	if f.take(&f.failConnect) {
-		return nil, errTest
+		return model.Feed{}, nil, errTest
 	}
-	return f.Store.Connect(ctx, feedID, acct, tok)
+	return f.Store.Connect(ctx, feedID, gen, acct, tok)
 }
 
 func (f *faultStore) RecordRefreshFailure(ctx context.Context, feedID, errText string, nextAt time.Time) error {

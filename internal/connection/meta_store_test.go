@@ -50,7 +50,7 @@ func TestMetaDeletionOverSQLiteDeletesEverything(t *testing.T) {
 		id := e.createFeed("Feed")
 		ids = append(ids, id)
 		acct := model.Account{AppUserID: "9" + u, IGUserID: u, Username: "u" + u, AccountType: "BUSINESS", ConnectedAt: now}
-		if _, err := real.Connect(ctx, id, acct, model.Token{AccessToken: "IGAA-" + id, TokenInfo: model.TokenInfo{ObtainedAt: now, ExpiresAt: now.AddDate(0, 0, 60)}}); err != nil {
+		if _, _, err := real.Connect(ctx, id, store.AnyGeneration, acct, model.Token{AccessToken: "IGAA-" + id, TokenInfo: model.TokenInfo{ObtainedAt: now, ExpiresAt: now.AddDate(0, 0, 60)}}); err != nil {
 			t.Fatal(err)
 		}
 		p := string(rune('a' + i))

@@ -2,6 +2,7 @@ package connection
 
 import (
 	"context"
+	"github.com/feedd/feedd/internal/store"
 	"strings"
 	"testing"
 	"time"
@@ -117,7 +118,7 @@ func TestKeptTokenLosesToAReconnect(t *testing.T) {
 		{"through the service", func(e *env, id string) { e.reconnect(id, sandbox.AccountCreator) }},
 		{"in the store", func(e *env, id string) {
 			now := e.clock.Now()
-			if _, err := e.store.Store.Connect(context.Background(), id, model.Account{IGUserID: "other", Username: "other"},
+			if _, _, err := e.store.Store.Connect(context.Background(), id, store.AnyGeneration, model.Account{IGUserID: "other", Username: "other"},
 				model.Token{AccessToken: "IGAA-other-instance", TokenInfo: model.TokenInfo{ObtainedAt: now, ExpiresAt: now.Add(AssumedLifetime)}}); err != nil {
 				e.t.Fatal(err)
 			}

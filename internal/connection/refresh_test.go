@@ -2,6 +2,7 @@ package connection
 
 import (
 	"context"
+	"github.com/feedd/feedd/internal/store"
 	"strings"
 	"sync"
 	"testing"
@@ -171,7 +172,7 @@ func TestRefreshIsCompareAndSwap(t *testing.T) {
 	// Between our read and our write, the owner reconnects: the newer token must win.
 	old := e.token(id)
 	e.svc.graph = graphWithHook{Graph: e.gc, beforeRefresh: func() {
-		if _, err := e.store.Store.Connect(ctx, id, model.Account{IGUserID: "re", Username: "re"}, model.Token{AccessToken: "reconnected-token",
+		if _, _, err := e.store.Store.Connect(ctx, id, store.AnyGeneration, model.Account{IGUserID: "re", Username: "re"}, model.Token{AccessToken: "reconnected-token",
 			TokenInfo: model.TokenInfo{ObtainedAt: e.clock.Now(), ExpiresAt: e.clock.Now().Add(AssumedLifetime)}}); err != nil {
 			t.Error(err)
 		}

@@ -137,26 +137,12 @@ func (s *Service) connectFeed(ctx context.Context, feedID string, gen int64, acc
 		feedID: feedID, to: model.StatusActive, by: by, reconnects: true,
 		username: acct.Username, expiresAt: tok.ExpiresAt,
 		persist: func(ctx context.Context) (model.Feed, error) {
-			f, err := s.store.Feed(ctx, feedID)
-			if err != nil {
-				return model.Feed{}, err
-			}
-			if f.Generation != gen {
-				return model.Feed{}, model.ErrConnectionChanged
-			}
-			// Reconnecting the same account keeps its stored profile
-			// picture: the service never fetches pictures, and an empty
-			// key would orphan (and so delete) the file until the
-			// poller's next profile read.
-			if f.Account != nil && f.Account.IGUserID == acct.IGUserID {
-				acct.AvatarKey = f.Account.AvatarKey
-			}
-			files, err := s.store.Connect(ctx, feedID, acct, tok)
+			prev, files, err := s.store.Connect(ctx, feedID, gen, acct, tok)
 			if err != nil {
 				return model.Feed{}, err
 			}
 			s.removeFiles(files)
-			return f, nil
+			return prev, nil
 		},
 	})
 	if err != nil {
@@ -187,16 +173,12 @@ func (s *Service) disconnectFeed(ctx context.Context, feedID, by string) error {
 	err := s.transition(ctx, change{
 		feedID: feedID, to: model.StatusNotConnected, by: by, reconnects: true,
 		persist: func(ctx context.Context) (model.Feed, error) {
-			f, err := s.store.Feed(ctx, feedID)
-			if err != nil {
-				return model.Feed{}, err
-			}
-			files, err := s.store.Disconnect(ctx, feedID)
+			prev, files, err := s.store.Disconnect(ctx, feedID)
 			if err != nil {
 				return model.Feed{}, err
 			}
 			s.removeFiles(files)
-			return f, nil
+			return prev, nil
 		},
 	})
 	if err != nil {

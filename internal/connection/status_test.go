@@ -164,3 +164,26 @@ func TestMetaCallbacksAnnounceTheDisconnect(t *testing.T) {
 		t.Errorf("disconnects counted %v times, want 2", n)
 	}
 }
+
+// Two disconnects at once (the owner's button and Meta's deauthorize): the
+// feed is disconnected once, so the owner is told once.
+func TestConcurrentDisconnectsAnnounceOnce(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.connect("Shop", sandbox.AccountBusiness)
+	errs := make(chan error, 4)
+	for range cap(errs) {
+		go func() { errs <- e.svc.Disconnect(ctx, id) }()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.metric("feedd_status_changes_total", "to", "not_connected"); n != 1 {
+		t.Errorf("disconnect counted %v times, want 1", n)
+	}
+	if got := e.eventNames(id); !slices.Equal(got, []string{EventConnected, EventDisconnected}) {
+		t.Errorf("webhook events %v, want one disconnect", got)
+	}
+}

@@ -155,7 +155,7 @@ func (e *env) connect(id, account string) string {
 	}
 	obtained := e.clock.Now().Add(-48 * time.Hour)
 	tok := e.sb.MintLongLivedToken(account, obtained)
-	files, err := e.st.Connect(context.Background(), id,
+	_, files, err := e.st.Connect(context.Background(), id, store.AnyGeneration,
 		model.Account{AppUserID: a.ID, IGUserID: a.UserID, Username: a.Username, Name: a.Name, AccountType: a.AccountType},
 		model.Token{AccessToken: tok, TokenInfo: model.TokenInfo{ObtainedAt: obtained, ExpiresAt: obtained.Add(sandbox.LongTokenTTL)}})
 	if err != nil {

@@ -128,7 +128,7 @@ func TestDataDeletionDuringAPollLeavesNothing(t *testing.T) {
 	fx, gm := heldAfterFirstPage(t)
 	done := startHeldPoll(t, fx, gm)
 
-	files, err := fx.st.Disconnect(context.Background(), fx.id)
+	_, files, err := fx.st.Disconnect(context.Background(), fx.id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -794,7 +794,7 @@ func TestDeleteAndDisconnectShowAtOnce(t *testing.T) {
 			t.Errorf("deleted feed?%s: %v, want not found", q, err)
 		}
 	}
-	files, err = fx.st.Disconnect(context.Background(), kept.ID)
+	_, files, err = fx.st.Disconnect(context.Background(), kept.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

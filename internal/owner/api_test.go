@@ -2,6 +2,7 @@ package owner
 
 import (
 	"context"
+	"github.com/feedd/feedd/internal/store"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -140,7 +141,7 @@ func TestSetupPagesEscapeAndCarryCSRF(t *testing.T) {
 	}
 	id := strings.TrimPrefix(resp.Header.Get("Location"), "/setup/feeds/")
 	now := e.clock.Now()
-	if _, err := e.store.Connect(context.Background(), id,
+	if _, _, err := e.store.Connect(context.Background(), id, store.AnyGeneration,
 		model.Account{AppUserID: "91", IGUserID: "1", Username: evil, Name: evil, AccountType: "BUSINESS", ConnectedAt: now},
 		model.Token{AccessToken: "IGAAhostile-account-token", TokenInfo: model.TokenInfo{ObtainedAt: now, ExpiresAt: now.AddDate(0, 0, 60)}}); err != nil {
 		t.Fatal(err)

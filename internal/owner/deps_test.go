@@ -45,14 +45,14 @@ func (f *faultStore) setConnectErr(err error) {
 	f.mu.Unlock()
 }
 
-func (f *faultStore) Connect(ctx context.Context, feedID string, acct model.Account, tok model.Token) ([]string, error) {
+func (f *faultStore) Connect(ctx context.Context, feedID string, gen int64, acct model.Account, tok model.Token) (model.Feed, []string, error) {
 	f.mu.Lock()
 	err := f.connectErr
 	f.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return model.Feed{}, nil, err
 	}
-	return f.Store.Connect(ctx, feedID, acct, tok)
+	return f.Store.Connect(ctx, feedID, gen, acct, tok)
 }
 
 // fakeFiles records removed files.

@@ -220,7 +220,7 @@ func seedFeeds(t testing.TB, dir string, sb *sandbox.Sandbox, n int, acctOf func
 		tok := model.Token{AccessToken: sb.MintLongLivedToken(a.Username, obtained),
 			TokenInfo: model.TokenInfo{ObtainedAt: obtained, ExpiresAt: obtained.Add(sandbox.LongTokenTTL)}}
 		acct := model.Account{AppUserID: a.ID, IGUserID: a.UserID, Username: a.Username, Name: a.Name, AccountType: a.AccountType}
-		if _, err := st.Connect(ctx, f.ID, acct, tok); err != nil {
+		if _, _, err := st.Connect(ctx, f.ID, store.AnyGeneration, acct, tok); err != nil {
 			t.Fatal(err)
 		}
 		if err := st.MarkViewed(ctx, f.ID, time.Now()); err != nil {

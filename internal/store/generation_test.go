@@ -19,7 +19,7 @@ func TestWritesOfAnOlderConnectionAreRefused(t *testing.T) {
 		{"reconnected to another account", func(e *env, id string) { connect(t, e.s, id, "2", "IGAAsecond") }},
 		{"reconnected to the same account", func(e *env, id string) { connect(t, e.s, id, "1", "IGAAagain") }},
 		{"disconnected", func(e *env, id string) {
-			if _, err := e.s.Disconnect(ctx, id); err != nil {
+			if _, _, err := e.s.Disconnect(ctx, id); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -104,5 +104,53 @@ func TestDropUnreferencedKeepsWhatAFeedUses(t *testing.T) {
 	}
 	if have := must[map[string]model.Media](t)(e.s.MediaByKeys(ctx, []string{"post:1", "post:late"})); len(have) != 1 {
 		t.Errorf("media rows left = %v", have)
+	}
+}
+
+// Two connects (or a connect and a data deletion) that read the feed at the
+// same time: the later write must not undo the earlier one.
+func TestConnectOfAnOlderConnectionIsRefused(t *testing.T) {
+	ctx := context.Background()
+	e := open(t)
+	f := must[model.Feed](t)(e.s.CreateFeed(ctx, "f", nil))
+	connect(t, e.s, f.ID, "1", "IGAAfirst")
+	read := e.gen(t, f.ID)
+	prev, _, err := e.s.Disconnect(ctx, f.ID) // Meta's data deletion wins the race
+	if err != nil || prev.Status != model.StatusActive || prev.Account == nil || prev.Account.IGUserID != "1" {
+		t.Fatalf("Disconnect: prev %+v, err %v", prev, err)
+	}
+	_, _, err = e.s.Connect(ctx, f.ID, read, model.Account{IGUserID: "1", Username: "back"},
+		model.Token{AccessToken: "IGAAagain", TokenInfo: model.TokenInfo{ExpiresAt: t0.AddDate(0, 0, 60)}})
+	if !errors.Is(err, model.ErrConnectionChanged) {
+		t.Fatalf("Connect on the generation read before the deletion: err = %v, want ErrConnectionChanged", err)
+	}
+	got := must[model.Feed](t)(e.s.Feed(ctx, f.ID))
+	if got.Status != model.StatusNotConnected || got.Account != nil || got.Token != nil {
+		t.Errorf("the older connect landed: %+v", got)
+	}
+	if _, err := e.s.Token(ctx, f.ID); !errors.Is(err, model.ErrNotConnected) {
+		t.Errorf("token after a refused connect: %v", err)
+	}
+}
+
+func TestReconnectingTheSameAccountKeepsItsAvatar(t *testing.T) {
+	ctx := context.Background()
+	e := open(t)
+	f := must[model.Feed](t)(e.s.CreateFeed(ctx, "f", nil))
+	connect(t, e.s, f.ID, "1", "IGAAfirst")
+	e.s.PutMedia(ctx, media("avatar:1", "av.jpg"))
+	if _, err := e.s.ReplacePosts(ctx, f.ID, e.gen(t, f.ID), &model.Account{Username: "user_1", AvatarKey: "avatar:1"}, nil, t0); err != nil {
+		t.Fatal(err)
+	}
+	connect(t, e.s, f.ID, "1", "IGAAsecond")
+	if got := must[model.Feed](t)(e.s.Feed(ctx, f.ID)); got.Account == nil || got.Account.AvatarKey != "avatar:1" {
+		t.Fatalf("same account reconnected: account %+v", got.Account)
+	}
+	if have := must[map[string]model.Media](t)(e.s.MediaByKeys(ctx, []string{"avatar:1"})); len(have) != 1 {
+		t.Error("the avatar's image was dropped by a reconnect of the same account")
+	}
+	connect(t, e.s, f.ID, "2", "IGAAother")
+	if got := must[model.Feed](t)(e.s.Feed(ctx, f.ID)); got.Account == nil || got.Account.AvatarKey != "" {
+		t.Errorf("another account kept the previous avatar: %+v", got.Account)
 	}
 }

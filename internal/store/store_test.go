@@ -83,7 +83,11 @@ func ptr[T any](v T) *T { return &v }
 
 func connect(t testing.TB, s *Store, feedID, igID, token string) {
 	t.Helper()
-	_, err := s.Connect(context.Background(), feedID,
+	f, err := s.Feed(context.Background(), feedID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = s.Connect(context.Background(), feedID, f.Generation,
 		model.Account{AppUserID: "app-" + igID, IGUserID: igID, Username: "user_" + igID, AccountType: "BUSINESS"},
 		model.Token{AccessToken: token, TokenInfo: model.TokenInfo{ObtainedAt: t0, ExpiresAt: t0.Add(60 * 24 * time.Hour)}})
 	if err != nil {
@@ -253,10 +257,10 @@ func TestConnectTokenAndDue(t *testing.T) {
 	}
 
 	// Failed connect (unknown feed, empty token) writes nothing.
-	if _, err := e.s.Connect(ctx, "zzzzzzzzzz", model.Account{IGUserID: "1"}, model.Token{AccessToken: "x"}); !errors.Is(err, model.ErrNotFound) {
+	if _, _, err := e.s.Connect(ctx, "zzzzzzzzzz", 0, model.Account{IGUserID: "1"}, model.Token{AccessToken: "x"}); !errors.Is(err, model.ErrNotFound) {
 		t.Errorf("connect unknown feed: %v", err)
 	}
-	if _, err := e.s.Connect(ctx, f.ID, model.Account{IGUserID: "2"}, model.Token{TokenInfo: model.TokenInfo{}}); !errors.Is(err, ErrInvalid) {
+	if _, _, err := e.s.Connect(ctx, f.ID, e.gen(t, f.ID), model.Account{IGUserID: "2"}, model.Token{TokenInfo: model.TokenInfo{}}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("connect without token: %v", err)
 	}
 	if tok := must[model.Token](t)(e.s.Token(ctx, f.ID)); tok.AccessToken != "IGAAfirst" {
@@ -321,7 +325,7 @@ func TestConnectTokenAndDue(t *testing.T) {
 	}
 
 	// Disconnect.
-	if _, err := e.s.Disconnect(ctx, f.ID); err != nil {
+	if _, _, err := e.s.Disconnect(ctx, f.ID); err != nil {
 		t.Fatal(err)
 	}
 	got = must[model.Feed](t)(e.s.Feed(ctx, f.ID))
@@ -433,7 +437,10 @@ func TestPostsMediaAndOrphans(t *testing.T) {
 		t.Errorf("delete orphans = %v, want %v", orphans, want)
 	}
 	// Disconnect a frees everything else, avatar included.
-	orphans = must[[]string](t)(e.s.Disconnect(ctx, a.ID))
+	_, orphans, err := e.s.Disconnect(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	sort.Strings(orphans)
 	if want := []string{"bb/2-320.jpg", "dd/av.jpg"}; !reflect.DeepEqual(orphans, want) {
 		t.Errorf("disconnect orphans = %v, want %v", orphans, want)
@@ -482,7 +489,7 @@ func TestReconnectToAnotherAccountDropsPosts(t *testing.T) {
 	if n := must[model.Feed](t)(e.s.Feed(ctx, a.ID)).PostCount; n != 1 {
 		t.Errorf("reconnecting the same account dropped posts (%d left)", n)
 	}
-	files, err := e.s.Connect(ctx, a.ID, model.Account{AppUserID: "x", IGUserID: "2"}, model.Token{AccessToken: "IGAAother", TokenInfo: model.TokenInfo{ExpiresAt: t0}})
+	_, files, err := e.s.Connect(ctx, a.ID, e.gen(t, a.ID), model.Account{AppUserID: "x", IGUserID: "2"}, model.Token{AccessToken: "IGAAother", TokenInfo: model.TokenInfo{ExpiresAt: t0}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -764,7 +771,7 @@ func TestConcurrentWriters(t *testing.T) {
 					errs <- err
 					return
 				}
-				if _, err := s.Connect(ctx, f.ID, model.Account{IGUserID: "1"}, model.Token{AccessToken: "IGAAx", TokenInfo: model.TokenInfo{ExpiresAt: t0}}); err != nil {
+				if _, _, err := s.Connect(ctx, f.ID, f.Generation, model.Account{IGUserID: "1"}, model.Token{AccessToken: "IGAAx", TokenInfo: model.TokenInfo{ExpiresAt: t0}}); err != nil {
 					errs <- err
 					return
 				}

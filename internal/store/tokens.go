@@ -11,21 +11,30 @@ import (
 	"time"
 )
 
+// AnyGeneration, as the generation a write names, applies it to whatever
+// connection the feed has: for set-up code that read nothing before.
+const AnyGeneration int64 = -1
+
 // Connect stores the feed's account and sealed token and marks the feed
-// active, all in one transaction: a failed connect writes nothing. When the
-// feed was connected to another Instagram account, that account's posts are
-// dropped; the files of images no feed references any more are returned,
-// for the caller to delete after this commit.
-func (s *Store) Connect(ctx context.Context, feedID string, acct model.Account, tok model.Token) ([]string, error) {
+// active, all in one transaction: a failed connect writes nothing. It
+// applies only while the feed is on connection gen, the one the caller
+// read it on (model.ErrConnectionChanged otherwise: a connect, disconnect
+// or data deletion since then wins; AnyGeneration: whatever it is), and
+// moves the feed to a new generation. When the feed was connected to another Instagram account,
+// that account's posts are dropped; reconnecting the same account keeps
+// its stored profile picture unless acct names another. It returns the
+// feed as it was before, and the files of images no feed references any
+// more, for the caller to delete after this commit.
+func (s *Store) Connect(ctx context.Context, feedID string, gen int64, acct model.Account, tok model.Token) (prev model.Feed, files []string, err error) {
 	if !model.ValidFeedID(feedID) {
-		return nil, model.ErrNotFound
+		return model.Feed{}, nil, model.ErrNotFound
 	}
 	if tok.AccessToken == "" || acct.IGUserID == "" {
-		return nil, fmt.Errorf("%w: connect needs an access token and an account id", ErrInvalid)
+		return model.Feed{}, nil, fmt.Errorf("%w: connect needs an access token and an account id", ErrInvalid)
 	}
 	sealed, err := s.box.Seal([]byte(tok.AccessToken), tokenAAD(feedID))
 	if err != nil {
-		return nil, err
+		return model.Feed{}, nil, err
 	}
 	now := s.now()
 	if acct.ConnectedAt.IsZero() {
@@ -34,30 +43,28 @@ func (s *Store) Connect(ctx context.Context, feedID string, acct model.Account, 
 	if tok.ObtainedAt.IsZero() {
 		tok.ObtainedAt = now
 	}
-	var files []string
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		var exists int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM feeds WHERE id = ?`, feedID).Scan(&exists); err != nil {
+		var err error
+		if prev, err = feedInTx(ctx, tx, feedID, gen); err != nil {
 			return err
-		}
-		if exists == 0 {
-			return model.ErrNotFound
 		}
 		cands, err := feedRefs(ctx, tx, feedID)
 		if err != nil {
 			return err
 		}
-		var oldIG string
-		err = tx.QueryRowContext(ctx, `SELECT ig_user_id FROM accounts WHERE feed_id = ?`, feedID).Scan(&oldIG)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		if oldIG != "" && oldIG != acct.IGUserID {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM posts WHERE feed_id = ?`, feedID); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE feeds SET fetched_at = NULL WHERE id = ?`, feedID); err != nil {
-				return err
+		if old := prev.Account; old != nil {
+			if old.IGUserID != acct.IGUserID {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM posts WHERE feed_id = ?`, feedID); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `UPDATE feeds SET fetched_at = NULL WHERE id = ?`, feedID); err != nil {
+					return err
+				}
+			} else if acct.AvatarKey == "" {
+				// The connect flow never fetches pictures: an empty key
+				// would orphan (and so delete) the stored one until the
+				// poller's next profile read.
+				acct.AvatarKey = old.AvatarKey
 			}
 		}
 		if err := upsertAccount(ctx, tx, feedID, acct); err != nil {
@@ -84,7 +91,26 @@ func (s *Store) Connect(ctx context.Context, feedID string, acct model.Account, 
 		files, err = dropOrphans(ctx, tx, cands)
 		return err
 	})
-	return files, wrap("connect", err)
+	if err != nil {
+		return model.Feed{}, nil, wrap("connect", err)
+	}
+	return prev, files, nil
+}
+
+// feedInTx reads the feed inside a write, and checks that it is still on
+// connection gen (unless gen is AnyGeneration).
+func feedInTx(ctx context.Context, tx *sql.Tx, feedID string, gen int64) (model.Feed, error) {
+	f, err := scanFeed(tx.QueryRowContext(ctx, feedSelect+` WHERE f.id = ?`, feedID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return model.Feed{}, model.ErrNotFound
+	}
+	if err != nil {
+		return model.Feed{}, err
+	}
+	if gen != AnyGeneration && f.Generation != gen {
+		return model.Feed{}, model.ErrConnectionChanged
+	}
+	return f, nil
 }
 
 func upsertAccount(ctx context.Context, tx *sql.Tx, feedID string, a model.Account) error {
@@ -228,14 +254,19 @@ func (s *Store) TokensDue(ctx context.Context, now time.Time, window time.Durati
 }
 
 // Disconnect removes the feed's token, account and posts and marks it
-// not_connected. It returns the files of images no feed references any
-// more, for the caller to delete after this commit.
-func (s *Store) Disconnect(ctx context.Context, feedID string) ([]string, error) {
+// not_connected, in one transaction that moves the feed to a new
+// connection generation (so a poll still running cannot write back). It
+// returns the feed as it was before, and the files of images no feed
+// references any more, for the caller to delete after this commit.
+func (s *Store) Disconnect(ctx context.Context, feedID string) (prev model.Feed, files []string, err error) {
 	if !model.ValidFeedID(feedID) {
-		return nil, model.ErrNotFound
+		return model.Feed{}, nil, model.ErrNotFound
 	}
-	var files []string
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		var err error
+		if prev, err = feedInTx(ctx, tx, feedID, AnyGeneration); err != nil {
+			return err
+		}
 		cands, err := feedRefs(ctx, tx, feedID)
 		if err != nil {
 			return err
@@ -259,5 +290,8 @@ func (s *Store) Disconnect(ctx context.Context, feedID string) ([]string, error)
 		files, err = dropOrphans(ctx, tx, cands)
 		return err
 	})
-	return files, wrap("disconnect", err)
+	if err != nil {
+		return model.Feed{}, nil, wrap("disconnect", err)
+	}
+	return prev, files, nil
 }
