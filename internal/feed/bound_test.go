@@ -1,6 +1,7 @@
 package feed
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -166,5 +167,33 @@ func TestQueriesAskedOnceFillNoCache(t *testing.T) {
 	fx.doc(t, "limit=9")
 	if n := fx.svc.cache.Len(); n != before+1 {
 		t.Errorf("a page asked for twice: %d entries, want %d", n, before+1)
+	}
+}
+
+// A cached answer holds its bytes and little else: the document the HTML
+// renderer needs is cut from the feed's snapshot when asked for, not kept
+// beside every answer (many small objects that fragment the heap as
+// entries come and go).
+func TestCachedAnswersHoldTheirBytesOnly(t *testing.T) {
+	fx := newEnv(t, envOptions{account: sandbox.AccountBusiness})
+	if err := fx.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	e, err := fx.svc.Entry(context.Background(), fx.id, DefaultQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, bytes := fx.svc.cache.Bytes(), int64(len(e.JSON)+len(e.Gzip)); got > bytes+2048 {
+		t.Errorf("the default page costs %d bytes in the cache, its bodies %d", got, bytes)
+	}
+	// The renderer still gets the document, for any page.
+	for _, c := range []struct {
+		limit int
+		types []string
+	}{{0, nil}, {3, []string{"image"}}} {
+		d, _, err := fx.svc.Doc(context.Background(), fx.id, c.limit, "", c.types)
+		if err != nil || len(d.Posts) == 0 || d.Account == nil {
+			t.Fatalf("Doc(%d, %v) = %+v, %v", c.limit, c.types, d, err)
+		}
 	}
 }

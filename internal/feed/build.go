@@ -14,8 +14,9 @@ const avatarMinWidth = 150
 
 // snapshot is a feed's stored posts built once into the document's shape,
 // all of them, unpaged: every page is cut from it. The pages other than the
-// default one are cut from a snapshot kept in the hot cache (a meta entry),
-// so a page for any limit, type or cursor costs no database read.
+// default one, and the HTML renderer's documents, are cut from a snapshot
+// kept in the hot cache (a meta entry), so a page for any limit, type or
+// cursor costs no database read, and cached answers hold only their bytes.
 type snapshot struct {
 	head    Doc // the document without its posts
 	posts   []Post

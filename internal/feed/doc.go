@@ -48,7 +48,10 @@
 // The hot cache holds at most CacheMemory bytes (FEEDD_CACHE_MEMORY),
 // counting each entry's document as well as its bytes, and evicts the
 // least recently used entries beyond that. The default page is built from
-// the database; every other page is cut from the feed's snapshot (all its
-// posts, built once per change of the feed and kept in the cache too), so
-// that made-up limits, filters and cursors cost no database read.
+// the database; every other page, and the HTML renderer's document, is cut
+// from the feed's snapshot (all its posts, built once per change of the
+// feed and kept in the cache too), so that made-up limits, filters and
+// cursors cost no database read. Pages other than the default one are
+// kept from their second request on: a query asked for once fills no
+// memory.
 package feed

@@ -138,19 +138,13 @@ type entryMeta struct {
 	allowed []string
 	// origin → header value, for the allowed origins as configured.
 	headers map[string][]string
-	// doc is the document the body encodes (nil for entries built by NewEntry).
-	doc *Doc
 }
 
-// Size is about the memory the meta keeps alive, for the cache's bound:
-// mostly the document, whose strings are those of the JSON.
+// Size is about the memory the meta keeps alive, for the cache's bound.
 func (m *entryMeta) Size() int {
 	n := int(unsafe.Sizeof(*m))
 	for _, o := range m.allowed {
 		n += 2*len(o) + 64 // the list and the header map
-	}
-	if m.doc != nil {
-		n += m.doc.size()
 	}
 	return n
 }

@@ -274,19 +274,24 @@ func gone(err error) bool {
 }
 
 // Doc returns the feed document for the HTML renderer, with the feed's
-// allowed origins. The document is shared: callers must not modify it.
+// allowed origins, cut from the feed's cached snapshot. The document shares
+// its posts' contents with the snapshot: callers must not modify them.
 // limit 0 means DefaultLimit; bad values give a 400 *web.Error.
 func (s *Service) Doc(ctx context.Context, id string, limit int, after string, types []string) (*Doc, []string, error) {
 	q, err := NewQuery(limit, after, types)
 	if err != nil {
 		return nil, nil, err
 	}
-	e, err := s.Entry(ctx, id, q)
+	if !model.ValidFeedID(id) {
+		return nil, nil, model.ErrNotFound
+	}
+	e, _, err := s.cache.Get(ctx, id, snapshotKey(id))
 	if err != nil {
 		return nil, nil, err
 	}
-	m := e.Meta.(*entryMeta)
-	return m.doc, m.allowed, nil
+	sn := e.Meta.(*snapshot)
+	doc, _ := sn.page(q)
+	return doc, sn.allowed, nil
 }
 
 // snapshotKey is the cache key of a feed's snapshot (a meta entry); no
@@ -338,9 +343,7 @@ func (s *Service) load(ctx context.Context, id, key string) (*cache.Entry, error
 	if err != nil {
 		return nil, err
 	}
-	meta := newEntryMeta(sn.allowed)
-	meta.doc = doc
-	return cache.NewEntry(body, meta)
+	return cache.NewEntry(body, newEntryMeta(sn.allowed))
 }
 
 // readSnapshot reads the feed and builds its snapshot. Reading the feed is
