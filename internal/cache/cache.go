@@ -116,20 +116,24 @@ func (e *Entry) cost(key string) int64 {
 	return n
 }
 
-// compressors are reused: a gzip writer at BestCompression holds about a
-// megabyte of tables, which a flood of distinct loads would otherwise
-// allocate once per entry.
-var compressors = sync.Pool{New: func() any {
-	zw, _ := gzip.NewWriterLevel(nil, gzip.BestCompression)
-	return zw
-}}
+// compressors and their output buffers are reused: a gzip writer at
+// BestCompression holds about a megabyte of tables, which a flood of
+// distinct loads would otherwise allocate once per entry.
+var (
+	compressors = sync.Pool{New: func() any {
+		zw, _ := gzip.NewWriterLevel(nil, gzip.BestCompression)
+		return zw
+	}}
+	gzipBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
 
 // NewEntry prepares an entry for body: compresses it and computes the ETag.
 func NewEntry(body []byte, meta any) (*Entry, error) {
-	var buf bytes.Buffer
-	buf.Grow(len(body)/4 + 64)
+	buf := gzipBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer gzipBuffers.Put(buf)
 	zw := compressors.Get().(*gzip.Writer)
-	zw.Reset(&buf)
+	zw.Reset(buf)
 	_, err := zw.Write(body)
 	if cerr := zw.Close(); err == nil {
 		err = cerr
@@ -140,7 +144,9 @@ func NewEntry(body []byte, meta any) (*Entry, error) {
 	}
 	sum := sha256.Sum256(body)
 	etag := `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
-	gz := buf.Bytes()
+	// An exact copy: the buffer grew by doubling, and the entry keeps its
+	// bytes for as long as it is cached.
+	gz := bytes.Clone(buf.Bytes())
 	return &Entry{
 		JSON:       body,
 		Gzip:       gz,
