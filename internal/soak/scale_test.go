@@ -118,6 +118,13 @@ func TestScaleFigures(t *testing.T) {
 	cacheTook := time.Since(cacheStart)
 	full := settledSample()
 	peak := sample()
+	if p := os.Getenv("FEEDD_SCALE_HEAP"); p != "" {
+		// What the process holds with the cache at its bound.
+		if f, err := os.Create(p); err == nil {
+			pprof.WriteHeapProfile(f)
+			f.Close()
+		}
+	}
 	cacheBytes := gaugeValue(in.m.Registry, "feedd_feed_cache_bytes")
 	cacheEntries := gaugeValue(in.m.Registry, "feedd_feed_cache_entries")
 	evictions := counterValue(in.m.Registry, "feedd_feed_cache_evictions_total", "", "")
@@ -125,13 +132,6 @@ func TestScaleFigures(t *testing.T) {
 	in.stop(t)
 	in.m = nil // the test's own reference would keep the stopped program's cache alive
 	client.CloseIdleConnections()
-	if os.Getenv("FEEDD_SCALE_HEAP") != "" {
-		f, err := os.Create(os.Getenv("FEEDD_SCALE_HEAP"))
-		if err == nil {
-			pprof.WriteHeapProfile(f)
-			f.Close()
-		}
-	}
 	tally := newCallTally()
 	tally.drain(sb)
 	tally = newCallTally()
