@@ -43,8 +43,8 @@ func seedPosts(t *testing.T, s *store.Store, feedID, postID, postFile, avatarKey
 func TestMetaDeletionOverSQLiteDeletesEverything(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, func(o *Options) { o.PublicURL = "https://feedd.example/sub" })
-	real := e.store.Store
-	now := e.clock.Now()
+	real := e.Store.Store
+	now := e.Clock.Now()
 	var ids []string
 	for i, u := range []string{"1001", "1001", "1009"} {
 		id := e.createFeed("Feed")
@@ -62,7 +62,7 @@ func TestMetaDeletionOverSQLiteDeletesEverything(t *testing.T) {
 		gens[id] = e.feed(id).Generation
 	}
 	// Meta identifies the user by the app-scoped id here.
-	req, err := e.svc.MetaCallback(ctx, model.KindDelete, signed(e.sb.AppSecret(), map[string]any{"algorithm": "HMAC-SHA256", "issued_at": now.Unix(), "user_id": "91001"}))
+	req, err := e.svc.MetaCallback(ctx, model.KindDelete, signed(e.Sandbox.AppSecret(), map[string]any{"algorithm": "HMAC-SHA256", "issued_at": now.Unix(), "user_id": "91001"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,11 +84,11 @@ func TestMetaDeletionOverSQLiteDeletesEverything(t *testing.T) {
 		if f.Generation == gens[id] {
 			t.Errorf("feed %s: the deletion left the connection generation as it was", id)
 		}
-		if e.feeds.invalidated(id) == 0 {
+		if e.Feeds.Invalidations(id) == 0 {
 			t.Errorf("feed %s: cached answers not dropped", id)
 		}
 	}
-	gotFiles := e.files.list()
+	gotFiles := e.Files.Removed()
 	slices.Sort(gotFiles)
 	if want := []string{"a/av.jpg", "a/post.jpg", "b/av.jpg", "b/post.jpg"}; !reflect.DeepEqual(gotFiles, want) {
 		t.Errorf("removed files %v, want %v", gotFiles, want)
@@ -115,8 +115,8 @@ func TestStaleSignedRequestIsRefused(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	id := e.connect("Shop", sandbox.AccountCreator)
-	acct, _ := e.sb.Account(sandbox.AccountCreator)
-	now := e.clock.Now()
+	acct, _ := e.Sandbox.Account(sandbox.AccountCreator)
+	now := e.Clock.Now()
 	for _, tc := range []struct {
 		name     string
 		issuedAt any
@@ -131,7 +131,7 @@ func TestStaleSignedRequestIsRefused(t *testing.T) {
 				payload["issued_at"] = tc.issuedAt
 			}
 			for _, kind := range []string{model.KindDelete, model.KindDeauthorize} {
-				if _, err := e.svc.MetaCallback(ctx, kind, signed(e.sb.AppSecret(), payload)); !errors.Is(err, ErrSignedRequestStale) {
+				if _, err := e.svc.MetaCallback(ctx, kind, signed(e.Sandbox.AppSecret(), payload)); !errors.Is(err, ErrSignedRequestStale) {
 					t.Errorf("%s: err = %v, want ErrSignedRequestStale", kind, err)
 				}
 			}
@@ -142,7 +142,7 @@ func TestStaleSignedRequestIsRefused(t *testing.T) {
 	}
 	// Within the day it is honoured.
 	payload := map[string]any{"algorithm": "HMAC-SHA256", "user_id": acct.UserID, "issued_at": now.Add(-23 * time.Hour).Unix()}
-	if _, err := e.svc.MetaCallback(ctx, model.KindDelete, signed(e.sb.AppSecret(), payload)); err != nil {
+	if _, err := e.svc.MetaCallback(ctx, model.KindDelete, signed(e.Sandbox.AppSecret(), payload)); err != nil {
 		t.Fatal(err)
 	}
 	if f := e.feed(id); f.Status != model.StatusNotConnected {

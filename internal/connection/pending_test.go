@@ -2,65 +2,27 @@ package connection
 
 import (
 	"context"
-	"github.com/feedd/feedd/internal/store"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/store"
+	"github.com/feedd/feedd/internal/testenv"
 )
-
-// retryGate makes the service's waits visible to a test and lets each
-// one end only when the test says so.
-type retryGate struct {
-	waits   chan time.Duration
-	release chan struct{}
-}
-
-func newRetryGate() *retryGate {
-	return &retryGate{waits: make(chan time.Duration), release: make(chan struct{})}
-}
-
-func (g *retryGate) sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case g.waits <- d:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-g.release:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// next waits for the service to start its next wait and returns its length.
-func (g *retryGate) next(t *testing.T) time.Duration {
-	t.Helper()
-	select {
-	case d := <-g.waits:
-		return d
-	case <-time.After(5 * time.Second):
-		t.Fatal("the service did not retry")
-		return 0
-	}
-}
 
 // A refreshed token that the store fails to take is kept in memory and
 // used, its write retried with growing waits until it lands; each failure
 // is logged at error level and counted.
 func TestRefreshedTokenIsKeptWhenTheStoreFails(t *testing.T) {
-	gate := newRetryGate()
-	e := newEnv(t, func(o *Options) { o.Sleep = gate.sleep })
+	gate := testenv.NewRetryGate()
+	e := newEnv(t, func(o *Options) { o.Sleep = gate.Sleep })
 	ctx := context.Background()
 	id := e.connect("Flaky", sandbox.AccountBusiness)
 	old := e.token(id).AccessToken
-	e.clock.Advance(31 * 24 * time.Hour)
-	e.store.mu.Lock()
-	e.store.failReplace = 2
-	e.store.mu.Unlock()
+	e.Clock.Advance(31 * 24 * time.Hour)
+	e.Store.Fail(testenv.OpReplaceToken, 2)
 
 	_ = e.svc.RefreshToken(ctx, id)
 	if e.token(id).AccessToken != old {
@@ -70,30 +32,30 @@ func TestRefreshedTokenIsKeptWhenTheStoreFails(t *testing.T) {
 	if err != nil || mem == old {
 		t.Fatalf("AccessToken = %v, %v: the refreshed token was lost", mem == old, err)
 	}
-	if _, err := e.gc.Me(ctx, "", mem); err != nil {
+	if _, err := e.Graph.Me(ctx, "", mem); err != nil {
 		t.Fatalf("the kept token does not work: %v", err)
 	}
-	if !strings.Contains(e.logs.String(), "level=ERROR") {
+	if !strings.Contains(e.Logs.String(), "level=ERROR") {
 		t.Error("the failed write is not logged at error level")
 	}
 	if n := e.metric("feedd_token_store_failures_total"); n != 1 {
 		t.Errorf("feedd_token_store_failures_total = %v, want 1", n)
 	}
 	// A refresh meanwhile starts from the kept token, not the stored one.
-	e.sb.ResetCalls()
+	e.Sandbox.ResetCalls()
 	if err := e.svc.RefreshToken(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	first := gate.next(t)
-	gate.release <- struct{}{} // retry 1 fails
-	second := gate.next(t)
+	first := gate.Next(t)
+	gate.Release() // retry 1 fails
+	second := gate.Next(t)
 	if first <= 0 || second <= first {
 		t.Errorf("waits %v then %v: want a growing backoff", first, second)
 	}
 	if n := e.metric("feedd_token_store_failures_total"); n != 2 {
 		t.Errorf("feedd_token_store_failures_total = %v after a failed retry, want 2", n)
 	}
-	gate.release <- struct{}{} // retry 2 lands
+	gate.Release() // retry 2 lands
 	e.settle()
 	if got := e.token(id).AccessToken; got != mem {
 		t.Fatal("the retried write did not store the kept token")
@@ -101,7 +63,7 @@ func TestRefreshedTokenIsKeptWhenTheStoreFails(t *testing.T) {
 	if got, _ := e.svc.AccessToken(ctx, id); got != mem {
 		t.Fatal("AccessToken after the write")
 	}
-	if n := e.graphCalls(sandbox.EndpointRefresh); n != 0 {
+	if n := e.GraphCalls(sandbox.EndpointRefresh); n != 0 {
 		t.Errorf("%d refresh calls while the new token was kept", n)
 	}
 }
@@ -117,22 +79,20 @@ func TestKeptTokenLosesToAReconnect(t *testing.T) {
 	}{
 		{"through the service", func(e *env, id string) { e.reconnect(id, sandbox.AccountCreator) }},
 		{"in the store", func(e *env, id string) {
-			now := e.clock.Now()
-			if _, _, err := e.store.Store.Connect(context.Background(), id, store.AnyGeneration, model.Account{IGUserID: "other", Username: "other"},
+			now := e.Clock.Now()
+			if _, _, err := e.Store.Store.Connect(context.Background(), id, store.AnyGeneration, model.Account{IGUserID: "other", Username: "other"},
 				model.Token{AccessToken: "IGAA-other-instance", TokenInfo: model.TokenInfo{ObtainedAt: now, ExpiresAt: now.Add(AssumedLifetime)}}); err != nil {
 				e.t.Fatal(err)
 			}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			gate := newRetryGate()
-			e := newEnv(t, func(o *Options) { o.Sleep = gate.sleep })
+			gate := testenv.NewRetryGate()
+			e := newEnv(t, func(o *Options) { o.Sleep = gate.Sleep })
 			ctx := context.Background()
 			id := e.connect("Raced", sandbox.AccountBusiness)
-			e.clock.Advance(31 * 24 * time.Hour)
-			e.store.mu.Lock()
-			e.store.failReplace = 1
-			e.store.mu.Unlock()
+			e.Clock.Advance(31 * 24 * time.Hour)
+			e.Store.Fail(testenv.OpReplaceToken, 1)
 			_ = e.svc.RefreshToken(ctx, id)
 			kept, _ := e.svc.AccessToken(ctx, id)
 			tc.reconnect(e, id)
@@ -140,8 +100,8 @@ func TestKeptTokenLosesToAReconnect(t *testing.T) {
 			if now == kept {
 				t.Fatal("setup: the reconnect did not change the token")
 			}
-			gate.next(t)
-			gate.release <- struct{}{}
+			gate.Next(t)
+			gate.Release()
 			e.settle()
 			if got := e.token(id).AccessToken; got != now {
 				t.Fatal("the retry overwrote the newer connection's token")
@@ -157,23 +117,21 @@ func TestKeptTokenLosesToAReconnect(t *testing.T) {
 // fails to take is kept and its connect retried: the feed ends connected
 // with it, and the owner is told it is being saved.
 func TestConnectTokenIsKeptWhenTheStoreFails(t *testing.T) {
-	gate := newRetryGate()
-	e := newEnv(t, func(o *Options) { o.Sleep = gate.sleep })
+	gate := testenv.NewRetryGate()
+	e := newEnv(t, func(o *Options) { o.Sleep = gate.Sleep })
 	ctx := context.Background()
 	id := e.createFeed("Paste")
-	pasted := e.sb.MintLongLivedToken(sandbox.AccountBusiness, e.clock.Now().Add(-10*24*time.Hour))
-	e.addSecret(pasted)
-	e.store.mu.Lock()
-	e.store.failConnect = 1
-	e.store.mu.Unlock()
+	pasted := e.Sandbox.MintLongLivedToken(sandbox.AccountBusiness, e.Clock.Now().Add(-10*24*time.Hour))
+	e.AddSecret(pasted)
+	e.Store.Fail(testenv.OpConnect, 1)
 	if err := e.svc.PasteToken(ctx, id, pasted); err == nil {
 		t.Fatal("the paste reported success before anything was stored")
 	}
 	if n := e.metric("feedd_token_store_failures_total"); n != 1 {
 		t.Errorf("feedd_token_store_failures_total = %v, want 1", n)
 	}
-	gate.next(t)
-	gate.release <- struct{}{}
+	gate.Next(t)
+	gate.Release()
 	e.settle()
 	f := e.feed(id)
 	if f.Status != model.StatusActive || f.Token == nil || f.Token.ExpiryAssumed {
@@ -183,7 +141,7 @@ func TestConnectTokenIsKeptWhenTheStoreFails(t *testing.T) {
 	if tok == pasted {
 		t.Fatal("the pasted token was stored instead of the refreshed one")
 	}
-	if _, err := e.gc.Me(ctx, "", tok); err != nil {
+	if _, err := e.Graph.Me(ctx, "", tok); err != nil {
 		t.Fatalf("the stored token does not work: %v", err)
 	}
 }
@@ -196,19 +154,17 @@ func TestTokenCheckErrorsAreLogged(t *testing.T) {
 	ctx := context.Background()
 	a := e.connect("A", sandbox.AccountBusiness)
 	b := e.connect("B", sandbox.AccountCreator)
-	e.clock.Advance(31 * 24 * time.Hour)
-	e.setFetched(a, e.clock.Now(), true)
-	e.setFetched(b, e.clock.Now(), true)
-	e.sb.SetOutage(true)
-	e.store.mu.Lock()
-	e.store.failRecord = 1
-	e.store.mu.Unlock()
+	e.Clock.Advance(31 * 24 * time.Hour)
+	e.Fetched(a, e.Clock.Now(), true)
+	e.Fetched(b, e.Clock.Now(), true)
+	e.Sandbox.SetOutage(true)
+	e.Store.Fail(testenv.OpRecordRefreshFailure, 1)
 	if err := e.svc.CheckTokens(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var logged bool
-	for _, line := range strings.Split(e.logs.String(), "\n") {
-		if strings.Contains(line, "level=ERROR") && strings.Contains(line, errTest.Error()) && strings.Contains(line, "feed=") {
+	for _, line := range strings.Split(e.Logs.String(), "\n") {
+		if strings.Contains(line, "level=ERROR") && strings.Contains(line, testenv.ErrInjected.Error()) && strings.Contains(line, "feed=") {
 			logged = true
 		}
 	}

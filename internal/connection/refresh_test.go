@@ -2,7 +2,6 @@ package connection
 
 import (
 	"context"
-	"github.com/feedd/feedd/internal/store"
 	"strings"
 	"sync"
 	"testing"
@@ -14,20 +13,21 @@ import (
 	"github.com/feedd/feedd/internal/graph"
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/store"
 )
 
 func TestRefresherKeepsTokenAliveForAYear(t *testing.T) {
 	e := newEnv(t)
 	id := e.connect("Year", sandbox.AccountBusiness)
 	ctx := context.Background()
-	e.sb.ResetCalls()
+	e.Sandbox.ResetCalls()
 	var refreshTimes []time.Time
 	lastObtained := e.token(id)
 	for step := 0; step < 365*24; step++ {
-		e.clock.Advance(time.Hour)
-		now := e.clock.Now()
+		e.Clock.Advance(time.Hour)
+		now := e.Clock.Now()
 		// The feed is viewed and polled, as a live one is: the idle probe stays quiet.
-		e.setFetched(id, now, true)
+		e.Fetched(id, now, true)
 		if err := e.svc.CheckTokens(ctx); err != nil {
 			t.Fatalf("check at hour %d: %v", step, err)
 		}
@@ -43,10 +43,10 @@ func TestRefresherKeepsTokenAliveForAYear(t *testing.T) {
 			lastObtained = tok
 		}
 	}
-	if got := e.graphCalls(sandbox.EndpointRefresh); got != len(refreshTimes) {
+	if got := e.GraphCalls(sandbox.EndpointRefresh); got != len(refreshTimes) {
 		t.Fatalf("%d refresh calls for %d refreshes", got, len(refreshTimes))
 	}
-	if got := e.graphCalls(sandbox.EndpointMe); got != 0 {
+	if got := e.GraphCalls(sandbox.EndpointMe); got != 0 {
 		t.Fatalf("%d /me probes for a feed the poller keeps proving alive", got)
 	}
 	if n := len(refreshTimes); n < 11 || n > 14 {
@@ -56,7 +56,7 @@ func TestRefresherKeepsTokenAliveForAYear(t *testing.T) {
 		t.Fatalf("after a year: %+v", s)
 	}
 	// The current token still works on Instagram.
-	if _, err := e.gc.Me(ctx, "", e.token(id).AccessToken); err != nil {
+	if _, err := e.Graph.Me(ctx, "", e.token(id).AccessToken); err != nil {
 		t.Fatalf("token after a year: %v", err)
 	}
 }
@@ -66,22 +66,22 @@ func TestNoRefreshBefore24Hours(t *testing.T) {
 	e := newEnv(t, func(o *Options) { o.RefreshWindow = 90 * 24 * time.Hour })
 	id := e.connect("Young", sandbox.AccountBusiness)
 	ctx := context.Background()
-	e.sb.ResetCalls()
+	e.Sandbox.ResetCalls()
 	for h := 0; h < 23; h++ {
-		e.clock.Advance(time.Hour)
-		e.setFetched(id, e.clock.Now(), true)
+		e.Clock.Advance(time.Hour)
+		e.Fetched(id, e.Clock.Now(), true)
 		if err := e.svc.CheckTokens(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := e.graphCalls(sandbox.EndpointRefresh); n != 0 {
+	if n := e.GraphCalls(sandbox.EndpointRefresh); n != 0 {
 		t.Fatalf("%d refresh calls within 24h of issue", n)
 	}
-	e.clock.Advance(90 * time.Minute)
+	e.Clock.Advance(90 * time.Minute)
 	if err := e.svc.CheckTokens(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.graphCalls(sandbox.EndpointRefresh); n != 1 {
+	if n := e.GraphCalls(sandbox.EndpointRefresh); n != 1 {
 		t.Fatalf("%d refresh calls after 24h, want 1", n)
 	}
 	if s := e.feed(id); s.Status != model.StatusActive || s.Token.RefreshedAt.IsZero() {
@@ -101,10 +101,10 @@ func TestRevokedTokenFlipsToNeedsReauthWithinOneCheck(t *testing.T) {
 	if got := testutil.ToFloat64(e.svc.metrics.expiry.WithLabelValues(id)); got < 59*86400 {
 		t.Fatalf("expiry gauge %v", got)
 	}
-	if err := e.sb.RevokeTokens(sandbox.AccountBusiness); err != nil {
+	if err := e.Sandbox.RevokeTokens(sandbox.AccountBusiness); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Advance(time.Hour)
+	e.Clock.Advance(time.Hour)
 	if err := e.svc.CheckTokens(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestRevokedTokenFlipsToNeedsReauthWithinOneCheck(t *testing.T) {
 	if got := testutil.ToFloat64(e.svc.metrics.reauth); got != 1 {
 		t.Fatalf("feedd_feeds_needing_reauth = %v", got)
 	}
-	if !strings.Contains(e.logs.String(), `level=WARN msg="feed needs reauth" feed=`+id) {
+	if !strings.Contains(e.Logs.String(), `level=WARN msg="feed needs reauth" feed=`+id) {
 		t.Fatal("no warning log")
 	}
 	// Reconnecting clears it and says so.
@@ -145,9 +145,9 @@ func TestRevokedTokenFlipsToNeedsReauthWithinOneCheck(t *testing.T) {
 func TestConcurrentRefreshesMakeOneCall(t *testing.T) {
 	e := newEnv(t)
 	id := e.connect("Concurrent", sandbox.AccountBusiness)
-	e.clock.Advance(31 * 24 * time.Hour) // inside the 30-day window
-	e.sb.SetLatency(20 * time.Millisecond)
-	e.sb.ResetCalls()
+	e.Clock.Advance(31 * 24 * time.Hour) // inside the 30-day window
+	e.Sandbox.SetLatency(20 * time.Millisecond)
+	e.Sandbox.ResetCalls()
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	for i := 0; i < 8; i++ {
@@ -156,10 +156,10 @@ func TestConcurrentRefreshesMakeOneCall(t *testing.T) {
 		go func() { defer wg.Done(); _ = e.svc.CheckTokens(ctx) }()
 	}
 	wg.Wait()
-	if n := e.graphCalls(sandbox.EndpointRefresh); n != 1 {
+	if n := e.GraphCalls(sandbox.EndpointRefresh); n != 1 {
 		t.Fatalf("%d refresh calls, want exactly 1", n)
 	}
-	if _, err := e.gc.Me(ctx, "", e.token(id).AccessToken); err != nil {
+	if _, err := e.Graph.Me(ctx, "", e.token(id).AccessToken); err != nil {
 		t.Fatalf("stored token is not the live one: %v", err)
 	}
 }
@@ -167,13 +167,13 @@ func TestConcurrentRefreshesMakeOneCall(t *testing.T) {
 func TestRefreshIsCompareAndSwap(t *testing.T) {
 	e := newEnv(t)
 	id := e.connect("CAS", sandbox.AccountBusiness)
-	e.clock.Advance(31 * 24 * time.Hour)
+	e.Clock.Advance(31 * 24 * time.Hour)
 	ctx := context.Background()
 	// Between our read and our write, the owner reconnects: the newer token must win.
 	old := e.token(id)
-	e.svc.graph = graphWithHook{Graph: e.gc, beforeRefresh: func() {
-		if _, _, err := e.store.Store.Connect(ctx, id, store.AnyGeneration, model.Account{IGUserID: "re", Username: "re"}, model.Token{AccessToken: "reconnected-token",
-			TokenInfo: model.TokenInfo{ObtainedAt: e.clock.Now(), ExpiresAt: e.clock.Now().Add(AssumedLifetime)}}); err != nil {
+	e.svc.graph = graphWithHook{Graph: e.Graph, beforeRefresh: func() {
+		if _, _, err := e.Store.Store.Connect(ctx, id, store.AnyGeneration, model.Account{IGUserID: "re", Username: "re"}, model.Token{AccessToken: "reconnected-token",
+			TokenInfo: model.TokenInfo{ObtainedAt: e.Clock.Now(), ExpiresAt: e.Clock.Now().Add(AssumedLifetime)}}); err != nil {
 			t.Error(err)
 		}
 	}}
@@ -190,24 +190,24 @@ func TestFailedRefreshBacksOffAndWarnsBeforeExpiry(t *testing.T) {
 	e := newEnv(t)
 	id := e.connect("Backoff", sandbox.AccountBusiness)
 	ctx := context.Background()
-	e.clock.Advance(54 * 24 * time.Hour) // under 7 days left
-	e.sb.SetOutage(true)
+	e.Clock.Advance(54 * 24 * time.Hour) // under 7 days left
+	e.Sandbox.SetOutage(true)
 	if err := e.svc.CheckTokens(ctx); err != nil {
 		t.Fatal(err)
 	}
 	tok := e.token(id)
-	if tok.RefreshFailures != 1 || tok.NextRefreshAt.Sub(e.clock.Now()) < baseBackoff/2 {
-		t.Fatalf("after a failed refresh: failures %d, next in %v", tok.RefreshFailures, tok.NextRefreshAt.Sub(e.clock.Now()))
+	if tok.RefreshFailures != 1 || tok.NextRefreshAt.Sub(e.Clock.Now()) < baseBackoff/2 {
+		t.Fatalf("after a failed refresh: failures %d, next in %v", tok.RefreshFailures, tok.NextRefreshAt.Sub(e.Clock.Now()))
 	}
 	if s := e.feed(id); s.Status != model.StatusActive || s.Token.LastRefreshError == "" {
 		t.Fatalf("a transient failure must not flip the feed: %+v", s)
 	}
-	e.sb.SetOutage(false)
-	e.clock.Advance(time.Hour)
+	e.Sandbox.SetOutage(false)
+	e.Clock.Advance(time.Hour)
 	if err := e.svc.CheckTokens(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if s := e.feed(id); s.Token.ExpiresAt.Sub(e.clock.Now()) < 59*24*time.Hour {
+	if s := e.feed(id); s.Token.ExpiresAt.Sub(e.Clock.Now()) < 59*24*time.Hour {
 		t.Fatalf("not refreshed after the outage: %+v", s.Token)
 	}
 	var expiring int

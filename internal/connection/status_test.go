@@ -28,7 +28,7 @@ func TestEveryStatusChangeIsCountedLoggedAndNotifiedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := e.feeds.invalidated(id)
+	before := e.Feeds.Invalidations(id)
 	for range 2 {
 		if err := e.svc.TokenRejected(ctx, id, f.Generation, tok, "Instagram refused the token: reconnect"); err != nil {
 			t.Fatal(err)
@@ -37,7 +37,7 @@ func TestEveryStatusChangeIsCountedLoggedAndNotifiedOnce(t *testing.T) {
 	if s := e.feed(id); s.Status != model.StatusNeedsReauth || s.StatusReason != "Instagram refused the token: reconnect" {
 		t.Fatalf("after the poll: %s %q", s.Status, s.StatusReason)
 	}
-	if e.feeds.invalidated(id) == before {
+	if e.Feeds.Invalidations(id) == before {
 		t.Error("the status change did not drop the feed's cached answers")
 	}
 	if n := e.metric("feedd_status_changes_total", "to", "needs_reauth"); n != 1 {
@@ -46,7 +46,7 @@ func TestEveryStatusChangeIsCountedLoggedAndNotifiedOnce(t *testing.T) {
 	if g := e.metric("feedd_feeds_needing_reauth"); g != 1 {
 		t.Errorf("feedd_feeds_needing_reauth = %v", g)
 	}
-	if !strings.Contains(e.logs.String(), `level=WARN msg="feed needs reauth" feed=`+id) {
+	if !strings.Contains(e.Logs.String(), `level=WARN msg="feed needs reauth" feed=`+id) {
 		t.Error("no warning log")
 	}
 
@@ -74,8 +74,8 @@ func TestTokenRejectedForAnOlderConnectionOrTokenChangesNothing(t *testing.T) {
 
 	// The owner pastes the same young token again: same string, new connection.
 	id := e.createFeed("Repasted")
-	young := e.sb.MintLongLivedToken(sandbox.AccountCreator, e.clock.Now())
-	e.addSecret(young)
+	young := e.Sandbox.MintLongLivedToken(sandbox.AccountCreator, e.Clock.Now())
+	e.AddSecret(young)
 	if err := e.svc.PasteToken(ctx, id, young); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestTokenRejectedForAnOlderConnectionOrTokenChangesNothing(t *testing.T) {
 	live := e.connect("Refreshed", sandbox.AccountBusiness)
 	f = e.feed(live)
 	old := e.token(live).AccessToken
-	e.clock.Advance(31 * 24 * time.Hour)
+	e.Clock.Advance(31 * 24 * time.Hour)
 	if err := e.svc.RefreshToken(ctx, live); err != nil {
 		t.Fatal(err)
 	}
@@ -145,15 +145,15 @@ func TestMetaCallbacksAnnounceTheDisconnect(t *testing.T) {
 	a := e.connect("A", sandbox.AccountBusiness)
 	b := e.connect("B", sandbox.AccountBusiness)
 	other := e.connect("Other", sandbox.AccountCreator)
-	acct, _ := e.sb.Account(sandbox.AccountBusiness)
-	if _, err := e.svc.MetaCallback(ctx, model.KindDeauthorize, e.sb.SignedRequest(acct.UserID)); err != nil {
+	acct, _ := e.Sandbox.Account(sandbox.AccountBusiness)
+	if _, err := e.svc.MetaCallback(ctx, model.KindDeauthorize, e.Sandbox.SignedRequest(acct.UserID)); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{a, b} {
 		if got := e.eventNames(id); !slices.Equal(got, []string{EventConnected, EventDisconnected}) {
 			t.Errorf("feed %s: events %v", id, got)
 		}
-		if e.feeds.invalidated(id) == 0 {
+		if e.Feeds.Invalidations(id) == 0 {
 			t.Errorf("feed %s: cache not dropped", id)
 		}
 	}
