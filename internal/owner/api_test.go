@@ -2,7 +2,6 @@ package owner
 
 import (
 	"context"
-	"github.com/feedd/feedd/internal/store"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -13,6 +12,8 @@ import (
 
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/store"
+	"github.com/feedd/feedd/internal/testenv"
 )
 
 func TestAdminAPIFeeds(t *testing.T) {
@@ -52,7 +53,7 @@ func TestAdminAPIFeeds(t *testing.T) {
 	if code := e.api("PATCH", "/api/admin/feeds/"+st.ID, `{"name":"Shop 2","allowed_origins":[]}`, &st); code != 200 || st.Name != "Shop 2" || len(st.AllowedOrigins) != 0 {
 		t.Fatalf("patch: %d %+v", code, st)
 	}
-	if !slices.Contains(e.fetcher.invalidated(), st.ID) {
+	if e.Feeds.Invalidations(st.ID) == 0 {
 		t.Error("a PATCH did not invalidate the feed's cached answers")
 	}
 	var list struct{ Feeds []Status }
@@ -73,15 +74,15 @@ func TestAdminAPIFeeds(t *testing.T) {
 
 	// Delete removes the token, the posts and their files.
 	id := e.connectAPI("Doomed", sandbox.AccountBusiness)
-	e.fetcher.FetchNow(context.Background(), id)
+	e.Feeds.FetchNow(context.Background(), id)
 	if code := e.api("DELETE", "/api/admin/feeds/"+id, "", nil); code != http.StatusNoContent {
 		t.Fatalf("delete: %d", code)
 	}
 	if code := e.api("GET", "/api/admin/feeds/"+id, "", nil); code != http.StatusNotFound {
 		t.Fatalf("deleted feed answers %d", code)
 	}
-	if !slices.Contains(e.files.list(), "media/"+id+"-a.jpg") {
-		t.Errorf("deleting the feed left its files: removed %v", e.files.list())
+	if !slices.Contains(e.Files.Removed(), "media/"+id+"-a.jpg") {
+		t.Errorf("deleting the feed left its files: removed %v", e.Files.Removed())
 	}
 }
 
@@ -93,21 +94,21 @@ func TestAdminAPIRefreshNow(t *testing.T) {
 	}
 	id := e.connectAPI("Live", sandbox.AccountBusiness)
 	e.settle()
-	if e.fetcher.fetches() != 1 {
-		t.Fatalf("connect started %d fetches, want 1", e.fetcher.fetches())
+	if e.Feeds.Fetches() != 1 {
+		t.Fatalf("connect started %d fetches, want 1", e.Feeds.Fetches())
 	}
 	var st Status
 	if code := e.api("POST", "/api/admin/feeds/"+id+"/refresh", "", &st); code != 200 || st.LastFetch == nil || !st.LastFetch.OK {
 		t.Fatalf("refresh: %d %+v", code, st.LastFetch)
 	}
 	// A failed fetch is shown in last_fetch, never as a 5xx.
-	e.clock.Advance(time.Minute)
-	e.fetcher.setErr(errTest)
+	e.Clock.Advance(time.Minute)
+	e.Feeds.SetErr(testenv.ErrInjected)
 	if code := e.api("POST", "/api/admin/feeds/"+id+"/refresh", "", &st); code != 200 || st.LastFetch == nil || st.LastFetch.OK {
 		t.Fatalf("failed refresh: %d %+v", code, st.LastFetch)
 	}
-	if e.fetcher.fetches() != 3 {
-		t.Fatalf("fetcher called %d times, want 3 (connect, two refreshes)", e.fetcher.fetches())
+	if e.Feeds.Fetches() != 3 {
+		t.Fatalf("fetcher called %d times, want 3 (connect, two refreshes)", e.Feeds.Fetches())
 	}
 	// Through the setup page: back to the feed page with the failure as a flash.
 	resp, _ := e.post("/setup/feeds/"+id+"/refresh", nil)
@@ -140,8 +141,8 @@ func TestSetupPagesEscapeAndCarryCSRF(t *testing.T) {
 		t.Fatalf("create: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	id := strings.TrimPrefix(resp.Header.Get("Location"), "/setup/feeds/")
-	now := e.clock.Now()
-	if _, _, err := e.store.Connect(context.Background(), id, store.AnyGeneration,
+	now := e.Clock.Now()
+	if _, _, err := e.Store.Connect(context.Background(), id, store.AnyGeneration,
 		model.Account{AppUserID: "91", IGUserID: "1", Username: evil, Name: evil, AccountType: "BUSINESS", ConnectedAt: now},
 		model.Token{AccessToken: "IGAAhostile-account-token", TokenInfo: model.TokenInfo{ObtainedAt: now, ExpiresAt: now.AddDate(0, 0, 60)}}); err != nil {
 		t.Fatal(err)
@@ -227,7 +228,7 @@ func TestNoOpenRedirect(t *testing.T) {
 	}
 	// Connect redirects only to the configured authorize URL, whatever is posted.
 	resp, _ = e.post("/setup/feeds/"+id+"/connect", hostile)
-	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, e.sb.AuthorizeURL()+"?") || strings.Contains(loc, "evil.example") {
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, e.Sandbox.AuthorizeURL()+"?") || strings.Contains(loc, "evil.example") {
 		t.Errorf("connect: Location %q", loc)
 	}
 	// A missing feed redirects home, not to the path it was given.
@@ -247,7 +248,7 @@ func TestCallbackTamperedAndForeignState(t *testing.T) {
 		t.Fatal(err)
 	}
 	q := cb.Query()
-	e.addSecret(q.Get("code"))
+	e.AddSecret(q.Get("code"))
 	st := q.Get("state")
 	flip := "A"
 	if st[0] == 'A' {
@@ -277,7 +278,7 @@ func TestCallbackTamperedAndForeignState(t *testing.T) {
 	if s := e.status(id); s.Status != model.StatusNotConnected {
 		t.Fatalf("feed changed: %+v", s)
 	}
-	if n := e.graphCalls(sandbox.EndpointToken); n != 0 {
+	if n := e.GraphCalls(sandbox.EndpointToken); n != 0 {
 		t.Fatalf("%d token exchanges for refused states", n)
 	}
 }
@@ -288,7 +289,7 @@ func TestRejectedTokenNeverShown(t *testing.T) {
 	e := newEnv(t)
 	id := e.createFeed("Secret").ID
 	const bogus = "IGAAbogus-token-that-must-not-echo"
-	e.addSecret(bogus)
+	e.AddSecret(bogus)
 	resp, _ := e.post("/setup/feeds/"+id+"/token", url.Values{"access_token": {bogus}})
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("paste: %d", resp.StatusCode)
@@ -311,10 +312,10 @@ func TestRejectedTokenNeverShown(t *testing.T) {
 func TestNeedsReauthFeedPageHasLoudBanner(t *testing.T) {
 	e := newEnv(t)
 	id := e.connectAPI("Revoked", sandbox.AccountBusiness)
-	if err := e.sb.RevokeTokens(sandbox.AccountBusiness); err != nil {
+	if err := e.Sandbox.RevokeTokens(sandbox.AccountBusiness); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Advance(time.Hour)
+	e.Clock.Advance(time.Hour)
 	if err := e.conn.CheckTokens(t.Context()); err != nil {
 		t.Fatal(err)
 	}

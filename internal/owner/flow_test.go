@@ -10,6 +10,7 @@ import (
 	"github.com/feedd/feedd/internal/connection"
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/testenv"
 )
 
 func stateOf(t *testing.T, authorizeURL string) string {
@@ -57,7 +58,7 @@ func TestBrowserFlowApproveConnectsAndLandsOnFeedPage(t *testing.T) {
 		t.Fatalf("sandbox redirect %q lacks the #_ quirk", cb)
 	}
 	code, _ := url.Parse(cb)
-	e.addSecret(code.Query().Get("code"))
+	e.AddSecret(code.Query().Get("code"))
 	resp, body := e.get(cb)
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/setup/feeds/"+id {
 		t.Fatalf("callback: %d %q %s", resp.StatusCode, resp.Header.Get("Location"), body)
@@ -71,14 +72,14 @@ func TestBrowserFlowApproveConnectsAndLandsOnFeedPage(t *testing.T) {
 	if s.Status != model.StatusActive || s.Account == nil || s.Account.AccountType != "BUSINESS" || s.Token == nil {
 		t.Fatalf("status after connect: %+v", s)
 	}
-	if left := s.Token.ExpiresAt.Sub(e.clock.Now()); left < 59*24*time.Hour || left > 61*24*time.Hour || s.Token.ExpiryAssumed {
+	if left := s.Token.ExpiresAt.Sub(e.Clock.Now()); left < 59*24*time.Hour || left > 61*24*time.Hour || s.Token.ExpiryAssumed {
 		t.Fatalf("token expires in %v (assumed %v), want about 60 days from Instagram's expires_in", left, s.Token.ExpiryAssumed)
 	}
 	if got := strings.Join(s.AllowedOrigins, " "); got != "https://bakery.example https://www.bakery.example" {
 		t.Fatalf("origins = %q", got)
 	}
-	acct, _ := e.sb.Account(sandbox.AccountBusiness)
-	f, err := e.store.Feed(t.Context(), id)
+	acct, _ := e.Sandbox.Account(sandbox.AccountBusiness)
+	f, err := e.Store.Feed(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func TestCallbackStateFailuresHaveDistinctPages(t *testing.T) {
 	}
 	t.Run("expired", func(t *testing.T) {
 		st := stateOf(t, e.connectBrowser(id))
-		e.clock.Advance(connection.StateTTL + time.Second)
+		e.Clock.Advance(connection.StateTTL + time.Second)
 		code, body := cb(st)
 		if code != 400 || !strings.Contains(body, "expired") {
 			t.Fatalf("%d\n%s", code, body)
@@ -167,7 +168,7 @@ func TestCallbackStateFailuresHaveDistinctPages(t *testing.T) {
 	if s := e.status(id); s.Status != model.StatusNotConnected {
 		t.Fatalf("feed changed: %+v", s)
 	}
-	if e.graphCalls(sandbox.EndpointToken) != 0 {
+	if e.GraphCalls(sandbox.EndpointToken) != 0 {
 		t.Fatal("a bad state reached the token host")
 	}
 }
@@ -209,16 +210,16 @@ func TestCallbackFailuresExplainAndChangeNothing(t *testing.T) {
 		{"personal account", func() (string, func()) { return sandbox.AccountPersonal, nil }, 403,
 			[]string{"personal Instagram account", "professional"}},
 		{"redirect mismatch", func() (string, func()) {
-			e.useGraph(e.newGraph(callbackURI+"/", e.sb.AppID(), e.sb.AppSecret()))
-			return sandbox.AccountBusiness, func() { e.useGraph(e.gc) }
+			e.useGraph(e.NewGraph(callbackURI+"/", e.Sandbox.AppID(), e.Sandbox.AppSecret()))
+			return sandbox.AccountBusiness, func() { e.useGraph(e.Graph) }
 		}, 400, []string{"redirect URI", "<code class=\"copy\">" + callbackURI + "</code>"}},
 		{"invalid platform app", func() (string, func()) {
-			e.useGraph(e.newGraph(callbackURI, "1234567890", e.sb.AppSecret()))
-			return sandbox.AccountBusiness, func() { e.useGraph(e.gc) }
+			e.useGraph(e.NewGraph(callbackURI, "1234567890", e.Sandbox.AppSecret()))
+			return sandbox.AccountBusiness, func() { e.useGraph(e.Graph) }
 		}, 400, []string{"Invalid platform app", "FEEDD_INSTAGRAM_APP_ID"}},
 		{"instagram unreachable", func() (string, func()) {
-			e.sb.SetOutage(true)
-			return sandbox.AccountBusiness, func() { e.sb.SetOutage(false) }
+			e.Sandbox.SetOutage(true)
+			return sandbox.AccountBusiness, func() { e.Sandbox.SetOutage(false) }
 		}, 502, []string{"could not be reached"}},
 	}
 	for _, tt := range tests {
@@ -231,7 +232,7 @@ func TestCallbackFailuresExplainAndChangeNothing(t *testing.T) {
 				cb = e.authorize(e.connectBrowser(id), acct)
 			}
 			u, _ := url.Parse(cb)
-			e.addSecret(u.Query().Get("code"))
+			e.AddSecret(u.Query().Get("code"))
 			resp, body := e.get(cb)
 			if after != nil {
 				after()
@@ -254,11 +255,11 @@ func TestCallbackFailuresExplainAndChangeNothing(t *testing.T) {
 func TestCallbackReusedCodeIsExplained(t *testing.T) {
 	e := newEnv(t)
 	id := e.createFeed("Code").ID
-	code, err := e.sb.IssueCode(sandbox.AccountBusiness, e.srv.URL+"/auth/instagram/callback")
+	code, err := e.Sandbox.IssueCode(sandbox.AccountBusiness, e.srv.URL+"/auth/instagram/callback")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.addSecret(code)
+	e.AddSecret(code)
 	for i, want := range []int{http.StatusSeeOther, http.StatusBadRequest} {
 		st := stateOf(t, e.connectBrowser(id))
 		resp, body := e.get(e.srv.URL + "/auth/instagram/callback?code=" + url.QueryEscape(code) + "&state=" + st + "#_")
@@ -278,25 +279,24 @@ func TestCallbackReusedCodeIsExplained(t *testing.T) {
 // happens, leaves the feed as it was meanwhile, and keeps the token
 // Instagram issued: the write is retried and the feed ends connected.
 func TestFailedStoreWriteLeavesFeedUntouchedAndIsRetried(t *testing.T) {
-	gate := newRetryGate()
-	e := newEnv(t, func(o *connection.Options) { o.Sleep = gate.sleep })
+	gate := testenv.NewRetryGate()
+	e := newEnv(t, func(o *connection.Options) { o.Sleep = gate.Sleep })
 	id := e.createFeed("Store").ID
 	cb := e.authorize(e.connectBrowser(id), sandbox.AccountBusiness)
-	e.store.setConnectErr(errTest)
+	e.Store.Fail(testenv.OpConnect, 1)
 	resp, body := e.get(cb)
 	if resp.StatusCode != http.StatusInternalServerError || !strings.Contains(body, "could not save it yet") {
 		t.Fatalf("status %d\n%s", resp.StatusCode, body)
 	}
-	f, err := e.store.Feed(t.Context(), id)
+	f, err := e.Store.Feed(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f.Status != model.StatusNotConnected || f.Token != nil {
 		t.Fatalf("feed half-connected: %+v", f)
 	}
-	e.store.setConnectErr(nil)
-	gate.next(t)
-	gate.release <- struct{}{}
+	gate.Next(t)
+	gate.Release()
 	if s := e.status(id); s.Status != model.StatusActive || s.Account == nil || s.Token == nil {
 		t.Fatalf("after the retry: %+v", s)
 	}

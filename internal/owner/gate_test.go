@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,12 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/feedd/feedd/internal/secret"
 	"github.com/feedd/feedd/internal/server"
 	"github.com/feedd/feedd/internal/store"
+	"github.com/feedd/feedd/internal/testenv"
 	"github.com/feedd/feedd/internal/testutil"
 )
 
@@ -41,15 +39,8 @@ type gateFixture struct {
 func newGateFixture(t *testing.T, publicURL, token string) *gateFixture {
 	t.Helper()
 	f := &gateFixture{clock: testutil.NewClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)), logs: &testutil.SyncBuffer{}}
-	box, err := secret.New(bytes.Repeat([]byte{7}, secret.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
 	f.path = filepath.Join(t.TempDir(), "feedd.db")
-	if f.store, err = store.Open(context.Background(), f.path, box, store.Options{Now: f.clock.Now}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.store.Close() })
+	f.store = testenv.StoreAt(t, f.path, f.clock.Now)
 	if token != "" {
 		if err := SetAdminToken(context.Background(), f.store, token); err != nil {
 			t.Fatal(err)
@@ -57,42 +48,30 @@ func newGateFixture(t *testing.T, publicURL, token string) *gateFixture {
 	}
 	u, _ := url.Parse(publicURL)
 	logger := slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := server.New(server.Options{PublicURL: u, Logger: logger, Registry: prometheus.NewRegistry(), RateLimit: 1000, Now: f.clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.srv = srv
-	if f.gate, err = NewGate(GateOptions{Store: f.store, PublicURL: u, Failures: srv, Now: f.clock.Now, Logger: logger}); err != nil {
-		t.Fatal(err)
-	}
-	srv.SetGate(f.gate)
-	f.gate.RegisterSignIn(srv.SignIn(), srv.Setup())
+	f.srv, f.gate = gatedServer(t, f.store, server.Options{PublicURL: u, Logger: logger, Registry: prometheus.NewRegistry(), RateLimit: 1000, Now: f.clock.Now})
 	return f
 }
 
-// do sends a request through the handler from peer 192.0.2.1 unless the
-// request sets RemoteAddr.
+// gatedServer is the real server on so with the gate over st installed,
+// as the app wires them.
+func gatedServer(t *testing.T, st GateStore, so server.Options) (*server.Server, *Gate) {
+	t.Helper()
+	srv, err := server.New(so)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate, err := NewGate(GateOptions{Store: st, PublicURL: so.PublicURL, Failures: srv, Now: so.Now, Logger: so.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.SetGate(gate)
+	gate.RegisterSignIn(srv.SignIn(), srv.Setup())
+	return srv, gate
+}
+
+// do sends r through the server's handler.
 func (f *gateFixture) do(r *http.Request) *httptest.ResponseRecorder {
-	if r.RemoteAddr == "192.0.2.1:1234" || r.RemoteAddr == "" {
-		r.RemoteAddr = "192.0.2.1:1234"
-	}
-	w := httptest.NewRecorder()
-	f.srv.Handler().ServeHTTP(w, r)
-	return w
-}
-
-func req(method, target string, body io.Reader, hdr ...string) *http.Request {
-	r := httptest.NewRequest(method, target, body)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		r.Header.Set(hdr[i], hdr[i+1])
-	}
-	return r
-}
-
-func form(method, target string, vals url.Values, hdr ...string) *http.Request {
-	r := req(method, target, strings.NewReader(vals.Encode()), hdr...)
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return r
+	return testenv.Serve(f.srv.Handler(), r)
 }
 
 // adminFixture has an admin API route and setup page routes that echo what
@@ -103,43 +82,19 @@ func adminFixture(t *testing.T) *gateFixture {
 
 // adminRoutes adds the routes of adminFixture to f.
 func adminRoutes(f *gateFixture) *gateFixture {
-	f.srv.Admin().GET("/feeds", func(c *echo.Context) error { return c.JSON(200, map[string]bool{"ok": true}) })
-	f.srv.Admin().POST("/feeds", func(c *echo.Context) error { return c.JSON(201, map[string]bool{"created": true}) })
-	f.srv.Setup().GET("", func(c *echo.Context) error {
-		ok := CSRFToken(c) != "" // only a cookie session has one
-		return c.String(200, "setup csrf="+CSRFToken(c)+" session="+map[bool]string{true: "yes", false: "no"}[ok])
-	})
-	f.srv.Setup().POST("/feeds", func(c *echo.Context) error { return c.String(200, "created") })
+	testenv.GateProbes(f.srv.Admin(), f.srv.Setup(), CSRFToken)
 	return f
 }
 
 // signIn posts the admin token to the login form and returns the cookie.
 func (f *gateFixture) signIn(t *testing.T) *http.Cookie {
 	t.Helper()
-	w := f.do(form("POST", "/setup/login", url.Values{"token": {testToken}}))
-	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/setup" {
-		t.Fatalf("sign in: %d %v %s", w.Code, w.Header(), w.Body)
-	}
-	for _, c := range w.Result().Cookies() {
-		if c.Name == SessionCookie {
-			return c
-		}
-	}
-	t.Fatal("no session cookie")
-	return nil
+	return testenv.SignIn(t, f.srv.Handler(), testToken, SessionCookie)
 }
 
 func (f *gateFixture) csrfFor(t *testing.T, ck *http.Cookie) string {
 	t.Helper()
-	r := req("GET", "/setup", nil)
-	r.AddCookie(ck)
-	w := f.do(r)
-	_, rest, _ := strings.Cut(w.Body.String(), "csrf=")
-	tok, _, _ := strings.Cut(rest, " ")
-	if w.Code != 200 || tok == "" {
-		t.Fatalf("setup page: %d %s", w.Code, w.Body)
-	}
-	return tok
+	return testenv.CSRF(t, f.srv.Handler(), ck)
 }
 
 func TestAdminBearer(t *testing.T) {
@@ -157,7 +112,7 @@ func TestAdminBearer(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := f.do(req("GET", "/api/admin/feeds", nil, "Authorization", tt.auth))
+			w := f.do(testenv.Req("GET", "/api/admin/feeds", nil, "Authorization", tt.auth))
 			if w.Code != tt.status {
 				t.Fatalf("status %d, want %d: %s", w.Code, tt.status, w.Body)
 			}
@@ -170,13 +125,13 @@ func TestAdminBearer(t *testing.T) {
 	t.Run("no token stored yet refuses everything", func(t *testing.T) {
 		f := adminRoutes(newGateFixture(t, "http://feedd.test", ""))
 		for _, tok := range []string{"", testToken} {
-			if w := f.do(req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer "+tok)); w.Code != 401 {
+			if w := f.do(testenv.Req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer "+tok)); w.Code != 401 {
 				t.Errorf("token %q: %d", tok, w.Code)
 			}
 		}
 	})
 	t.Run("bearer POST needs no CSRF token", func(t *testing.T) {
-		if w := f.do(req("POST", "/api/admin/feeds", strings.NewReader("{}"), "Authorization", "Bearer "+testToken)); w.Code != 201 {
+		if w := f.do(testenv.Req("POST", "/api/admin/feeds", strings.NewReader("{}"), "Authorization", "Bearer "+testToken)); w.Code != 201 {
 			t.Errorf("status %d: %s", w.Code, w.Body)
 		}
 	})
@@ -185,13 +140,13 @@ func TestAdminBearer(t *testing.T) {
 func TestSessionCookie(t *testing.T) {
 	f := adminFixture(t)
 	t.Run("browser without session is sent to sign in", func(t *testing.T) {
-		w := f.do(req("GET", "/setup", nil))
+		w := f.do(testenv.Req("GET", "/setup", nil))
 		if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/setup/login" {
 			t.Fatalf("got %d %v", w.Code, w.Header())
 		}
 	})
 	t.Run("wrong token on the form", func(t *testing.T) {
-		w := f.do(form("POST", "/setup/login", url.Values{"token": {"guess"}}))
+		w := f.do(testenv.Form("POST", "/setup/login", url.Values{"token": {"guess"}}))
 		if w.Code != 401 || len(w.Result().Cookies()) != 0 || !strings.Contains(w.Body.String(), "not right") {
 			t.Fatalf("got %d %s", w.Code, w.Body)
 		}
@@ -213,26 +168,26 @@ func TestSessionCookie(t *testing.T) {
 		t.Errorf("session id stored in the clear (%v)", err)
 	}
 	t.Run("cookie opens the setup page and the admin API", func(t *testing.T) {
-		r := req("GET", "/setup", nil)
+		r := testenv.Req("GET", "/setup", nil)
 		r.AddCookie(ck)
 		if w := f.do(r); w.Code != 200 || !strings.Contains(w.Body.String(), "session=yes") {
 			t.Fatalf("setup: %d %s", w.Code, w.Body)
 		}
-		r = req("GET", "/api/admin/feeds", nil)
+		r = testenv.Req("GET", "/api/admin/feeds", nil)
 		r.AddCookie(ck)
 		if w := f.do(r); w.Code != 200 {
 			t.Fatalf("api: %d", w.Code)
 		}
 	})
 	t.Run("signed-in visit to the login page goes to setup", func(t *testing.T) {
-		r := req("GET", "/setup/login", nil)
+		r := testenv.Req("GET", "/setup/login", nil)
 		r.AddCookie(ck)
 		if w := f.do(r); w.Code != http.StatusSeeOther {
 			t.Fatalf("got %d", w.Code)
 		}
 	})
 	t.Run("forged cookie", func(t *testing.T) {
-		r := req("GET", "/api/admin/feeds", nil)
+		r := testenv.Req("GET", "/api/admin/feeds", nil)
 		r.AddCookie(&http.Cookie{Name: SessionCookie, Value: "forged"})
 		if w := f.do(r); w.Code != 401 {
 			t.Fatalf("got %d", w.Code)
@@ -241,7 +196,7 @@ func TestSessionCookie(t *testing.T) {
 	t.Run("expired session", func(t *testing.T) {
 		f.clock.Add(SessionTTL + time.Minute)
 		defer f.clock.Add(-SessionTTL - time.Minute)
-		r := req("GET", "/api/admin/feeds", nil)
+		r := testenv.Req("GET", "/api/admin/feeds", nil)
 		r.AddCookie(ck)
 		if w := f.do(r); w.Code != 401 {
 			t.Fatalf("got %d", w.Code)
@@ -250,13 +205,13 @@ func TestSessionCookie(t *testing.T) {
 	t.Run("logout ends the session", func(t *testing.T) {
 		ck := f.signIn(t)
 		tok := f.csrfFor(t, ck)
-		r := form("POST", "/setup/logout", url.Values{"_csrf": {tok}})
+		r := testenv.Form("POST", "/setup/logout", url.Values{"_csrf": {tok}})
 		r.AddCookie(ck)
 		w := f.do(r)
 		if w.Code != http.StatusSeeOther {
 			t.Fatalf("logout: %d %s", w.Code, w.Body)
 		}
-		r = req("GET", "/api/admin/feeds", nil)
+		r = testenv.Req("GET", "/api/admin/feeds", nil)
 		r.AddCookie(ck)
 		if w := f.do(r); w.Code != 401 {
 			t.Fatalf("after logout: %d", w.Code)
@@ -279,14 +234,14 @@ func TestCSRF(t *testing.T) {
 		r      *http.Request
 		status int
 	}{
-		{"missing", form("POST", "/setup/feeds", url.Values{}), 403},
-		{"wrong", form("POST", "/setup/feeds", url.Values{"_csrf": {"wrong-" + tok}}), 403},
-		{"right form field", form("POST", "/setup/feeds", url.Values{"_csrf": {tok}}), 200},
-		{"right header", req("POST", "/api/admin/feeds", strings.NewReader("{}"), "X-CSRF-Token", tok), 201},
-		{"missing on the API", req("POST", "/api/admin/feeds", strings.NewReader("{}")), 403},
-		{"cross-site", form("POST", "/setup/feeds", url.Values{"_csrf": {tok}}, "Sec-Fetch-Site", "cross-site"), 403},
-		{"foreign origin", form("POST", "/setup/feeds", url.Values{"_csrf": {tok}}, "Origin", "https://evil.example"), 403},
-		{"own origin", form("POST", "/setup/feeds", url.Values{"_csrf": {tok}}, "Origin", "http://feedd.test", "Sec-Fetch-Site", "same-origin"), 200},
+		{"missing", testenv.Form("POST", "/setup/feeds", url.Values{}), 403},
+		{"wrong", testenv.Form("POST", "/setup/feeds", url.Values{"_csrf": {"wrong-" + tok}}), 403},
+		{"right form field", testenv.Form("POST", "/setup/feeds", url.Values{"_csrf": {tok}}), 200},
+		{"right header", testenv.Req("POST", "/api/admin/feeds", strings.NewReader("{}"), "X-CSRF-Token", tok), 201},
+		{"missing on the API", testenv.Req("POST", "/api/admin/feeds", strings.NewReader("{}")), 403},
+		{"cross-site", testenv.Form("POST", "/setup/feeds", url.Values{"_csrf": {tok}}, "Sec-Fetch-Site", "cross-site"), 403},
+		{"foreign origin", testenv.Form("POST", "/setup/feeds", url.Values{"_csrf": {tok}}, "Origin", "https://evil.example"), 403},
+		{"own origin", testenv.Form("POST", "/setup/feeds", url.Values{"_csrf": {tok}}, "Origin", "http://feedd.test", "Sec-Fetch-Site", "same-origin"), 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -299,14 +254,14 @@ func TestCSRF(t *testing.T) {
 	}
 	t.Run("another session's token is refused", func(t *testing.T) {
 		other := f.signIn(t)
-		r := form("POST", "/setup/feeds", url.Values{"_csrf": {tok}})
+		r := testenv.Form("POST", "/setup/feeds", url.Values{"_csrf": {tok}})
 		r.AddCookie(other)
 		if w := f.do(r); w.Code != 403 {
 			t.Fatalf("got %d", w.Code)
 		}
 	})
 	t.Run("cross-site login refused", func(t *testing.T) {
-		w := f.do(form("POST", "/setup/login", url.Values{"token": {testToken}}, "Origin", "https://evil.example"))
+		w := f.do(testenv.Form("POST", "/setup/login", url.Values{"token": {testToken}}, "Origin", "https://evil.example"))
 		if w.Code != 403 {
 			t.Fatalf("got %d", w.Code)
 		}
@@ -323,23 +278,23 @@ func TestSetupLink(t *testing.T) {
 		t.Fatalf("link %q", link)
 	}
 	u, _ := url.Parse(link)
-	w := f.do(req("GET", u.RequestURI(), nil))
+	w := f.do(testenv.Req("GET", u.RequestURI(), nil))
 	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/setup" || len(w.Result().Cookies()) != 1 {
 		t.Fatalf("first use: %d %v", w.Code, w.Header())
 	}
-	r := req("GET", "/setup", nil)
+	r := testenv.Req("GET", "/setup", nil)
 	r.AddCookie(w.Result().Cookies()[0])
 	if w := f.do(r); w.Code != 200 {
 		t.Fatalf("session from link: %d", w.Code)
 	}
-	if w := f.do(req("GET", u.RequestURI(), nil)); w.Code != 401 || len(w.Result().Cookies()) != 0 {
+	if w := f.do(testenv.Req("GET", u.RequestURI(), nil)); w.Code != 401 || len(w.Result().Cookies()) != 0 {
 		t.Fatalf("second use: %d", w.Code)
 	}
 	t.Run("expired", func(t *testing.T) {
 		link, _ := f.gate.IssueSetupLink(context.Background())
 		f.clock.Add(SetupLinkTTL + time.Second)
 		u, _ := url.Parse(link)
-		if w := f.do(req("GET", u.RequestURI(), nil)); w.Code != 401 {
+		if w := f.do(testenv.Req("GET", u.RequestURI(), nil)); w.Code != 401 {
 			t.Fatalf("got %d", w.Code)
 		}
 	})
@@ -358,15 +313,15 @@ func TestSetAdminTokenInvalidatesSessions(t *testing.T) {
 	if err := SetAdminToken(context.Background(), f.store, tok); err != nil {
 		t.Fatal(err)
 	}
-	r := req("GET", "/api/admin/feeds", nil)
+	r := testenv.Req("GET", "/api/admin/feeds", nil)
 	r.AddCookie(ck)
 	if w := f.do(r); w.Code != 401 {
 		t.Errorf("old session still valid: %d", w.Code)
 	}
-	if w := f.do(req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer "+testToken)); w.Code != 401 {
+	if w := f.do(testenv.Req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer "+testToken)); w.Code != 401 {
 		t.Errorf("old token still valid: %d", w.Code)
 	}
-	if w := f.do(req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer "+tok)); w.Code != 200 {
+	if w := f.do(testenv.Req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer "+tok)); w.Code != 200 {
 		t.Errorf("new token refused: %d", w.Code)
 	}
 }

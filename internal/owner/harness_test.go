@@ -10,9 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,116 +19,63 @@ import (
 
 	"github.com/feedd/feedd/internal/connection"
 	"github.com/feedd/feedd/internal/graph"
-	"github.com/feedd/feedd/internal/sandbox"
 	"github.com/feedd/feedd/internal/server"
-	"github.com/feedd/feedd/internal/testutil"
+	"github.com/feedd/feedd/internal/testenv"
 )
 
 const testAdminToken = "admin-token-for-tests"
 
 // env runs feedd's owner routes on the real server and gate over the real
-// store in a temp dir, against the sandbox, with an injected clock. Its
-// browser is signed in; the API is called with the bearer admin token.
+// store in a temp dir, against the sandbox (testenv.Env). Its browser is
+// signed in; the API is called with the bearer admin token.
 type env struct {
+	*testenv.Env
 	t       *testing.T
-	clock   *testutil.Clock
-	sb      *sandbox.Sandbox
-	sbSrv   *httptest.Server
-	store   *faultStore
-	files   *fakeFiles
-	fetcher *fakeFeeds
-	logs    *testutil.SyncBuffer
 	conn    *connection.Service
 	svc     *Service
-	gc      *graph.Client
 	srv     *httptest.Server
 	handler atomic.Pointer[http.Handler]
 	browser *http.Client
 	csrf    string // the browser session's CSRF token
 	opts    func(*connection.Options)
 	noFeeds bool
-	graph   *graph.Client // the client the services use (gc unless a test swaps it)
-
-	hookMu sync.Mutex
-	events []connection.Event
-	hook   *httptest.Server
+	inUse   *graph.Client // the Graph client the services use (Env.Graph unless a test swaps it)
+	hook    *testenv.Webhook[connection.Event]
 }
 
 func newEnv(t *testing.T, mod ...func(*connection.Options)) *env {
 	t.Helper()
-	e := &env{t: t, clock: testutil.NewClock(time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)), files: &fakeFiles{}, logs: &testutil.SyncBuffer{}}
-	e.fetcher = &fakeFeeds{e: e}
-	e.store = &faultStore{Store: openStore(t, e.clock.Now)}
+	e := &env{t: t}
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		(*e.handler.Load()).ServeHTTP(w, r)
 	}))
 	t.Cleanup(e.srv.Close)
-	e.sb = sandbox.New(sandbox.Options{
-		RedirectURIs: []string{e.srv.URL + "/auth/instagram/callback"}, Now: e.clock.Now, Seed: 7,
-		DisableImageGenerator: true, AccountCallBudget: 1 << 30, AppCallBudget: 1 << 30,
-	})
-	e.sbSrv = httptest.NewServer(e.sb)
-	t.Cleanup(e.sbSrv.Close)
-	if err := e.sb.SetBaseURL(e.sbSrv.URL); err != nil {
-		t.Fatal(err)
-	}
-	e.hook = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var ev connection.Event
-		b, _ := io.ReadAll(r.Body)
-		if err := json.Unmarshal(b, &ev); err != nil {
-			t.Errorf("webhook body is not an event: %v", err)
-		}
-		e.hookMu.Lock()
-		e.events = append(e.events, ev)
-		e.hookMu.Unlock()
-		e.logs.Write(append([]byte("WEBHOOK "), b...)) // so secret scans cover webhook bodies too
-	}))
-	t.Cleanup(e.hook.Close)
+	e.Env = testenv.New(t, e.srv.URL+"/auth/instagram/callback")
+	e.hook = testenv.NewWebhook[connection.Event](t, e.Logs)
 	if len(mod) > 0 {
 		e.opts = mod[0]
 	}
-	e.gc = e.newGraph(e.srv.URL+"/auth/instagram/callback", e.sb.AppID(), e.sb.AppSecret())
-	e.graph = e.gc
-	if err := SetAdminToken(context.Background(), e.store, testAdminToken); err != nil {
+	e.inUse = e.Graph
+	if err := SetAdminToken(context.Background(), e.Store, testAdminToken); err != nil {
 		t.Fatal(err)
 	}
 	e.start()
+	t.Cleanup(func() { e.conn.Close() })
 	jar, _ := cookiejar.New(nil)
 	e.browser = &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	e.signIn()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Log(e.logs.String())
-		}
-		e.conn.Close()
-		e.assertNoSecrets()
-	})
 	return e
-}
-
-func (e *env) newGraph(redirect, appID, secret string) *graph.Client {
-	gc, err := graph.New(graph.Config{
-		AppID: appID, AppSecret: secret, RedirectURI: redirect,
-		AuthorizeURL: e.sb.AuthorizeURL(), TokenURL: e.sb.TokenURL(), GraphURL: e.sb.GraphURL(),
-		HTTPClient: e.sbSrv.Client(), Now: e.clock.Now,
-		Sleep:  func(ctx context.Context, d time.Duration) error { e.clock.Advance(d); return ctx.Err() },
-		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return gc
 }
 
 // start builds fresh services and the real server with the gate over the
 // same store: also a "restart".
 func (e *env) start() {
-	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	logger := e.Logger()
 	o := connection.Options{
-		Store: e.store, Graph: e.graph, Files: e.files,
-		PublicURL: e.srv.URL, AppID: e.sb.AppID(), AppSecret: e.sb.AppSecret(),
+		Store: e.Store, Graph: e.inUse, Files: e.Files,
+		PublicURL: e.srv.URL, AppID: e.Sandbox.AppID(), AppSecret: e.Sandbox.AppSecret(),
 		CheckInterval: time.Hour, RefreshWindow: 720 * time.Hour, NotifyWebhook: e.hook.URL,
-		Now: e.clock.Now, Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+		Now: e.Clock.Now, Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
 		Logger: logger,
 	}
 	if e.opts != nil {
@@ -141,10 +86,10 @@ func (e *env) start() {
 		e.t.Fatal(err)
 	}
 	if !e.noFeeds {
-		conn.SetFeeds(e.fetcher)
+		conn.SetFeeds(e.Feeds)
 	}
-	svc, err := New(Options{Store: e.store, Connections: conn, Feeds: e.fetcher, Files: e.files,
-		PublicURL: e.srv.URL, Now: e.clock.Now, Logger: logger})
+	svc, err := New(Options{Store: e.Store, Connections: conn, Feeds: e.Feeds, Files: e.Files,
+		PublicURL: e.srv.URL, Now: e.Clock.Now, Logger: logger})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -152,7 +97,7 @@ func (e *env) start() {
 		e.conn.Close()
 	}
 	e.conn, e.svc = conn, svc
-	srv := e.newServer(logger, nil)
+	srv := e.newServer(logger)
 	h := NewHandler(svc, HTTPOptions{})
 	h.RegisterCallbacks(srv.Echo(), srv.Limit(server.LimitCallback))
 	h.RegisterAdmin(srv.Admin())
@@ -161,32 +106,18 @@ func (e *env) start() {
 	e.handler.Store(&hh)
 }
 
-// newServer is the real server with the gate over the env's store, as the
-// app wires them.
-func (e *env) newServer(logger *slog.Logger, mod func(*server.Options)) *server.Server {
+// newServer is the real server with the gate over the env's store.
+func (e *env) newServer(logger *slog.Logger) *server.Server {
 	e.t.Helper()
 	u, _ := url.Parse(e.srv.URL)
-	so := server.Options{PublicURL: u, Logger: logger, Registry: prometheus.NewRegistry(), Now: e.clock.Now}
-	if mod != nil {
-		mod(&so)
-	}
-	srv, err := server.New(so)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	gate, err := NewGate(GateOptions{Store: e.store, PublicURL: u, Failures: srv, Now: e.clock.Now, Logger: logger})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	srv.SetGate(gate)
-	gate.RegisterSignIn(srv.SignIn(), srv.Setup())
+	srv, _ := gatedServer(e.t, e.Store, server.Options{PublicURL: u, Logger: logger, Registry: prometheus.NewRegistry(), Now: e.Clock.Now})
 	return srv
 }
 
 // useGraph restarts the services on another Instagram client (the state
 // of pending connects lives in the store).
 func (e *env) useGraph(gc *graph.Client) {
-	e.graph = gc
+	e.inUse = gc
 	e.start()
 }
 
@@ -227,7 +158,7 @@ func (e *env) api(method, path, body string, out any) int {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	e.logs.Write(append([]byte("RESPONSE "), b...))
+	e.Logs.Write(append([]byte("RESPONSE "), b...))
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
 			e.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
@@ -269,7 +200,7 @@ func (e *env) get(u string) (*http.Response, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	e.logs.Write(append([]byte("RESPONSE "), b...))
+	e.Logs.Write(append([]byte("RESPONSE "), b...))
 	return resp, string(b)
 }
 
@@ -289,7 +220,7 @@ func (e *env) post(path string, v url.Values) (*http.Response, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	e.logs.Write(append([]byte("RESPONSE "), b...))
+	e.Logs.Write(append([]byte("RESPONSE "), b...))
 	return resp, string(b)
 }
 
@@ -298,7 +229,7 @@ func (e *env) post(path string, v url.Values) (*http.Response, string) {
 func (e *env) authorize(authorizeURL, acct string) string {
 	e.t.Helper()
 	u, err := url.Parse(authorizeURL)
-	if err != nil || !strings.HasPrefix(authorizeURL, e.sb.AuthorizeURL()+"?") {
+	if err != nil || !strings.HasPrefix(authorizeURL, e.Sandbox.AuthorizeURL()+"?") {
 		e.t.Fatalf("authorize URL %q does not point at the sandbox", authorizeURL)
 	}
 	resp, body := e.get(authorizeURL)
@@ -312,7 +243,7 @@ func (e *env) authorize(authorizeURL, acct string) string {
 		form.Set("decision", "allow")
 		form.Set("account", acct)
 	}
-	resp, err = e.browser.PostForm(e.sb.AuthorizeURL(), form)
+	resp, err = e.browser.PostForm(e.Sandbox.AuthorizeURL(), form)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -326,56 +257,7 @@ func (e *env) authorize(authorizeURL, acct string) string {
 
 func (e *env) webhookEvents() []connection.Event {
 	e.conn.Close() // wait for deliveries
-	e.hookMu.Lock()
-	defer e.hookMu.Unlock()
-	return append([]connection.Event(nil), e.events...)
-}
-
-func (e *env) graphCalls(endpoint string) int {
-	n := 0
-	for _, c := range e.sb.Calls() {
-		if c.Endpoint == endpoint {
-			n++
-		}
-	}
-	return n
-}
-
-var (
-	secretsMu sync.Mutex
-	extra     = map[*testing.T][]string{}
-)
-
-// assertNoSecrets scans the logs and answers for the app secret, every
-// stored token and every code or token the test saw.
-func (e *env) assertNoSecrets() {
-	e.t.Helper()
-	logs := e.logs.String()
-	if strings.Contains(logs, e.sb.AppSecret()) {
-		e.t.Errorf("app secret leaked into logs or answers")
-	}
-	secretsMu.Lock()
-	toks := slices.Clone(extra[e.t])
-	delete(extra, e.t)
-	secretsMu.Unlock()
-	if fs, err := e.store.Store.Feeds(context.Background()); err == nil {
-		for _, f := range fs {
-			if t, err := e.store.Store.Token(context.Background(), f.ID); err == nil {
-				toks = append(toks, t.AccessToken)
-			}
-		}
-	}
-	for _, tok := range toks {
-		if tok != "" && strings.Contains(logs, tok) {
-			e.t.Errorf("a token or code leaked into logs or answers")
-		}
-	}
-}
-
-func (e *env) addSecret(s string) {
-	secretsMu.Lock()
-	extra[e.t] = append(extra[e.t], s)
-	secretsMu.Unlock()
+	return e.hook.Events()
 }
 
 // settle waits for the fetches a connect starts in the background, so

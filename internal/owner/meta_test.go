@@ -38,9 +38,9 @@ func TestMetaDeletionCallback(t *testing.T) {
 	studio := e.connectAPI("Studio", sandbox.AccountCreator)
 	e.settle()
 	for _, id := range []string{bakery, bakery2, studio} {
-		e.setFetched(id, e.clock.Now(), true)
+		e.Fetched(id, e.Clock.Now(), true)
 	}
-	acct, _ := e.sb.Account(sandbox.AccountBusiness)
+	acct, _ := e.Sandbox.Account(sandbox.AccountBusiness)
 	snapshot := func() []Status {
 		fs, _ := e.svc.Feeds(t.Context())
 		return fs
@@ -49,7 +49,7 @@ func TestMetaDeletionCallback(t *testing.T) {
 
 	// Refused requests change nothing.
 	forged := signed("not-the-secret", map[string]any{"algorithm": "HMAC-SHA256", "user_id": acct.UserID})
-	badAlg := signed(e.sb.AppSecret(), map[string]any{"algorithm": "HMAC-SHA1", "user_id": acct.UserID})
+	badAlg := signed(e.Sandbox.AppSecret(), map[string]any{"algorithm": "HMAC-SHA1", "user_id": acct.UserID})
 	refused := []struct {
 		name, body string
 		status     int
@@ -72,7 +72,7 @@ func TestMetaDeletionCallback(t *testing.T) {
 	}
 
 	// A valid deletion request naming the professional id.
-	code, body := e.postCallback("/auth/instagram/delete", "signed_request="+url.QueryEscape(e.sb.SignedRequest(acct.UserID)))
+	code, body := e.postCallback("/auth/instagram/delete", "signed_request="+url.QueryEscape(e.Sandbox.SignedRequest(acct.UserID)))
 	if code != 200 {
 		t.Fatalf("delete: %d %s", code, body)
 	}
@@ -96,7 +96,7 @@ func TestMetaDeletionCallback(t *testing.T) {
 	if st := e.status(studio); st.Status != model.StatusActive || st.PostCount != before[2].PostCount || st.PostCount == 0 {
 		t.Fatalf("another account's feed was touched: %+v", st)
 	}
-	removed := e.files.list()
+	removed := e.Files.Removed()
 	if !slices.Contains(removed, "media/"+bakery+"-a.jpg") || slices.Contains(removed, "media/"+studio+"-a.jpg") {
 		t.Fatalf("removed files %v", removed)
 	}
@@ -106,8 +106,8 @@ func TestMetaDeletionCallback(t *testing.T) {
 	}
 
 	// Deauthorize naming the app-scoped id.
-	studioAcct, _ := e.sb.Account(sandbox.AccountCreator)
-	if code, body := e.postCallback("/auth/instagram/deauthorize", "signed_request="+url.QueryEscape(e.sb.SignedRequest(studioAcct.ID))); code != 200 {
+	studioAcct, _ := e.Sandbox.Account(sandbox.AccountCreator)
+	if code, body := e.postCallback("/auth/instagram/deauthorize", "signed_request="+url.QueryEscape(e.Sandbox.SignedRequest(studioAcct.ID))); code != 200 {
 		t.Fatalf("deauthorize: %d %s", code, body)
 	}
 	if st := e.status(studio); st.Status != model.StatusNotConnected || st.Token != nil {
@@ -115,7 +115,7 @@ func TestMetaDeletionCallback(t *testing.T) {
 	}
 
 	// An unknown user gets a valid answer; nothing is deleted.
-	code, body = e.postCallback("/auth/instagram/delete", "signed_request="+url.QueryEscape(e.sb.SignedRequest("17840000000000999")))
+	code, body = e.postCallback("/auth/instagram/delete", "signed_request="+url.QueryEscape(e.Sandbox.SignedRequest("17840000000000999")))
 	if code != 200 || !strings.Contains(body, "confirmation_code") {
 		t.Fatalf("unknown user: %d %s", code, body)
 	}
@@ -135,9 +135,9 @@ func TestMetaDeletionCallback(t *testing.T) {
 func TestOldSignedRequestAnswers400(t *testing.T) {
 	e := newEnv(t)
 	id := e.connectAPI("Shop", sandbox.AccountCreator)
-	acct, _ := e.sb.Account(sandbox.AccountCreator)
-	old := signed(e.sb.AppSecret(), map[string]any{"algorithm": "HMAC-SHA256", "user_id": acct.UserID,
-		"issued_at": e.clock.Now().Add(-25 * time.Hour).Unix()})
+	acct, _ := e.Sandbox.Account(sandbox.AccountCreator)
+	old := signed(e.Sandbox.AppSecret(), map[string]any{"algorithm": "HMAC-SHA256", "user_id": acct.UserID,
+		"issued_at": e.Clock.Now().Add(-25 * time.Hour).Unix()})
 	for _, path := range []string{"/auth/instagram/delete", "/auth/instagram/deauthorize"} {
 		if code, body := e.postCallback(path, "signed_request="+url.QueryEscape(old)); code != http.StatusBadRequest || !strings.Contains(body, "issued_at") {
 			t.Errorf("%s: %d %s", path, code, body)

@@ -16,8 +16,8 @@ import (
 func TestPasteOldTokenGetsRealExpiry(t *testing.T) {
 	e := newEnv(t)
 	id := e.createFeed("Paste").ID
-	tok := e.sb.MintLongLivedToken(sandbox.AccountBusiness, e.clock.Now().Add(-10*24*time.Hour))
-	e.addSecret(tok)
+	tok := e.Sandbox.MintLongLivedToken(sandbox.AccountBusiness, e.Clock.Now().Add(-10*24*time.Hour))
+	e.AddSecret(tok)
 	var st Status
 	if code := e.api("POST", "/api/admin/feeds/"+id+"/token", `{"access_token":"`+tok+`"}`, &st); code != 200 {
 		t.Fatalf("paste: %d", code)
@@ -25,10 +25,10 @@ func TestPasteOldTokenGetsRealExpiry(t *testing.T) {
 	if st.Status != model.StatusActive || st.Token == nil || st.Token.ExpiryAssumed || st.Token.RefreshedAt == nil {
 		t.Fatalf("status: %+v %+v", st, st.Token)
 	}
-	if left := st.Token.ExpiresAt.Sub(e.clock.Now()); left < 59*24*time.Hour {
+	if left := st.Token.ExpiresAt.Sub(e.Clock.Now()); left < 59*24*time.Hour {
 		t.Fatalf("expires in %v: the refresh should have given a fresh 60 days", left)
 	}
-	stored, _ := e.store.Token(context.Background(), id)
+	stored, _ := e.Store.Token(context.Background(), id)
 	if stored.AccessToken == tok {
 		t.Fatal("the refreshed token was not stored (the old one may already be dead)")
 	}
@@ -37,8 +37,8 @@ func TestPasteOldTokenGetsRealExpiry(t *testing.T) {
 func TestPasteYoungTokenIsActiveWithAssumedExpiryAndRetriesAfter24h(t *testing.T) {
 	e := newEnv(t)
 	id := e.createFeed("Young").ID
-	tok := e.sb.MintLongLivedToken(sandbox.AccountCreator, e.clock.Now())
-	e.addSecret(tok)
+	tok := e.Sandbox.MintLongLivedToken(sandbox.AccountCreator, e.Clock.Now())
+	e.AddSecret(tok)
 	// Through the setup page this time.
 	resp, _ := e.post("/setup/feeds/"+id+"/token", url.Values{"access_token": {" " + tok + "\n"}})
 	if resp.StatusCode != http.StatusSeeOther {
@@ -52,21 +52,21 @@ func TestPasteYoungTokenIsActiveWithAssumedExpiryAndRetriesAfter24h(t *testing.T
 	if st.Status != model.StatusActive || !st.Token.ExpiryAssumed {
 		t.Fatalf("status: %+v %+v", st, st.Token)
 	}
-	if got := st.Token.ExpiresAt.Sub(e.clock.Now()); got != connection.AssumedLifetime {
+	if got := st.Token.ExpiresAt.Sub(e.Clock.Now()); got != connection.AssumedLifetime {
 		t.Fatalf("assumed expiry in %v", got)
 	}
 	ctx := context.Background()
-	e.sb.ResetCalls()
-	e.clock.Advance(12 * time.Hour)
-	e.setFetched(id, e.clock.Now(), true)
+	e.Sandbox.ResetCalls()
+	e.Clock.Advance(12 * time.Hour)
+	e.Fetched(id, e.Clock.Now(), true)
 	_ = e.conn.CheckTokens(ctx)
-	if n := e.graphCalls(sandbox.EndpointRefresh); n != 0 {
+	if n := e.GraphCalls(sandbox.EndpointRefresh); n != 0 {
 		t.Fatalf("%d refresh calls before 24h", n)
 	}
-	e.clock.Advance(13 * time.Hour)
-	e.setFetched(id, e.clock.Now(), true)
+	e.Clock.Advance(13 * time.Hour)
+	e.Fetched(id, e.Clock.Now(), true)
 	_ = e.conn.CheckTokens(ctx)
-	if n := e.graphCalls(sandbox.EndpointRefresh); n != 1 {
+	if n := e.GraphCalls(sandbox.EndpointRefresh); n != 1 {
 		t.Fatalf("%d refresh calls after 24h, want 1", n)
 	}
 	if st := e.status(id); st.Token.ExpiryAssumed || st.Token.RefreshedAt == nil {
@@ -77,11 +77,11 @@ func TestPasteYoungTokenIsActiveWithAssumedExpiryAndRetriesAfter24h(t *testing.T
 func TestPasteRejectsBadTokens(t *testing.T) {
 	e := newEnv(t)
 	id := e.createFeed("Bad").ID
-	revoked := e.sb.MintLongLivedToken(sandbox.AccountBusiness, e.clock.Now().Add(-48*time.Hour))
-	personal := e.sb.MintLongLivedToken(sandbox.AccountPersonal, e.clock.Now().Add(-48*time.Hour))
-	e.addSecret(revoked)
-	e.addSecret(personal)
-	if err := e.sb.RevokeTokens(sandbox.AccountBusiness); err != nil {
+	revoked := e.Sandbox.MintLongLivedToken(sandbox.AccountBusiness, e.Clock.Now().Add(-48*time.Hour))
+	personal := e.Sandbox.MintLongLivedToken(sandbox.AccountPersonal, e.Clock.Now().Add(-48*time.Hour))
+	e.AddSecret(revoked)
+	e.AddSecret(personal)
+	if err := e.Sandbox.RevokeTokens(sandbox.AccountBusiness); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/store"
+	"github.com/feedd/feedd/internal/testenv"
 	"github.com/feedd/feedd/internal/testutil"
 )
 
@@ -30,7 +31,7 @@ func (p *purgeStore) PurgeExpired(ctx context.Context, before time.Time) (int64,
 // ones stay.
 func TestPurgeDeletesExpiredCredentials(t *testing.T) {
 	clock := testutil.NewClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
-	st := openStore(t, clock.Now)
+	st := testenv.Store(t, clock.Now)
 	ctx := context.Background()
 	now := clock.Now()
 	feed, err := st.CreateFeed(ctx, "Shop", nil)
@@ -88,7 +89,7 @@ func TestPurgeDeletesExpiredCredentials(t *testing.T) {
 // Run purges at once and then on every tick, and stops when its context ends.
 func TestPurgeLoopRunsOnEveryTickAndStopsOnCancel(t *testing.T) {
 	clock := testutil.NewClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
-	ps := &purgeStore{Store: openStore(t, clock.Now), purged: make(chan time.Time)}
+	ps := &purgeStore{Store: testenv.Store(t, clock.Now), purged: make(chan time.Time)}
 	g, err := NewGate(GateOptions{Store: ps, PublicURL: mustURL(t, "http://feedd.test"), Now: clock.Now, PurgeEvery: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)

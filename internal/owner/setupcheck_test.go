@@ -25,7 +25,7 @@ func setupPageWith(t *testing.T, e *env, checks func(*httptest.Server) func(cont
 	if checks != nil {
 		fn = checks(srv)
 	}
-	s := e.newServer(slog.New(slog.DiscardHandler), nil)
+	s := e.newServer(slog.New(slog.DiscardHandler))
 	NewHandler(e.svc, HTTPOptions{Checks: fn}).RegisterSetup(s.Setup())
 	hh := s.Handler()
 	h.Store(&hh)
