@@ -13,49 +13,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedd/feedd/internal/owner"
+	"github.com/feedd/feedd/internal/testenv"
 )
 
 // adminFixture has an admin API route and setup page routes that echo what
 // the gate decided.
 func adminFixture(t *testing.T) *fixture {
 	f := newFixture(t, nil)
-	f.srv.Admin().GET("/feeds", func(c *echo.Context) error { return c.JSON(200, map[string]bool{"ok": true}) })
-	f.srv.Admin().POST("/feeds", func(c *echo.Context) error { return c.JSON(201, map[string]bool{"created": true}) })
-	f.srv.Setup().GET("", func(c *echo.Context) error {
-		ok := owner.CSRFToken(c) != "" // only a cookie session has one
-		return c.String(200, "setup csrf="+owner.CSRFToken(c)+" session="+map[bool]string{true: "yes", false: "no"}[ok])
-	})
-	f.srv.Setup().POST("/feeds", func(c *echo.Context) error { return c.String(200, "created") })
+	testenv.GateProbes(f.srv.Admin(), f.srv.Setup(), owner.CSRFToken)
 	return f
 }
 
 // signIn posts the admin token to the login form and returns the cookie.
 func (f *fixture) signIn(t *testing.T) *http.Cookie {
 	t.Helper()
-	w := f.do(form("POST", "/setup/login", url.Values{"token": {testToken}}))
-	if w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/setup" {
-		t.Fatalf("sign in: %d %v %s", w.Code, w.Header(), w.Body)
-	}
-	for _, c := range w.Result().Cookies() {
-		if c.Name == owner.SessionCookie {
-			return c
-		}
-	}
-	t.Fatal("no session cookie")
-	return nil
+	return testenv.SignIn(t, f.srv.Handler(), testToken, owner.SessionCookie)
 }
 
 func (f *fixture) csrfFor(t *testing.T, ck *http.Cookie) string {
 	t.Helper()
-	r := req("GET", "/setup", nil)
-	r.AddCookie(ck)
-	w := f.do(r)
-	_, rest, _ := strings.Cut(w.Body.String(), "csrf=")
-	tok, _, _ := strings.Cut(rest, " ")
-	if w.Code != 200 || tok == "" {
-		t.Fatalf("setup page: %d %s", w.Code, w.Body)
-	}
-	return tok
+	return testenv.CSRF(t, f.srv.Handler(), ck)
 }
 
 // Until the owner's gate is installed, the owner groups admit nobody.
@@ -68,7 +45,7 @@ func TestOwnerGroupsRefuseWithoutAGate(t *testing.T) {
 	srv.Admin().GET("/feeds", func(c *echo.Context) error { return c.String(200, "reached") })
 	srv.Setup().GET("", func(c *echo.Context) error { return c.String(200, "reached") })
 	for _, path := range []string{"/api/admin/feeds", "/setup", "/api/admin/nothing-here"} {
-		r := req("GET", path, nil, "Authorization", "Bearer "+testToken)
+		r := testenv.Req("GET", path, nil, "Authorization", "Bearer "+testToken)
 		r.RemoteAddr = "192.0.2.1:1234"
 		w := httptest.NewRecorder()
 		srv.Handler().ServeHTTP(w, r)
@@ -81,25 +58,25 @@ func TestOwnerGroupsRefuseWithoutAGate(t *testing.T) {
 func TestFailuresThrottledButRightCredentialAccepted(t *testing.T) {
 	f := adminFixture(t)
 	wrong := func() int {
-		return f.do(req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer wrong")).Code
+		return f.do(testenv.Req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer wrong")).Code
 	}
 	for i := range failureBurst {
 		if c := wrong(); c != 401 {
 			t.Fatalf("failure %d: %d", i, c)
 		}
 	}
-	w := f.do(req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer wrong"))
+	w := f.do(testenv.Req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer wrong"))
 	if w.Code != 429 || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("after %d failures: %d", failureBurst, w.Code)
 	}
-	if c := f.do(form("POST", "/setup/login", url.Values{"token": {"wrong"}})).Code; c != 429 {
+	if c := f.do(testenv.Form("POST", "/setup/login", url.Values{"token": {"wrong"}})).Code; c != 429 {
 		t.Errorf("login form not throttled: %d", c)
 	}
-	if c := f.do(req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer "+testToken)).Code; c != 200 {
+	if c := f.do(testenv.Req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer "+testToken)).Code; c != 200 {
 		t.Errorf("right bearer refused while throttled: %d", c)
 	}
 	f.signIn(t) // right form token while throttled
-	other := req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer wrong")
+	other := testenv.Req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer wrong")
 	other.RemoteAddr = "192.0.2.77:1"
 	if c := f.do(other).Code; c != 401 {
 		t.Errorf("other client throttled: %d", c)

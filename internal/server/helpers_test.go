@@ -1,24 +1,20 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/feedd/feedd/internal/owner"
-	"github.com/feedd/feedd/internal/secret"
 	"github.com/feedd/feedd/internal/store"
+	"github.com/feedd/feedd/internal/testenv"
 	"github.com/feedd/feedd/internal/testutil"
 )
 
@@ -44,15 +40,7 @@ type fixture struct {
 func newFixture(t *testing.T, mod func(*Options)) *fixture {
 	t.Helper()
 	f := &fixture{clock: newClock(), logs: &syncBuffer{}, reg: prometheus.NewRegistry()}
-	box, err := secret.New(bytes.Repeat([]byte{7}, secret.KeySize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.store, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "feedd.db"), box, store.Options{Now: f.clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.store.Close() })
+	f.store = testenv.Store(t, f.clock.Now)
 	if err := owner.SetAdminToken(context.Background(), f.store, testToken); err != nil {
 		t.Fatal(err)
 	}
@@ -83,29 +71,9 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 	return f
 }
 
-// do sends a request through the handler from peer 192.0.2.1 unless the
-// request sets RemoteAddr.
+// do sends r through the server's handler.
 func (f *fixture) do(r *http.Request) *httptest.ResponseRecorder {
-	if r.RemoteAddr == "192.0.2.1:1234" || r.RemoteAddr == "" {
-		r.RemoteAddr = "192.0.2.1:1234"
-	}
-	w := httptest.NewRecorder()
-	f.srv.Handler().ServeHTTP(w, r)
-	return w
-}
-
-func req(method, target string, body io.Reader, hdr ...string) *http.Request {
-	r := httptest.NewRequest(method, target, body)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		r.Header.Set(hdr[i], hdr[i+1])
-	}
-	return r
-}
-
-func form(method, target string, vals url.Values, hdr ...string) *http.Request {
-	r := req(method, target, strings.NewReader(vals.Encode()), hdr...)
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return r
+	return testenv.Serve(f.srv.Handler(), r)
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+
+	"github.com/feedd/feedd/internal/testenv"
 )
 
 // An IPv6 client usually holds a whole /64: the visitor limit counts the
@@ -37,7 +39,7 @@ func TestRateLimitKeysIPv6ByPrefix(t *testing.T) {
 			f.srv.Public().GET("/api/v1/feeds/:id", func(c *echo.Context) error { return c.String(200, "{}") })
 			var code int
 			for _, p := range tt.peers {
-				r := req(http.MethodGet, "/api/v1/feeds/abc", nil)
+				r := testenv.Req(http.MethodGet, "/api/v1/feeds/abc", nil)
 				r.RemoteAddr = p
 				code = f.do(r).Code
 			}
@@ -54,7 +56,7 @@ func TestRateLimitKeysIPv6ByPrefix(t *testing.T) {
 		f.srv.Public().GET("/api/v1/feeds/:id", func(c *echo.Context) error { return c.String(200, "{}") })
 		var code int
 		for _, xff := range []string{"2001:db8:9::1", "2001:db8:9::2", "2001:db8:9:0:1::3"} {
-			r := req(http.MethodGet, "/api/v1/feeds/abc", nil, "X-Forwarded-For", xff)
+			r := testenv.Req(http.MethodGet, "/api/v1/feeds/abc", nil, "X-Forwarded-For", xff)
 			r.RemoteAddr = "10.0.0.1:1"
 			code = f.do(r).Code
 		}
@@ -120,7 +122,7 @@ func TestRouteLimitsHoldAnonymousFloods(t *testing.T) {
 			}
 			budget := routeLimits[tt.limit]
 			get := func(path, client string) int {
-				r := req(http.MethodGet, path, nil, "X-Forwarded-For", client)
+				r := testenv.Req(http.MethodGet, path, nil, "X-Forwarded-For", client)
 				r.RemoteAddr = "10.0.0.1:1"
 				return f.do(r).Code
 			}
@@ -147,7 +149,7 @@ func TestRouteLimitsHoldAnonymousFloods(t *testing.T) {
 			if passed != int(budget.clientBurst) {
 				t.Errorf("one client got %d answers in a row, want its burst %v", passed, budget.clientBurst)
 			}
-			r := req(http.MethodGet, tt.one, nil, "X-Forwarded-For", "198.51.100.7")
+			r := testenv.Req(http.MethodGet, tt.one, nil, "X-Forwarded-For", "198.51.100.7")
 			r.RemoteAddr = "10.0.0.1:1"
 			w := f.do(r)
 			if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
@@ -159,7 +161,7 @@ func TestRouteLimitsHoldAnonymousFloods(t *testing.T) {
 		f := newFixture(t, nil)
 		f.srv.Admin().GET("/ping", func(c *echo.Context) error { return c.NoContent(204) })
 		for i := range 200 {
-			r := req(http.MethodGet, "/api/admin/ping", nil, "Authorization", "Bearer "+testToken)
+			r := testenv.Req(http.MethodGet, "/api/admin/ping", nil, "Authorization", "Bearer "+testToken)
 			r.RemoteAddr = "[" + rotating(i) + "]:1"
 			if w := f.do(r); w.Code != 204 {
 				t.Fatalf("admin request %d: %d", i, w.Code)

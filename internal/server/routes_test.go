@@ -5,6 +5,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/feedd/feedd/internal/testenv"
 	"github.com/feedd/feedd/internal/web"
 )
 
@@ -51,10 +52,10 @@ func TestRoutesArePublicByTheirGroup(t *testing.T) {
 
 	// What the classification decides on the wire: public routes may be
 	// framed, owner routes may not.
-	if w := f.do(req("GET", "/api/v1/things/1", nil)); w.Code != 204 || w.Header().Get("X-Frame-Options") != "" {
+	if w := f.do(testenv.Req("GET", "/api/v1/things/1", nil)); w.Code != 204 || w.Header().Get("X-Frame-Options") != "" {
 		t.Errorf("public route: %d, X-Frame-Options %q", w.Code, w.Header().Get("X-Frame-Options"))
 	}
-	if w := f.do(req("GET", "/auth/things", nil)); w.Code != 204 || w.Header().Get("X-Frame-Options") != "DENY" {
+	if w := f.do(testenv.Req("GET", "/auth/things", nil)); w.Code != 204 || w.Header().Get("X-Frame-Options") != "DENY" {
 		t.Errorf("owner route: %d, X-Frame-Options %q", w.Code, w.Header().Get("X-Frame-Options"))
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/feedd/feedd/internal/owner"
+	"github.com/feedd/feedd/internal/testenv"
 	"github.com/feedd/feedd/internal/ui"
 )
 
@@ -106,14 +107,14 @@ func TestEveryOwnerRouteNeedsTheCredential(t *testing.T) {
 			if !safe {
 				body = strings.NewReader("{}")
 			}
-			return send(req(r.Method, path, body, hdr...))
+			return send(testenv.Req(r.Method, path, body, hdr...))
 		}
 		withCookie := func(c *http.Cookie, hdr ...string) *http.Response {
 			var body io.Reader
 			if !safe {
 				body = strings.NewReader("{}")
 			}
-			rq := req(r.Method, path, body, hdr...)
+			rq := testenv.Req(r.Method, path, body, hdr...)
 			rq.AddCookie(c)
 			return send(rq)
 		}
@@ -153,7 +154,7 @@ func TestEveryOwnerRouteNeedsTheCredential(t *testing.T) {
 	}
 	// Unknown owner paths do not reveal themselves without a credential.
 	for _, p := range []string{"/api/admin/nope", "/api/admin/feeds/x/nope", "/setup/nope"} {
-		if w := f.do(req("GET", p, nil)); w.Code != 401 && w.Code != 303 {
+		if w := f.do(testenv.Req("GET", p, nil)); w.Code != 401 && w.Code != 303 {
 			t.Errorf("GET %s without credential: %d", p, w.Code)
 		}
 	}
@@ -162,7 +163,7 @@ func TestEveryOwnerRouteNeedsTheCredential(t *testing.T) {
 func TestSignInHasNoOpenRedirect(t *testing.T) {
 	f := securityFixture(t, nil)
 	for _, q := range []string{"next=https://evil.test/", "redirect=//evil.test", "return_to=%2F%2Fevil.test", "continue=/\\evil.test"} {
-		w := f.do(form("POST", "/setup/login?"+q, url.Values{"token": {testToken}, "next": {"https://evil.test/"}}))
+		w := f.do(testenv.Form("POST", "/setup/login?"+q, url.Values{"token": {testToken}, "next": {"https://evil.test/"}}))
 		if w.Code != 303 || w.Header().Get("Location") != "/setup" {
 			t.Errorf("sign in with %s: %d Location %q", q, w.Code, w.Header().Get("Location"))
 		}
@@ -181,7 +182,7 @@ func TestRequestIDIsNeverReflectedUnsafely(t *testing.T) {
 		"ünïcode",
 		"a;b",
 	} {
-		r := req("GET", "/healthz", nil)
+		r := testenv.Req("GET", "/healthz", nil)
 		r.Header["X-Request-Id"] = []string{id}
 		w := f.do(r)
 		got := w.Header().Values("X-Request-Id")
@@ -193,13 +194,13 @@ func TestRequestIDIsNeverReflectedUnsafely(t *testing.T) {
 		}
 	}
 	// Two ids: neither is trusted.
-	r := req("GET", "/healthz", nil)
+	r := testenv.Req("GET", "/healthz", nil)
 	r.Header["X-Request-Id"] = []string{"one", "two"}
 	if got := f.do(r).Header().Values("X-Request-Id"); len(got) != 1 || got[0] == "one" || got[0] == "two" {
 		t.Errorf("two request ids answered with %q", got)
 	}
 	// A plain id is echoed as is.
-	r = req("GET", "/healthz", nil, "X-Request-Id", "trace-42.a_b")
+	r = testenv.Req("GET", "/healthz", nil, "X-Request-Id", "trace-42.a_b")
 	if got := f.do(r).Header().Get("X-Request-Id"); got != "trace-42.a_b" {
 		t.Errorf("plain request id answered with %q", got)
 	}
@@ -258,19 +259,19 @@ func TestOversizedBodiesOnOwnerRoutes(t *testing.T) {
 	big := strings.Repeat("x", 2<<10)
 	for _, auth := range []string{"", "Bearer " + testToken} {
 		// Declared too large: refused before authentication or reading.
-		w := f.do(req("POST", "/api/admin/feeds", strings.NewReader(big), "Authorization", auth))
+		w := f.do(testenv.Req("POST", "/api/admin/feeds", strings.NewReader(big), "Authorization", auth))
 		if w.Code != 413 || decodeEnvelope(t, w.Body.String()).Error.Code != "body_too_large" {
 			t.Errorf("declared oversize, auth %q: %d %s", auth, w.Code, w.Body)
 		}
 	}
 	// Streamed without a length: the reader stops it.
-	r := req("POST", "/api/admin/echo", io.NopCloser(strings.NewReader(big)), "Authorization", "Bearer "+testToken)
+	r := testenv.Req("POST", "/api/admin/echo", io.NopCloser(strings.NewReader(big)), "Authorization", "Bearer "+testToken)
 	r.ContentLength = -1
 	if w := f.do(r); w.Code != 413 || strings.Contains(w.Body.String(), "reached") {
 		t.Errorf("streamed oversize: %d %s", w.Code, w.Body)
 	}
 	// Sign-in form: an oversized token field does not get checked.
-	w := f.do(form("POST", "/setup/login", url.Values{"token": {testToken + big}}))
+	w := f.do(testenv.Form("POST", "/setup/login", url.Values{"token": {testToken + big}}))
 	if w.Code != 413 {
 		t.Errorf("oversized sign-in form: %d", w.Code)
 	}

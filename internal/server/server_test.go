@@ -14,6 +14,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/feedd/feedd/internal/testenv"
 	"github.com/feedd/feedd/internal/web"
 )
 
@@ -61,13 +62,13 @@ func TestErrorEnvelope(t *testing.T) {
 		code       string
 		retryAfter string
 	}{
-		{"client error keeps status and message", req("GET", "/client", nil), 400, "invalid_limit", ""},
-		{"retry after is sent", req("GET", "/retry", nil), 503, "busy", "7"},
-		{"other errors are internal", req("GET", "/internal", nil), 500, "internal", ""},
-		{"panic is internal", req("GET", "/panic", nil), 500, "internal", ""},
-		{"unknown route", req("GET", "/nope", nil), 404, "not_found", ""},
-		{"wrong method", req("DELETE", "/client", nil), 405, "method_not_allowed", ""},
-		{"declared body too large", req("POST", "/echo", strings.NewReader(strings.Repeat("x", DefaultBodyLimit+1))), 413, "body_too_large", ""},
+		{"client error keeps status and message", testenv.Req("GET", "/client", nil), 400, "invalid_limit", ""},
+		{"retry after is sent", testenv.Req("GET", "/retry", nil), 503, "busy", "7"},
+		{"other errors are internal", testenv.Req("GET", "/internal", nil), 500, "internal", ""},
+		{"panic is internal", testenv.Req("GET", "/panic", nil), 500, "internal", ""},
+		{"unknown route", testenv.Req("GET", "/nope", nil), 404, "not_found", ""},
+		{"wrong method", testenv.Req("DELETE", "/client", nil), 405, "method_not_allowed", ""},
+		{"declared body too large", testenv.Req("POST", "/echo", strings.NewReader(strings.Repeat("x", DefaultBodyLimit+1))), 413, "body_too_large", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,7 +105,7 @@ func TestStreamedBodyOverLimit(t *testing.T) {
 		}
 		return c.NoContent(204)
 	})
-	r := req("POST", "/echo", io.NopCloser(strings.NewReader(strings.Repeat("x", 100))))
+	r := testenv.Req("POST", "/echo", io.NopCloser(strings.NewReader(strings.Repeat("x", 100))))
 	r.ContentLength = -1 // chunked: only the reader can stop it
 	w := f.do(r)
 	if w.Code != 413 || decodeEnvelope(t, w.Body.String()).Error.Code != "body_too_large" {
@@ -117,7 +118,7 @@ func TestHTMLErrorPagesForOwnerRoutes(t *testing.T) {
 	f.srv.Echo().GET("/auth/instagram/callback", func(c *echo.Context) error {
 		return web.BadRequest("bad_state", "the sign-in link expired")
 	})
-	w := f.do(req("GET", "/auth/instagram/callback?state=x&code=SECRETCODE", nil, "Accept", "text/html"))
+	w := f.do(testenv.Req("GET", "/auth/instagram/callback?state=x&code=SECRETCODE", nil, "Accept", "text/html"))
 	if w.Code != 400 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") {
 		t.Fatalf("got %d %q", w.Code, w.Header().Get("Content-Type"))
 	}
@@ -126,7 +127,7 @@ func TestHTMLErrorPagesForOwnerRoutes(t *testing.T) {
 		t.Errorf("page: %s", body)
 	}
 	// API clients asking for JSON get the envelope.
-	w = f.do(req("GET", "/auth/instagram/callback", nil, "Accept", "application/json"))
+	w = f.do(testenv.Req("GET", "/auth/instagram/callback", nil, "Accept", "application/json"))
 	if decodeEnvelope(t, w.Body.String()).Error.Code != "bad_state" {
 		t.Errorf("json: %s", w.Body)
 	}
@@ -137,14 +138,14 @@ func TestHealthAndReady(t *testing.T) {
 	f := newFixture(t, func(o *Options) {
 		o.Ready = func(ctx context.Context) error { return ready }
 	})
-	if w := f.do(req("GET", "/healthz", nil)); w.Code != 200 || w.Body.String() != "ok" {
+	if w := f.do(testenv.Req("GET", "/healthz", nil)); w.Code != 200 || w.Body.String() != "ok" {
 		t.Errorf("healthz: %d %q", w.Code, w.Body)
 	}
-	if w := f.do(req("GET", "/readyz", nil)); w.Code != 200 {
+	if w := f.do(testenv.Req("GET", "/readyz", nil)); w.Code != 200 {
 		t.Errorf("readyz: %d", w.Code)
 	}
 	ready = errors.New("store: database is locked")
-	if w := f.do(req("GET", "/readyz", nil)); w.Code != 503 || strings.Contains(w.Body.String(), "locked") {
+	if w := f.do(testenv.Req("GET", "/readyz", nil)); w.Code != 503 || strings.Contains(w.Body.String(), "locked") {
 		t.Errorf("readyz when the database is down: %d %q", w.Code, w.Body)
 	}
 }
@@ -153,11 +154,11 @@ func TestMetricsByRoutePattern(t *testing.T) {
 	f := newFixture(t, nil)
 	f.srv.Public().GET("/api/v1/feeds/:id", func(c *echo.Context) error { return c.String(200, "{}") })
 	for _, id := range []string{"aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc"} {
-		f.do(req("GET", "/api/v1/feeds/"+id, nil))
+		f.do(testenv.Req("GET", "/api/v1/feeds/"+id, nil))
 	}
-	f.do(req("GET", "/random/path/1", nil))
-	f.do(req("GET", "/healthz", nil))
-	w := f.do(req("GET", "/metrics", nil))
+	f.do(testenv.Req("GET", "/random/path/1", nil))
+	f.do(testenv.Req("GET", "/healthz", nil))
+	w := f.do(testenv.Req("GET", "/metrics", nil))
 	body := w.Body.String()
 	for _, want := range []string{
 		`feedd_http_requests_total{code="200",method="GET",route="/api/v1/feeds/:id"} 3`,
@@ -199,12 +200,12 @@ func TestSecurityHeaders(t *testing.T) {
 			t.Errorf("%s: frameable=%v but headers %v", name, frameable, h)
 		}
 	}
-	check("embed", f.do(req("GET", "/feeds/abc/embed", nil)).Result(), true)
-	check("admin", f.do(req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer "+testToken)).Result(), false)
-	check("login", f.do(req("GET", "/setup/login", nil)).Result(), false)
-	check("not found", f.do(req("GET", "/nope", nil)).Result(), false)
+	check("embed", f.do(testenv.Req("GET", "/feeds/abc/embed", nil)).Result(), true)
+	check("admin", f.do(testenv.Req("GET", "/api/admin/feeds", nil, "Authorization", "Bearer "+testToken)).Result(), false)
+	check("login", f.do(testenv.Req("GET", "/setup/login", nil)).Result(), false)
+	check("not found", f.do(testenv.Req("GET", "/nope", nil)).Result(), false)
 
-	w := f.do(req("GET", "/setup/login", nil))
+	w := f.do(testenv.Req("GET", "/setup/login", nil))
 	csp := w.Header().Get("Content-Security-Policy")
 	for _, want := range []string{"default-src 'none'", "style-src 'self'", "frame-ancestors 'none'", "form-action 'self'"} {
 		if !strings.Contains(csp, want) {
@@ -212,17 +213,17 @@ func TestSecurityHeaders(t *testing.T) {
 		}
 	}
 	// A caller's plain request id is kept; a hostile one is replaced.
-	if got := f.do(req("GET", "/healthz", nil, "X-Request-Id", "abc-123")).Header().Get("X-Request-Id"); got != "abc-123" {
+	if got := f.do(testenv.Req("GET", "/healthz", nil, "X-Request-Id", "abc-123")).Header().Get("X-Request-Id"); got != "abc-123" {
 		t.Errorf("request id = %q", got)
 	}
-	if got := f.do(req("GET", "/healthz", nil, "X-Request-Id", "a\"b <x>")).Header().Get("X-Request-Id"); got == "a\"b <x>" || got == "" {
+	if got := f.do(testenv.Req("GET", "/healthz", nil, "X-Request-Id", "a\"b <x>")).Header().Get("X-Request-Id"); got == "a\"b <x>" || got == "" {
 		t.Errorf("request id = %q", got)
 	}
 }
 
 func TestSetupCSPAllowsConnectRedirect(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.FormActionOrigins = []string{"https://www.instagram.com"} })
-	w := f.do(req("GET", "/setup/login", nil))
+	w := f.do(testenv.Req("GET", "/setup/login", nil))
 	if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' https://www.instagram.com;") {
 		t.Errorf("CSP = %q", csp)
 	}
@@ -231,8 +232,8 @@ func TestSetupCSPAllowsConnectRedirect(t *testing.T) {
 func TestRequestLogHasNoQueryString(t *testing.T) {
 	f := newFixture(t, nil)
 	f.srv.Public().GET("/api/v1/feeds/:id", func(c *echo.Context) error { return c.String(200, "{}") })
-	f.do(req("GET", "/api/v1/feeds/abc?access_token=IGSECRET123&after=x", nil))
-	f.do(req("GET", "/auth/instagram/callback?code=CODESECRET", nil))
+	f.do(testenv.Req("GET", "/api/v1/feeds/abc?access_token=IGSECRET123&after=x", nil))
+	f.do(testenv.Req("GET", "/auth/instagram/callback?code=CODESECRET", nil))
 	logs := f.logs.String()
 	if strings.Contains(logs, "IGSECRET123") || strings.Contains(logs, "CODESECRET") || strings.Contains(logs, "access_token") {
 		t.Fatalf("query string logged:\n%s", logs)
@@ -265,7 +266,7 @@ func TestRateLimit(t *testing.T) {
 	})
 	f.srv.Public().GET("/api/v1/feeds/:id", func(c *echo.Context) error { return c.String(200, "{}") })
 	get := func(peer, xff string) *http.Response {
-		r := req("GET", "/api/v1/feeds/abc", nil)
+		r := testenv.Req("GET", "/api/v1/feeds/abc", nil)
 		r.RemoteAddr = peer
 		if xff != "" {
 			r.Header.Set("X-Forwarded-For", xff)
@@ -321,7 +322,7 @@ func TestRateLimit(t *testing.T) {
 	t.Run("admin routes are not visitor-limited", func(t *testing.T) {
 		f.srv.Admin().GET("/ping", func(c *echo.Context) error { return c.NoContent(204) })
 		for range 5 {
-			r := req("GET", "/api/admin/ping", nil, "Authorization", "Bearer "+testToken)
+			r := testenv.Req("GET", "/api/admin/ping", nil, "Authorization", "Bearer "+testToken)
 			if w := f.do(r); w.Code != 204 {
 				t.Fatalf("admin: %d", w.Code)
 			}
@@ -347,7 +348,7 @@ func TestClientIP(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := req("GET", "/", nil)
+			r := testenv.Req("GET", "/", nil)
 			r.RemoteAddr = tt.peer
 			if tt.xff != "" {
 				r.Header.Set("X-Forwarded-For", tt.xff)
@@ -398,7 +399,7 @@ func TestGzip(t *testing.T) {
 	f.srv.Admin().GET("/img", func(c *echo.Context) error { return c.Blob(200, "image/jpeg", []byte(big)) })
 	auth := []string{"Authorization", "Bearer " + testToken, "Accept-Encoding", "gzip, br"}
 
-	w := f.do(req("GET", "/api/admin/big", nil, auth...))
+	w := f.do(testenv.Req("GET", "/api/admin/big", nil, auth...))
 	if w.Header().Get("Content-Encoding") != "gzip" || !strings.Contains(w.Header().Get("Vary"), "Accept-Encoding") {
 		t.Fatalf("big JSON not gzipped: %v", w.Header())
 	}
@@ -409,16 +410,16 @@ func TestGzip(t *testing.T) {
 	if b, _ := io.ReadAll(zr); string(b) != big {
 		t.Error("gzip body differs")
 	}
-	if w := f.do(req("GET", "/api/admin/small", nil, auth...)); w.Header().Get("Content-Encoding") != "" || w.Body.String() != "{}" {
+	if w := f.do(testenv.Req("GET", "/api/admin/small", nil, auth...)); w.Header().Get("Content-Encoding") != "" || w.Body.String() != "{}" {
 		t.Errorf("small body: %v %q", w.Header(), w.Body)
 	}
-	if w := f.do(req("GET", "/api/admin/pre", nil, auth...)); w.Body.String() != "already-compressed" {
+	if w := f.do(testenv.Req("GET", "/api/admin/pre", nil, auth...)); w.Body.String() != "already-compressed" {
 		t.Errorf("precompressed body changed: %q", w.Body)
 	}
-	if w := f.do(req("GET", "/api/admin/img", nil, auth...)); w.Header().Get("Content-Encoding") != "" {
+	if w := f.do(testenv.Req("GET", "/api/admin/img", nil, auth...)); w.Header().Get("Content-Encoding") != "" {
 		t.Error("image gzipped")
 	}
-	if w := f.do(req("GET", "/api/admin/big", nil, "Authorization", "Bearer "+testToken)); w.Header().Get("Content-Encoding") != "" || w.Body.String() != big {
+	if w := f.do(testenv.Req("GET", "/api/admin/big", nil, "Authorization", "Bearer "+testToken)); w.Header().Get("Content-Encoding") != "" || w.Body.String() != big {
 		t.Error("gzip without Accept-Encoding")
 	}
 }
