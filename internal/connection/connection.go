@@ -191,7 +191,7 @@ func New(opts Options) (*Service, error) {
 		s.now = time.Now
 	}
 	if s.sleep == nil {
-		s.sleep = sleepCtx
+		s.sleep = graph.Sleep
 	}
 	if s.rand == nil {
 		s.rand = rand.Reader
@@ -251,20 +251,6 @@ func (s *Service) goBG(where string, fn func()) {
 		defer s.bgWG.Done()
 		fn()
 	})
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func (s *Service) invalidate(id string) {

@@ -152,7 +152,7 @@ func New(cfg Config) (*Client, error) {
 		c.now = time.Now
 	}
 	if c.sleep == nil {
-		c.sleep = sleepCtx
+		c.sleep = Sleep
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -189,7 +189,14 @@ func parseBase(name, raw, def string) (*url.URL, error) {
 	return u, nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// Sleep waits d or until ctx ends, then returns ctx's error, if any. A wait
+// of nothing returns at once, with ctx's error if it has ended. It is the
+// default of Config.Sleep, and of the waits of the services built on the
+// client.
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -62,11 +62,18 @@ const httpTimeFormat = "Mon, 02 Jan 2006 15:04:05 GMT"
 func TestDefaultSleepHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) {
-		t.Errorf("sleepCtx = %v", err)
+	if err := Sleep(ctx, time.Hour); !errors.Is(err, context.Canceled) {
+		t.Errorf("Sleep = %v", err)
 	}
-	if err := sleepCtx(context.Background(), time.Microsecond); err != nil {
-		t.Errorf("sleepCtx = %v", err)
+	if err := Sleep(context.Background(), time.Microsecond); err != nil {
+		t.Errorf("Sleep = %v", err)
+	}
+	// A wait of nothing on an ended context ends with it, every time: the
+	// caller must not go on to call Instagram.
+	for range 100 {
+		if err := Sleep(ctx, 0); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Sleep(ended, 0) = %v", err)
+		}
 	}
 }
 
