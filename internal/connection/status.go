@@ -18,8 +18,8 @@ type change struct {
 	by     string // what made or noticed the change: owner, poll, token_check, refresh, meta_deauthorize...
 	// persist stores the change in one conditioned transaction (store
 	// ChangeStatus, Connect or Disconnect) and returns the feed as it was
-	// just before.
-	persist func(ctx context.Context) (model.Feed, error)
+	// just before and the media files no feed references any more.
+	persist func(ctx context.Context) (model.Feed, []string, error)
 	// reconnects is set when persist replaces the connection (connect or
 	// disconnect): its data changed even when its status did not.
 	reconnects bool
@@ -28,14 +28,16 @@ type change struct {
 }
 
 // transition is the one way a feed's connection status changes. It stores
-// the change, then, when the status did change, logs it, counts it by its
-// target status, updates the gauges and sends the webhook once; the feed's
-// cached answers are dropped whenever anything was written.
+// the change and deletes the files it freed, then, when the status did
+// change, logs it, counts it by its target status, updates the gauges and
+// sends the webhook once; the feed's cached answers are dropped whenever
+// anything was written.
 func (s *Service) transition(ctx context.Context, c change) error {
-	prev, err := c.persist(ctx)
+	prev, files, err := c.persist(ctx)
 	if err != nil {
 		return err
 	}
+	s.removeFiles(files)
 	s.invalidate(c.feedID)
 	if c.reconnects {
 		s.dropPending(c.feedID)
@@ -136,13 +138,8 @@ func (s *Service) connectFeed(ctx context.Context, feedID string, gen int64, acc
 	err := s.transition(ctx, change{
 		feedID: feedID, to: model.StatusActive, by: by, reconnects: true,
 		username: acct.Username, expiresAt: tok.ExpiresAt,
-		persist: func(ctx context.Context) (model.Feed, error) {
-			prev, files, err := s.store.Connect(ctx, feedID, gen, acct, tok)
-			if err != nil {
-				return model.Feed{}, err
-			}
-			s.removeFiles(files)
-			return prev, nil
+		persist: func(ctx context.Context) (model.Feed, []string, error) {
+			return s.store.Connect(ctx, feedID, gen, acct, tok)
 		},
 	})
 	if err != nil {
@@ -172,13 +169,8 @@ func (s *Service) keepConnect(prev model.Feed, acct model.Account, tok model.Tok
 func (s *Service) disconnectFeed(ctx context.Context, feedID, by string) error {
 	err := s.transition(ctx, change{
 		feedID: feedID, to: model.StatusNotConnected, by: by, reconnects: true,
-		persist: func(ctx context.Context) (model.Feed, error) {
-			prev, files, err := s.store.Disconnect(ctx, feedID)
-			if err != nil {
-				return model.Feed{}, err
-			}
-			s.removeFiles(files)
-			return prev, nil
+		persist: func(ctx context.Context) (model.Feed, []string, error) {
+			return s.store.Disconnect(ctx, feedID)
 		},
 	})
 	if err != nil {
@@ -194,18 +186,18 @@ func (s *Service) disconnectFeed(ctx context.Context, feedID, by string) error {
 func (s *Service) needsReauth(ctx context.Context, feedID string, gen int64, token, reason, by string) error {
 	err := s.transition(ctx, change{
 		feedID: feedID, to: model.StatusNeedsReauth, reason: reason, by: by,
-		persist: func(ctx context.Context) (model.Feed, error) {
+		persist: func(ctx context.Context) (model.Feed, []string, error) {
 			f, err := s.store.Feed(ctx, feedID)
 			if err != nil {
-				return model.Feed{}, err
+				return model.Feed{}, nil, err
 			}
 			from, _, err := s.store.ChangeStatus(ctx, model.StatusChange{FeedID: feedID, Generation: gen,
 				To: model.StatusNeedsReauth, Reason: reason, IfToken: s.ifToken(feedID, token)})
 			if err != nil {
-				return model.Feed{}, err
+				return model.Feed{}, nil, err
 			}
 			f.Status = from
-			return f, nil
+			return f, nil, nil
 		},
 	})
 	if errors.Is(err, model.ErrConnectionChanged) || errors.Is(err, model.ErrTokenChanged) || errors.Is(err, model.ErrNotConnected) {
