@@ -153,18 +153,26 @@ func (e *env) api(method, path, body string, out any) int {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
+	b := e.answer(resp, err)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal([]byte(b), out); err != nil {
+			e.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// answer reads resp's body (failing the test on err) and copies it to the
+// logs, so that secret scans cover answers too.
+func (e *env) answer(resp *http.Response, err error) string {
+	e.t.Helper()
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	e.Logs.Write(append([]byte("RESPONSE "), b...))
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			e.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
-		}
-	}
-	return resp.StatusCode
+	return string(b)
 }
 
 type apiError struct {
@@ -195,13 +203,7 @@ func (e *env) get(u string) (*http.Response, string) {
 	e.settle()
 	e.t.Helper()
 	resp, err := e.browser.Get(u)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	e.Logs.Write(append([]byte("RESPONSE "), b...))
-	return resp, string(b)
+	return resp, e.answer(resp, err)
 }
 
 // post submits a setup form with the session's CSRF token.
@@ -215,13 +217,7 @@ func (e *env) post(path string, v url.Values) (*http.Response, string) {
 		v.Set("_csrf", e.csrf)
 	}
 	resp, err := e.browser.PostForm(e.srv.URL+path, v)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	e.Logs.Write(append([]byte("RESPONSE "), b...))
-	return resp, string(b)
+	return resp, e.answer(resp, err)
 }
 
 // authorize plays the owner on the sandbox's consent page: Allow as acct

@@ -2,7 +2,6 @@ package owner
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -23,12 +22,8 @@ func signed(secret string, payload map[string]any) string {
 func (e *env) postCallback(path string, body string) (int, string) {
 	e.t.Helper()
 	resp, err := http.Post(e.srv.URL+path, "application/x-www-form-urlencoded", strings.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	answer := e.answer(resp, err)
+	return resp.StatusCode, answer
 }
 
 func TestMetaDeletionCallback(t *testing.T) {
