@@ -20,10 +20,10 @@ import (
 	"github.com/feedd/feedd/internal/testutil"
 )
 
-// Env is Instagram and feedd's storage for a test of the connection
-// lifecycle: the real store (with failures to switch on), the sandbox on
-// loopback, a Graph client on it, stand-ins for the media files and the
-// feed service, and a log sink, all on one test clock.
+// Env is what a test of the connection lifecycle runs on: the real store
+// (with failures to switch on), the sandbox on loopback, a Graph client on
+// it, stand-ins for the media files and the feed service, and a log sink,
+// all on one test clock.
 type Env struct {
 	Clock   *testutil.Clock
 	Logs    *testutil.SyncBuffer
