@@ -29,7 +29,9 @@ import (
 //
 //   - random well-formed cursors with random limits, types and junk
 //     parameters (some for feeds that do not exist), each request from a
-//     new IPv6 /64: 8 streams at the rate limit each;
+//     new IPv6 /64: 8 streams at the rate limit each (with
+//     FEEDD_HOSTILE_REPEAT set, each made-up query is asked twice, so that
+//     the cache keeps it and fills to its bound);
 //   - one stream at five times the limit rotating addresses inside a
 //     single /64 (the visitor limit counts the /64 as one client);
 //   - OAuth callbacks with made-up states and codes, sign-in attempts with
@@ -97,7 +99,7 @@ func TestHostileMix(t *testing.T) {
 	h := &hostile{base: in.base, ids: ids, client: &http.Client{
 		Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute},
 		Timeout:   15 * time.Second,
-	}, codes: map[string]map[int]int{}}
+	}, codes: map[string]map[int]int{}, repeat: os.Getenv("FEEDD_HOSTILE_REPEAT") != ""}
 	hctx, stopHostile := context.WithTimeout(context.Background(), d)
 	defer stopHostile()
 	var wg sync.WaitGroup
@@ -157,7 +159,7 @@ func TestHostileMix(t *testing.T) {
 	growth := max(peakRSS, after.rssKB) - before.rssKB
 	slices.Sort(delays)
 	lines := []string{
-		fmt.Sprintf("command: `FEEDD_HOSTILE=%s go test -run TestHostileMix -v -timeout 10m ./internal/soak/`", d),
+		fmt.Sprintf("command: `%sFEEDD_HOSTILE=%s go test -run TestHostileMix -v -timeout 10m ./internal/soak/`", map[bool]string{true: "FEEDD_HOSTILE_REPEAT=1 "}[h.repeat], d),
 		fmt.Sprintf("%d feeds polled every %s; FEEDD_RATE_LIMIT %d/s per client (burst %d), IPv6 clients by /64, behind a trusted proxy (X-Forwarded-For); load average (1, 5, 15 min) %s before, %s after",
 			feeds, fetch, limit, 2*limit, load0, load1),
 		fmt.Sprintf("well-behaved visitors: 20 IPv4 clients, %d requests/s in all (feed JSON, half revalidating with If-None-Match, a tenth the next page)", goodRate),
@@ -361,6 +363,7 @@ type hostile struct {
 	base   string
 	ids    []string
 	client *http.Client
+	repeat bool // every made-up query is asked twice, so that it is cached
 
 	mu    sync.Mutex
 	codes map[string]map[int]int
@@ -374,13 +377,24 @@ func (h *hostile) run(ctx context.Context, kind string, rate int, seed uint64) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	sem := make(chan struct{}, 8)
+	var again *http.Request
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		req := h.request(kind, rnd)
+		req := again
+		if again == nil {
+			req = h.request(kind, rnd)
+			if h.repeat && kind == "cursor" {
+				// The same made-up query once more, from another /64.
+				again = req.Clone(context.Background())
+				again.Header.Set("X-Forwarded-For", h.request(kind, rnd).Header.Get("X-Forwarded-For"))
+			}
+		} else {
+			again = nil
+		}
 		select {
 		case sem <- struct{}{}:
 		default:
