@@ -297,3 +297,51 @@ func TestVariantsAreKeptOnlyWhenAskedAgain(t *testing.T) {
 		t.Errorf("%d loads, want 1003", loads)
 	}
 }
+
+// Variant entries take at most MaxVariantBytes of the bound: a flood that
+// asks each made-up key twice evicts other made-up keys, never the
+// group's own entries (a feed's default page), which may use the whole
+// bound.
+func TestVariantsTakeAtMostTheirShare(t *testing.T) {
+	clk := &clock{T: time.Unix(1_800_000_000, 0)}
+	c, err := New(Options{
+		Load:     randomLoader(4 << 10),
+		Variant:  func(group, key string) bool { return key != group },
+		MaxBytes: 256 << 10, MaxVariantBytes: 64 << 10,
+		Now: clk.Now, Fresh: time.Minute, MaxStale: 10 * time.Minute,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx := context.Background()
+	for i := range 20 {
+		g := "g" + strconv.Itoa(i)
+		c.Get(ctx, g, g)
+	}
+	for i := range 500 {
+		for range 2 {
+			c.Get(ctx, "g0", "g0?after="+strconv.Itoa(i))
+		}
+		if b := c.Bytes(); b > 256<<10 {
+			t.Fatalf("%d bytes, bound %d", b, 256<<10)
+		}
+	}
+	for i := range 20 {
+		g := "g" + strconv.Itoa(i)
+		if _, r, _ := c.Get(ctx, g, g); r != Hit {
+			t.Errorf("%s after the flood: %v, want a hit", g, r)
+		}
+	}
+	if v := c.variantBytes; v > 64<<10 {
+		t.Errorf("variants hold %d bytes, share %d", v, 64<<10)
+	}
+	// The groups' own entries may fill the whole bound.
+	for i := 20; i < 100; i++ {
+		g := "g" + strconv.Itoa(i)
+		c.Get(ctx, g, g)
+	}
+	if b := c.Bytes(); b < 200<<10 {
+		t.Errorf("%d bytes of own entries under a 256 KiB bound, want it nearly full", b)
+	}
+}

@@ -14,6 +14,9 @@
 // recently used entries are evicted, so whatever keys visitors make up, the
 // cache holds at most that much. An entry of a group that was invalidated
 // is kept only as the fallback of a failing load, and is the first evicted.
+// Variant keys (Options.Variant: pages made of any query) are kept only
+// once asked for twice, and within a share of the bound of their own, so
+// that a flood of them never evicts the entries visitors come for most.
 package cache
 
 import (
@@ -92,6 +95,8 @@ type Entry struct {
 	// Set when the entry is stored, under the cache's lock.
 	key          string
 	size         int64
+	variant      bool   // kept in the variants' list (Options.Variant)
+	used         uint64 // when last used, in the cache's ticks; 0: invalidated
 	prev, next   *Entry // recency list: prev is more recently used
 	gprev, gnext *Entry // the group's entries
 }
@@ -219,6 +224,10 @@ type Options struct {
 	// asked for once, like the made-up queries of a flood, is answered
 	// and not kept. Nil: every key is kept at once.
 	Variant func(group, key string) bool
+	// MaxVariantBytes bounds the variant keys' entries within MaxBytes
+	// (default a quarter of it): a flood that asks each made-up key twice
+	// evicts other variants, never the entries visitors come for most.
+	MaxVariantBytes int64
 }
 
 // DefaultMaxBytes is the bound when Options.MaxBytes is not set
@@ -237,10 +246,13 @@ type Cache struct {
 	mu     sync.Mutex
 	items  map[string]*Entry
 	groups map[string]*Entry // first entry of each group
-	// head is the most recently used entry, tail the next to evict.
-	head, tail *Entry
-	bytes      atomic.Int64 // written under mu
-	count      atomic.Int64 // written under mu
+	// lists are the recency lists of the other entries (0) and of the
+	// variants (1).
+	lists        [2]recency
+	tick         uint64 // counts uses, for Entry.used
+	variantBytes int64
+	bytes        atomic.Int64 // written under mu
+	count        atomic.Int64 // written under mu
 
 	// lastSweep is when forgotten entries were last removed (unix ns).
 	lastSweep atomic.Int64
@@ -283,6 +295,9 @@ func New(opts Options) (*Cache, error) {
 	}
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxBytes
+	}
+	if opts.MaxVariantBytes <= 0 || opts.MaxVariantBytes > opts.MaxBytes {
+		opts.MaxVariantBytes = opts.MaxBytes / 4
 	}
 	// No janitor goroutine: loads sweep out the entries nobody asked for
 	// in a long time (see sweep), and stores evict beyond the bound.
@@ -343,7 +358,8 @@ func (c *Cache) Invalidate(group string) {
 	g.(*atomic.Uint64).Add(1)
 	c.mu.Lock()
 	for e := c.groups[group]; e != nil; e = e.gnext {
-		c.moveToBack(e)
+		c.lists[b2i(e.variant)].moveToBack(e)
+		e.used = 0
 	}
 	c.mu.Unlock()
 }
@@ -352,9 +368,13 @@ func (c *Cache) Invalidate(group string) {
 func (c *Cache) lookup(key string) *Entry {
 	c.mu.Lock()
 	e := c.items[key]
-	if e != nil && e != c.head {
-		c.unlinkRecency(e)
-		c.pushFront(e)
+	if e != nil {
+		c.tick++
+		e.used = c.tick
+		if l := &c.lists[b2i(e.variant)]; e != l.head {
+			l.unlink(e)
+			l.pushFront(e)
+		}
 	}
 	c.mu.Unlock()
 	return e
@@ -371,36 +391,37 @@ func (c *Cache) peek(key string) *Entry {
 // slots, 512 KiB).
 const askedSlots = 1 << 16
 
-// admit reports whether key's entry is to be kept: a variant only when it
-// was asked for before.
-func (c *Cache) admit(group, key string) bool {
+// admit reports whether key's entry is to be kept, a variant only when it
+// was asked for before, and whether it is a variant.
+func (c *Cache) admit(group, key string) (keep, variant bool) {
 	if c.opts.Variant == nil || !c.opts.Variant(group, key) {
-		return true
+		return true, false
 	}
 	h := maphash.String(c.seed, key) | 1 // never the empty slot's 0
 	slot := &c.asked[h%askedSlots]
 	if slot.Load() == h {
-		return true
+		return true, true
 	}
 	slot.Store(h)
-	return false
+	return false, true
 }
 
 // store keeps e under key, replacing what was there, and evicts the least
-// recently used entries beyond the bound.
-func (c *Cache) store(key string, e *Entry) {
+// recently used entries beyond the bounds.
+func (c *Cache) store(key string, e *Entry, variant bool) {
 	size := e.cost(key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.items[key]; old != nil {
 		c.removeLocked(old)
 	}
-	if size > c.opts.MaxBytes {
+	if size > c.opts.MaxBytes || variant && size > c.opts.MaxVariantBytes {
 		return
 	}
-	e.key, e.size = key, size
+	c.tick++
+	e.key, e.size, e.variant, e.used = key, size, variant, c.tick
 	c.items[key] = e
-	c.pushFront(e)
+	c.lists[b2i(variant)].pushFront(e)
 	if first := c.groups[e.group]; first != nil {
 		first.gprev = e
 		e.gnext = first
@@ -408,16 +429,31 @@ func (c *Cache) store(key string, e *Entry) {
 	c.groups[e.group] = e
 	c.bytes.Add(size)
 	c.count.Add(1)
-	for c.bytes.Load() > c.opts.MaxBytes {
-		c.removeLocked(c.tail)
-		c.evictions.Inc()
+	if variant {
+		c.variantBytes += size
 	}
+	for c.variantBytes > c.opts.MaxVariantBytes {
+		c.evictLocked(c.lists[1].tail)
+	}
+	for c.bytes.Load() > c.opts.MaxBytes {
+		// The least recently used of both lists.
+		victim := c.lists[0].tail
+		if v := c.lists[1].tail; victim == nil || v != nil && v.used < victim.used {
+			victim = v
+		}
+		c.evictLocked(victim)
+	}
+}
+
+func (c *Cache) evictLocked(e *Entry) {
+	c.removeLocked(e)
+	c.evictions.Inc()
 }
 
 // removeLocked forgets e. c.mu is held.
 func (c *Cache) removeLocked(e *Entry) {
 	delete(c.items, e.key)
-	c.unlinkRecency(e)
+	c.lists[b2i(e.variant)].unlink(e)
 	switch {
 	case e.gprev != nil:
 		e.gprev.gnext = e.gnext
@@ -432,46 +468,61 @@ func (c *Cache) removeLocked(e *Entry) {
 	e.gprev, e.gnext = nil, nil
 	c.bytes.Add(-e.size)
 	c.count.Add(-1)
-}
-
-func (c *Cache) pushFront(e *Entry) {
-	e.prev, e.next = nil, c.head
-	if c.head != nil {
-		c.head.prev = e
-	}
-	c.head = e
-	if c.tail == nil {
-		c.tail = e
+	if e.variant {
+		c.variantBytes -= e.size
 	}
 }
 
-func (c *Cache) moveToBack(e *Entry) {
-	if e == c.tail {
+// recency is a list of entries, most recently used first.
+type recency struct {
+	head, tail *Entry
+}
+
+func (l *recency) pushFront(e *Entry) {
+	e.prev, e.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = e
+	}
+	l.head = e
+	if l.tail == nil {
+		l.tail = e
+	}
+}
+
+func (l *recency) moveToBack(e *Entry) {
+	if e == l.tail {
 		return
 	}
-	c.unlinkRecency(e)
-	e.prev, e.next = c.tail, nil
-	if c.tail != nil {
-		c.tail.next = e
+	l.unlink(e)
+	e.prev, e.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = e
 	}
-	c.tail = e
-	if c.head == nil {
-		c.head = e
+	l.tail = e
+	if l.head == nil {
+		l.head = e
 	}
 }
 
-func (c *Cache) unlinkRecency(e *Entry) {
+func (l *recency) unlink(e *Entry) {
 	if e.prev != nil {
 		e.prev.next = e.next
 	} else {
-		c.head = e.next
+		l.head = e.next
 	}
 	if e.next != nil {
 		e.next.prev = e.prev
 	} else {
-		c.tail = e.prev
+		l.tail = e.prev
 	}
 	e.prev, e.next = nil, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Get returns the entry for key (a member of group), loading it on a miss.
@@ -573,8 +624,8 @@ func (c *Cache) fill(ctx context.Context, group, key string, gen uint64) (*Entry
 	// group's snapshot: it answers the callers that asked before, but is not
 	// stored, so the next Get loads again. (An invalidation between this
 	// check and store leaves an entry whose gen is behind: never served fresh.)
-	if c.gen(group) == gen && c.admit(group, key) {
-		c.store(key, e)
+	if keep, variant := c.admit(group, key); keep && c.gen(group) == gen {
+		c.store(key, e, variant)
 	}
 	c.sweep(e.BuiltAt)
 	return e, nil
@@ -613,12 +664,14 @@ func (c *Cache) sweep(now time.Time) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for e := c.tail; e != nil; {
-		prev := e.prev
-		if now.Sub(e.BuiltAt) > c.forgetAfter() {
-			c.removeLocked(e)
+	for i := range c.lists {
+		for e := c.lists[i].tail; e != nil; {
+			prev := e.prev
+			if now.Sub(e.BuiltAt) > c.forgetAfter() {
+				c.removeLocked(e)
+			}
+			e = prev
 		}
-		e = prev
 	}
 }
 
