@@ -61,8 +61,8 @@ type pollQueue struct {
 }
 
 // pollRound lists the due feeds and queues those not queued yet. When more
-// feeds missed their poll time by over a quarter of the interval than the
-// workers can start at once (the server was stopped, the poller fell
+// feeds missed their poll time by over a quarter of the interval (and two
+// rounds) than the workers can start at once (the server was stopped, the poller fell
 // behind), each of them starts at a random moment within as long as it is
 // late, at most half the interval: after a long stop the feeds are polled
 // spread out as they came due, not all at once.
@@ -79,8 +79,10 @@ func (s *Service) pollRound(ctx context.Context) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.ctx = ctx
+	// Late is beyond what the rounds themselves delay a poll by.
+	lateAfter := max(s.opts.FetchInterval/4, 2*s.opts.PollEvery)
 	late := func(f *model.Feed) bool {
-		return f.NextFetchAt.IsZero() || now.Sub(f.NextFetchAt) > s.opts.FetchInterval/4
+		return f.NextFetchAt.IsZero() || now.Sub(f.NextFetchAt) > lateAfter
 	}
 	herd := len(q.planned) > 0
 	if n := 0; !herd {

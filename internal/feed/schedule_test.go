@@ -174,3 +174,18 @@ func TestPollsAfterABlockAreSpreadOut(t *testing.T) {
 		t.Errorf("status %s", f.Status)
 	}
 }
+
+// Feeds are late by up to a round of the poller in the normal run of
+// things; however many come due in one round, that is not a herd to spread.
+func TestFeedsDueWithinARoundAreNotDeferred(t *testing.T) {
+	fx := newEnv(t, envOptions{options: func(o *Options) {
+		o.FetchInterval, o.PollEvery = 10*time.Second, 10*time.Second
+		o.Jitter = seededJitter(7)
+	}})
+	ids := append([]string{fx.id}, fx.addFeeds(19, sandbox.AccountCreator)...)
+	fx.clock.Add(9 * time.Second) // every feed came due since the last round
+	fx.svc.pollDue(context.Background())
+	if n := fx.fetched(ids); n != len(ids) {
+		t.Errorf("%d of %d feeds due within the last round polled, want all", n, len(ids))
+	}
+}
