@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"net"
 	"net/url"
 	"strings"
@@ -32,10 +33,26 @@ func FuzzLoad(f *testing.F) {
 			"FEEDD_NOTIFY_WEBHOOK":       webhook,
 			"FEEDD_TRUSTED_PROXIES":      proxies,
 		}
-		cfg, _, err := Load(func(name string) (string, bool) {
-			v, ok := env[name]
-			return v, ok
-		})
+		load := func(env map[string]string) (Config, error) {
+			cfg, _, err := Load(func(name string) (string, bool) {
+				v, ok := env[name]
+				return v, ok
+			})
+			return cfg, err
+		}
+		cfg, err := load(env)
+		// shows reports whether the error shows the value of the secret
+		// variable name: the same load with that value swapped for another
+		// of its length does not say it (it may be the message's own words).
+		shows := func(msg, name, value string) bool {
+			if len(value) < 4 || !strings.Contains(msg, value) {
+				return false
+			}
+			other := maps.Clone(env)
+			other[name] = strings.Repeat("#", len(env[name]))
+			_, err := load(other)
+			return err == nil || strings.Count(err.Error(), value) < strings.Count(msg, value)
+		}
 		if err != nil {
 			msg := err.Error()
 			name, _, ok := strings.Cut(msg, ":")
@@ -46,8 +63,9 @@ func FuzzLoad(f *testing.F) {
 				t.Fatalf("error is not one line: %q", msg)
 			}
 			plain := []string{addr, public, hosts, interval, rate, proxies}
-			for _, s := range []string{appSecret, adminToken, strings.TrimSpace(secretKey), strings.TrimSpace(webhook)} {
-				if len(s) >= 4 && strings.Contains(msg, s) && !appearsIn(s, plain) {
+			for name, s := range map[string]string{"FEEDD_INSTAGRAM_APP_SECRET": appSecret, "FEEDD_ADMIN_TOKEN": adminToken,
+				"FEEDD_SECRET_KEY": strings.TrimSpace(secretKey), "FEEDD_NOTIFY_WEBHOOK": strings.TrimSpace(webhook)} {
+				if !appearsIn(s, plain) && shows(msg, name, s) {
 					t.Fatalf("error %q shows a secret value %q", msg, s)
 				}
 			}
