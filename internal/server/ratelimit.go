@@ -232,9 +232,6 @@ const (
 	// LimitCallback is for the OAuth callback: each request consumes an
 	// OAuth state, a write.
 	LimitCallback RouteLimit = "callback"
-	// LimitSignIn is carried by the SignIn group: consuming a setup link
-	// and starting a session are writes.
-	LimitSignIn RouteLimit = "sign_in"
 )
 
 // routeBudget is a route limit's rates: requests per second and bursts, per
@@ -248,7 +245,6 @@ type routeBudget struct {
 // signs in with a handful of requests; a flood gets a few writes a second.
 var routeLimits = map[RouteLimit]routeBudget{
 	LimitCallback: {clientRate: 0.2, clientBurst: 10, totalRate: 5, totalBurst: 20},
-	LimitSignIn:   {clientRate: 0.5, clientBurst: 20, totalRate: 10, totalBurst: 40},
 }
 
 // routeLimiter is one named limit's state.

@@ -92,9 +92,9 @@ func rotating(n int) string {
 	return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(n >> 16), byte(n >> 8), byte(n), 7: 1, 15: 1}).String()
 }
 
-// The OAuth callback and the sign-in routes write through the database's
-// one writer for anonymous clients. Their limits of their own hold a
-// flood from many addresses to a small total, and one client to less.
+// The OAuth callback writes through the database's one writer for
+// anonymous clients. Its limit of its own holds a flood from many
+// addresses to a small total, and one client to less.
 func TestRouteLimitsHoldAnonymousFloods(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -107,9 +107,6 @@ func TestRouteLimitsHoldAnonymousFloods(t *testing.T) {
 			f.srv.Echo().GET("/auth/instagram/callback", func(c *echo.Context) error { *hits++; return c.String(400, "bad state") },
 				f.srv.Limit(LimitCallback))
 		}},
-		// The page itself, so that the throttle of failed credentials (a
-		// wrong link is one) does not answer first.
-		{"sign-in", LimitSignIn, "/setup/login?t=not-a-link", "/setup/login", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -168,4 +165,23 @@ func TestRouteLimitsHoldAnonymousFloods(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A flood of made-up setup links and wrong tokens from many addresses never
+// refuses the owner's right credential: failures only read, and each
+// failing client is slowed on its own.
+func TestRightCredentialIsAnsweredDuringASignInFlood(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.TrustedProxies = []netip.Prefix{mustPrefix("10.0.0.0/8")}
+	})
+	for i := range 500 {
+		r := testenv.Req(http.MethodGet, "/setup/login?t=made-up-link", nil, "X-Forwarded-For", rotating(i))
+		r.RemoteAddr = "10.0.0.1:1"
+		if c := f.do(r).Code; c >= 500 {
+			t.Fatalf("flood request %d answered %d", i, c)
+		}
+	}
+	if ck := f.signIn(t); ck == nil || ck.Value == "" {
+		t.Fatal("the right admin token was refused during the flood")
+	}
 }

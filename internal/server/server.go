@@ -189,7 +189,7 @@ func New(opts Options) (*Server, error) {
 	s.public = &PublicGroup{g: e.Group(""), s: s}
 	s.admin = e.Group("/api/admin", web.Gzip, s.ownerOnly(false))
 	s.setup = e.Group("/setup", web.Gzip, s.setupHeaders, s.ownerOnly(true))
-	s.signIn = e.Group("/setup/login", s.Limit(LimitSignIn), web.Gzip, s.setupHeaders)
+	s.signIn = e.Group("/setup/login", web.Gzip, s.setupHeaders)
 
 	// Unknown paths under the owner groups still require the credential,
 	// so they do not reveal which admin routes exist.

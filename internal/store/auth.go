@@ -198,6 +198,15 @@ func (s *Store) CreateSetupLink(ctx context.Context, tokenHash []byte, expires t
 // ConsumeSetupLink marks a setup link used. It fails with ErrNotFound,
 // ErrLinkUsed or ErrLinkExpired; only the first successful call wins.
 func (s *Store) ConsumeSetupLink(ctx context.Context, tokenHash []byte, now time.Time) error {
+	// A link nobody issued is answered from the read pool: a flood of
+	// made-up links never queues at the one writer.
+	var known int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM setup_links WHERE token_hash = ?`, tokenHash).Scan(&known); err != nil {
+		return wrap("consume setup link", err)
+	}
+	if known == 0 {
+		return model.ErrNotFound
+	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var expires int64
 		var used sql.NullInt64

@@ -833,3 +833,24 @@ func BenchmarkPosts50(b *testing.B) {
 		}
 	}
 }
+
+// A made-up setup link is answered from the read pool: a flood of them
+// never queues at the one writer.
+func TestUnknownSetupLinkDoesNotWaitForTheWriter(t *testing.T) {
+	e := open(t)
+	ctx := context.Background()
+	held, release := make(chan struct{}), make(chan struct{})
+	go e.s.write(ctx, func(tx *sql.Tx) error { close(held); <-release; return nil })
+	<-held
+	defer close(release)
+	done := make(chan error, 1)
+	go func() { done <- e.s.ConsumeSetupLink(ctx, []byte("a hash no link has, 32 bytes...."), t0) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, model.ErrNotFound) {
+			t.Errorf("err = %v, want ErrNotFound", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("an unknown setup link waited for the writer")
+	}
+}
