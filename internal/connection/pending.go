@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/feedd/feedd/internal/model"
+	"github.com/feedd/feedd/internal/retry"
 )
 
 // pending is a token Instagram issued that the store has not taken yet.
@@ -31,11 +32,7 @@ const (
 )
 
 func storeRetryWait(attempt int) time.Duration {
-	d := storeRetryBase
-	for i := 1; i < attempt && d < storeRetryMax; i++ {
-		d *= 2
-	}
-	return min(d, storeRetryMax)
+	return retry.Backoff(storeRetryBase, storeRetryMax, attempt)
 }
 
 // moot reports a write error that means a newer connection or token won:

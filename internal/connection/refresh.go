@@ -13,6 +13,7 @@ import (
 
 	"github.com/feedd/feedd/internal/graph"
 	"github.com/feedd/feedd/internal/model"
+	"github.com/feedd/feedd/internal/retry"
 )
 
 const (
@@ -339,14 +340,8 @@ func (s *Service) isDue(t model.TokenInfo, now time.Time) bool {
 	return now.Sub(t.ObtainedAt) >= MinTokenAge && t.ExpiresAt.Sub(now) < s.window
 }
 
-// backoff is the wait before retry number n (1-based): capped exponential.
-func backoff(n int) time.Duration {
-	d := baseBackoff
-	for i := 1; i < n && d < maxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, maxBackoff)
-}
+// backoff is the wait before refresh retry number n (1-based).
+func backoff(n int) time.Duration { return retry.Backoff(baseBackoff, maxBackoff, n) }
 
 // ownerMessage says what failed without internals or secrets.
 func ownerMessage(err error) string {

@@ -184,6 +184,3 @@ func corsOrigin(e *cache.Entry, origin []string) []string {
 	}
 	return web.OriginHeader(v)
 }
-
-// AcceptsGzip is web.AcceptsGzip, for callers outside internal.
-func AcceptsGzip(acceptEncoding []string) bool { return web.AcceptsGzip(acceptEncoding) }

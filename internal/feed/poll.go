@@ -16,6 +16,7 @@ import (
 
 	"github.com/feedd/feedd/internal/graph"
 	"github.com/feedd/feedd/internal/model"
+	"github.com/feedd/feedd/internal/retry"
 )
 
 // Backoff for transient failures: base doubling per consecutive failure,
@@ -849,11 +850,7 @@ func truncate(msg string) string {
 
 // backoff is the wait after the n-th consecutive transient failure.
 func (s *Service) backoff(n int) time.Duration {
-	d := backoffBase
-	for i := 1; i < n && d < backoffMax; i++ {
-		d *= 2
-	}
-	return s.jittered(min(d, backoffMax))
+	return s.jittered(retry.Backoff(backoffBase, backoffMax, n))
 }
 
 // jittered spreads d by ±10% so feeds do not poll in lockstep.

@@ -5,8 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/feedd/feedd/internal/model"
 	"time"
+
+	"github.com/feedd/feedd/internal/model"
 )
 
 // CreateState stores a new OAuth state (ErrNotFound for an unknown feed,

@@ -7,8 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/feedd/feedd/internal/model"
 	"time"
+
+	"github.com/feedd/feedd/internal/model"
 )
 
 func encodeOrigins(origins []string) (string, error) {

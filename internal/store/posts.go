@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/feedd/feedd/internal/model"
 	"strings"
 	"time"
+
+	"github.com/feedd/feedd/internal/model"
 )
 
 // ReplacePosts replaces the feed's snapshot with posts (newest first) and,

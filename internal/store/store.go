@@ -14,7 +14,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"github.com/feedd/feedd/internal/model"
 	"io/fs"
 	"log/slog"
 	"net/url"
@@ -26,6 +25,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/secret"
 
 	"modernc.org/sqlite" // registers the "sqlite" driver

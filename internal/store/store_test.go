@@ -6,8 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/feedd/feedd/internal/model"
-	"github.com/feedd/feedd/internal/testutil"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/secret"
+	"github.com/feedd/feedd/internal/testutil"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)

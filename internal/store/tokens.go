@@ -6,9 +6,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/feedd/feedd/internal/model"
 	"log/slog"
 	"time"
+
+	"github.com/feedd/feedd/internal/model"
 )
 
 // AnyGeneration, as the generation a write names, applies it to whatever

@@ -42,9 +42,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/feedd/feedd/internal/feed"
 	"github.com/feedd/feedd/internal/sandbox"
 	"github.com/feedd/feedd/internal/server"
+	"github.com/feedd/feedd/internal/web"
 )
 
 // callbackPath is feedd's OAuth redirect path under FEEDD_PUBLIC_URL.
@@ -446,7 +446,7 @@ func bareHandler(etag string, plain, gzip, notModified reply) http.Handler {
 		switch {
 		case len(r.Header["If-None-Match"]) == 1 && r.Header["If-None-Match"][0] == etag:
 			rep = &notModified
-		case feed.AcceptsGzip(r.Header["Accept-Encoding"]):
+		case web.AcceptsGzip(r.Header["Accept-Encoding"]):
 			rep = &gzip
 		}
 		h := w.Header()
