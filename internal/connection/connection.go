@@ -51,7 +51,7 @@ type Store interface {
 
 // Graph is the part of the Instagram client the service calls; *graph.Client implements it.
 type Graph interface {
-	AuthorizeURL(state string) string
+	AuthorizeURL(state string, forceReauth bool) string
 	ExchangeCode(ctx context.Context, code string) (graph.ShortLived, error)
 	ExchangeLongLived(ctx context.Context, shortToken string) (graph.Token, error)
 	Refresh(ctx context.Context, acct, token string) (graph.Token, error)

@@ -98,6 +98,17 @@ func (s *Service) appNotConfigured() *web.Error {
 // send the owner to. sessionHash binds the state to a browser session
 // (setup pages); nil binds it to the feed only (admin API).
 func (s *Service) Connect(ctx context.Context, feedID string, sessionHash []byte) (string, error) {
+	return s.connect(ctx, feedID, sessionHash, false)
+}
+
+// ConnectOtherAccount is Connect for an owner who wants another account
+// than the one logged in on Instagram in this browser: Instagram shows its
+// login screen instead of approving for the logged-in account.
+func (s *Service) ConnectOtherAccount(ctx context.Context, feedID string, sessionHash []byte) (string, error) {
+	return s.connect(ctx, feedID, sessionHash, true)
+}
+
+func (s *Service) connect(ctx context.Context, feedID string, sessionHash []byte, forceReauth bool) (string, error) {
 	if !model.ValidFeedID(feedID) {
 		return "", model.ErrNotFound
 	}
@@ -117,7 +128,7 @@ func (s *Service) Connect(ctx context.Context, feedID string, sessionHash []byte
 	}); err != nil {
 		return "", err
 	}
-	return s.graph.AuthorizeURL(st), nil
+	return s.graph.AuthorizeURL(st, forceReauth), nil
 }
 
 // CallbackParams is what Instagram's redirect carries.

@@ -208,7 +208,10 @@ func Sleep(ctx context.Context, d time.Duration) error {
 }
 
 // AuthorizeURL returns where to send the owner to approve feedd.
-func (c *Client) AuthorizeURL(state string) string {
+// Instagram approves for whichever account is logged in in the browser;
+// forceReauth asks it for its login screen instead, so the owner can
+// choose another account.
+func (c *Client) AuthorizeURL(state string, forceReauth bool) string {
 	u := *c.authorizeURL
 	q := url.Values{}
 	q.Set("client_id", c.appID)
@@ -216,6 +219,9 @@ func (c *Client) AuthorizeURL(state string) string {
 	q.Set("response_type", "code")
 	q.Set("scope", Scope)
 	q.Set("state", state)
+	if forceReauth {
+		q.Set("force_reauth", "true")
+	}
 	u.RawQuery = q.Encode()
 	return u.String()
 }

@@ -37,17 +37,24 @@ func TestNewRejectsBadConfig(t *testing.T) {
 
 func TestAuthorizeURL(t *testing.T) {
 	e := newEnv(t, nil)
-	u, err := url.Parse(e.c.AuthorizeURL("st4te/+&"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u.Path != mount+"/www/oauth/authorize" {
-		t.Errorf("path = %s", u.Path)
-	}
-	want := url.Values{"client_id": {testAppID}, "redirect_uri": {testRedirect}, "response_type": {"code"},
-		"scope": {"instagram_business_basic"}, "state": {"st4te/+&"}}
-	if got := u.Query(); got.Encode() != want.Encode() {
-		t.Errorf("query = %v, want %v", got, want)
+	for _, force := range []bool{false, true} {
+		u, err := url.Parse(e.c.AuthorizeURL("st4te/+&", force))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.Path != mount+"/www/oauth/authorize" {
+			t.Errorf("path = %s", u.Path)
+		}
+		want := url.Values{"client_id": {testAppID}, "redirect_uri": {testRedirect}, "response_type": {"code"},
+			"scope": {"instagram_business_basic"}, "state": {"st4te/+&"}}
+		// Only a request for another account asks Instagram for its login
+		// screen: otherwise a logged-in owner approves in one click.
+		if force {
+			want.Set("force_reauth", "true")
+		}
+		if got := u.Query(); got.Encode() != want.Encode() {
+			t.Errorf("force %v: query = %v, want %v", force, got, want)
+		}
 	}
 }
 

@@ -90,15 +90,18 @@ func TestSandboxTokenLadderAndReading(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			// The authorize URL is accepted by the consent page.
-			resp, err := e.srv.Client().Get(e.c.AuthorizeURL("st"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Fatalf("authorize page: %d %s", resp.StatusCode, body)
+			// The authorize URL is accepted by the consent page, with and
+			// without the request for Instagram's login screen.
+			for _, force := range []bool{false, true} {
+				resp, err := e.srv.Client().Get(e.c.AuthorizeURL("st", force))
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("authorize page (force_reauth %v): %d %s", force, resp.StatusCode, body)
+				}
 			}
 
 			short, long := e.connect(t, sandbox.AccountBusiness)
