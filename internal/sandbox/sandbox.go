@@ -163,7 +163,9 @@ type Sandbox struct {
 	tokenShape        TokenShape
 	mediaTTL          time.Duration
 	coverTTL          time.Duration
-	urlGen            int // bumped by ExpireMediaURLs; older URLs then read as expired
+	urlGen            int    // bumped by ExpireMediaURLs; older URLs then read as expired
+	videoBody         []byte // SetVideoFile; nil: the sample clip
+	videoType         string
 
 	imgMu    sync.Mutex
 	imgCache map[string][]byte
