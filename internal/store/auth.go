@@ -46,7 +46,7 @@ func (s *Store) ConsumeState(ctx context.Context, stateHash []byte, now time.Tim
 		var created, expires int64
 		var used sql.NullInt64
 		err := tx.QueryRowContext(ctx, `SELECT state_hash, feed_id, session_hash, created_at, expires_at, used_at
-			FROM oauth_states WHERE state_hash = ?`, stateHash).
+			FROM oauth_states WHERE state_hash = ?`+s.d.forUpdate, stateHash).
 			Scan(&st.Hash, &st.FeedID, &st.SessionHash, &created, &expires, &used)
 		if errors.Is(err, sql.ErrNoRows) {
 			return model.ErrStateNotFound
@@ -211,7 +211,7 @@ func (s *Store) ConsumeSetupLink(ctx context.Context, tokenHash []byte, now time
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var expires int64
 		var used sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT expires_at, used_at FROM setup_links WHERE token_hash = ?`, tokenHash).Scan(&expires, &used)
+		err := tx.QueryRowContext(ctx, `SELECT expires_at, used_at FROM setup_links WHERE token_hash = ?`+s.d.forUpdate, tokenHash).Scan(&expires, &used)
 		if errors.Is(err, sql.ErrNoRows) {
 			return model.ErrNotFound
 		}

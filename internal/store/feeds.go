@@ -180,6 +180,9 @@ func (s *Store) DeleteFeed(ctx context.Context, id string) ([]string, error) {
 	}
 	var files []string
 	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := s.lockFeed(ctx, tx, id); err != nil {
+			return err
+		}
 		cands, err := feedRefs(ctx, tx, id)
 		if err != nil {
 			return err
@@ -187,7 +190,7 @@ func (s *Store) DeleteFeed(ctx context.Context, id string) ([]string, error) {
 		if err := rowsAffected(tx.ExecContext(ctx, `DELETE FROM feeds WHERE id = ?`, id)); err != nil {
 			return err
 		}
-		files, err = dropOrphans(ctx, tx, cands)
+		files, err = s.dropOrphans(ctx, tx, cands)
 		return err
 	})
 	return files, wrap("delete feed", err)
@@ -208,7 +211,7 @@ func (s *Store) ChangeStatus(ctx context.Context, c model.StatusChange) (from mo
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		var gen int64
-		err := tx.QueryRowContext(ctx, `SELECT status, generation FROM feeds WHERE id = ?`, c.FeedID).Scan(&from, &gen)
+		err := tx.QueryRowContext(ctx, `SELECT status, generation FROM feeds WHERE id = ?`+s.d.forUpdate, c.FeedID).Scan(&from, &gen)
 		if errors.Is(err, sql.ErrNoRows) {
 			return model.ErrNotFound
 		}
@@ -284,6 +287,20 @@ func (s *Store) FeedsForInstagramUser(ctx context.Context, userID string) ([]mod
 		return []model.Feed{}, nil
 	}
 	return s.queryFeeds(ctx, `WHERE a.app_user_id = ? OR a.ig_user_id = ? ORDER BY f.created_at, f.id`, userID, userID)
+}
+
+// lockFeed reads the feed's connection generation inside a write and, on
+// PostgreSQL, locks its row until commit: every write whose condition is the
+// feed's connection (connect, disconnect, a poll's snapshot, a status
+// change, a token swap) takes this lock first, so conditions and writes of
+// one feed take turns across instances as they do on SQLite's one writer.
+func (s *Store) lockFeed(ctx context.Context, tx *sql.Tx, id string) (int64, error) {
+	var gen int64
+	err := tx.QueryRowContext(ctx, `SELECT generation FROM feeds WHERE id = ?`+s.d.forUpdate, id).Scan(&gen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, model.ErrNotFound
+	}
+	return gen, err
 }
 
 // generationChanged tells why a write conditioned on a feed's generation

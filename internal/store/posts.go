@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -25,11 +26,7 @@ func (s *Store) ReplacePosts(ctx context.Context, feedID string, gen int64, acct
 	}
 	var files []string
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var cur int64
-		err := tx.QueryRowContext(ctx, `SELECT generation FROM feeds WHERE id = ?`, feedID).Scan(&cur)
-		if errors.Is(err, sql.ErrNoRows) {
-			return model.ErrNotFound
-		}
+		cur, err := s.lockFeed(ctx, tx, feedID)
 		if err != nil {
 			return err
 		}
@@ -92,10 +89,10 @@ func (s *Store) ReplacePosts(ctx context.Context, feedID string, gen int64, acct
 			}
 			pos++
 		}
-		if err := recomputeRefs(ctx, tx, feedID); err != nil {
+		if err := s.recomputeRefs(ctx, tx, feedID); err != nil {
 			return err
 		}
-		files, err = dropOrphans(ctx, tx, cands)
+		files, err = s.dropOrphans(ctx, tx, cands)
 		return err
 	})
 	return files, wrap("replace posts", err)
@@ -229,7 +226,7 @@ func (s *Store) PutMedia(ctx context.Context, m model.Media) error {
 // ReferencedFiles returns every file named by a media row, for a start-up
 // sweep that deletes files no row names.
 func (s *Store) ReferencedFiles(ctx context.Context) (map[string]struct{}, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT DISTINCT json_extract(v.value, '$.file') FROM media, json_each(media.variants) v`)
+	rows, err := s.r.QueryContext(ctx, s.d.mediaFiles)
 	if err != nil {
 		return nil, fmt.Errorf("store: referenced files: %w", err)
 	}
@@ -271,7 +268,7 @@ func (s *Store) SweepMedia(ctx context.Context, before time.Time) ([]string, err
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		files, err = dropOrphans(ctx, tx, keys)
+		files, err = s.dropOrphans(ctx, tx, keys)
 		return err
 	})
 	return files, wrap("sweep media", err)
@@ -284,7 +281,7 @@ func (s *Store) DropUnreferenced(ctx context.Context, keys []string) ([]string, 
 	var files []string
 	err := s.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		files, err = dropOrphans(ctx, tx, keys)
+		files, err = s.dropOrphans(ctx, tx, keys)
 		return err
 	})
 	return files, wrap("drop unreferenced media", err)
@@ -310,35 +307,38 @@ func feedRefs(ctx context.Context, tx *sql.Tx, feedID string) ([]string, error) 
 
 // recomputeRefs rebuilds the feed's media_refs from its posts, carousel
 // children and account avatar.
-func recomputeRefs(ctx context.Context, tx *sql.Tx, feedID string) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM media_refs WHERE feed_id = ?`, feedID); err != nil {
-		return err
+func (s *Store) recomputeRefs(ctx context.Context, tx *sql.Tx, feedID string) error {
+	for _, q := range []string{
+		`DELETE FROM media_refs WHERE feed_id = ?`,
+		`INSERT INTO media_refs (feed_id, key)
+			SELECT feed_id, media_key FROM posts WHERE feed_id = ? AND coalesce(media_key, '') != ''
+			ON CONFLICT DO NOTHING`,
+		s.d.childRefs,
+		`INSERT INTO media_refs (feed_id, key)
+			SELECT feed_id, avatar_key FROM accounts WHERE feed_id = ? AND coalesce(avatar_key, '') != ''
+			ON CONFLICT DO NOTHING`,
+	} {
+		if _, err := tx.ExecContext(ctx, q, feedID); err != nil {
+			return err
+		}
 	}
-	_, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO media_refs (feed_id, key)
-		SELECT ?1, media_key FROM posts WHERE feed_id = ?1 AND coalesce(media_key, '') != ''
-		UNION
-		SELECT ?1, json_extract(c.value, '$.media_key') FROM posts p, json_each(p.children) c
-			WHERE p.feed_id = ?1 AND coalesce(json_extract(c.value, '$.media_key'), '') != ''
-		UNION
-		SELECT ?1, avatar_key FROM accounts WHERE feed_id = ?1 AND coalesce(avatar_key, '') != ''`, feedID)
-	return err
+	return nil
 }
 
 // dropOrphans deletes the media rows among keys that no feed references
 // and returns their files, except files another media row still names
 // (files are content-addressed, so two keys may share one).
-func dropOrphans(ctx context.Context, tx *sql.Tx, keys []string) ([]string, error) {
+func (s *Store) dropOrphans(ctx context.Context, tx *sql.Tx, keys []string) ([]string, error) {
+	// One order for every transaction: two instances dropping overlapping
+	// keys lock their rows in the same order and never deadlock.
+	keys = slices.Clone(keys)
+	slices.Sort(keys)
 	var files []string
 	for _, k := range keys {
-		var referenced int
-		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM media_refs WHERE key = ?)`, k).Scan(&referenced); err != nil {
-			return nil, err
-		}
-		if referenced != 0 {
-			continue
-		}
+		// One conditional statement: the check and the delete are one step.
 		var variants sql.NullString
-		err := tx.QueryRowContext(ctx, `DELETE FROM media WHERE key = ? RETURNING variants`, k).Scan(&variants)
+		err := tx.QueryRowContext(ctx, `DELETE FROM media WHERE key = ?
+			AND NOT EXISTS (SELECT 1 FROM media_refs WHERE key = ?) RETURNING variants`, k, k).Scan(&variants)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
@@ -365,12 +365,11 @@ func dropOrphans(ctx context.Context, tx *sql.Tx, keys []string) ([]string, erro
 			continue
 		}
 		seen[f] = true
-		var shared int
-		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM media, json_each(media.variants) v
-			WHERE json_extract(v.value, '$.file') = ?)`, f).Scan(&shared); err != nil {
+		var shared bool
+		if err := tx.QueryRowContext(ctx, s.d.fileShared, f).Scan(&shared); err != nil {
 			return nil, err
 		}
-		if shared == 0 {
+		if !shared {
 			out = append(out, f)
 		}
 	}

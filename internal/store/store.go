@@ -1,11 +1,17 @@
-// Package store keeps feedd's state in SQLite (modernc.org/sqlite, no cgo):
-// feeds, connected Instagram accounts, encrypted tokens, post snapshots,
-// stored images, OAuth states, admin credentials and deletion requests.
+// Package store keeps feedd's state in SQL: feeds, connected Instagram
+// accounts, encrypted tokens, post snapshots, stored images, OAuth states,
+// admin credentials and deletion requests.
 //
-// One writer connection serialises writes (transactions begin IMMEDIATE, so
-// they never fail half-way with SQLITE_BUSY); a separate pool serves reads
-// from the WAL. Tokens are sealed with a secret.Box bound to their feed id,
-// so the database file never holds one in the clear.
+// Two engines run the same code through database/sql. SQLite
+// (modernc.org/sqlite, no cgo) is the embedded default: one writer
+// connection serialises writes (transactions begin IMMEDIATE, so they never
+// fail half-way with SQLITE_BUSY) and a separate pool serves reads from the
+// WAL. PostgreSQL (pgx) serves several instances from one pool; there a
+// write's condition is read under a row lock, so check and write stay one
+// step against other instances. Queries are written once with ? placeholders
+// and rebound for PostgreSQL; the few statements that differ live in the
+// dialect. Tokens are sealed with a secret.Box bound to their feed id, so
+// the database never holds one in the clear.
 package store
 
 import (
@@ -23,12 +29,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/secret"
-
-	"modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 // Sentinel errors.
@@ -41,23 +49,36 @@ var (
 	ErrInvalid      = errors.New("store: invalid value")
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
 var migrationFS embed.FS
 
 // Options configures a Store.
 type Options struct {
 	Now    func() time.Time // default time.Now
 	Logger *slog.Logger     // default: discard
+	// Lock makes Open of a SQLite file hold the instance lock beside it
+	// until Close: a second process opening the same file with Lock fails
+	// with ErrLocked. A short-lived command that runs beside the server
+	// opens without it.
+	Lock bool
 }
 
 // Store is feedd's database. It is safe for concurrent use.
 type Store struct {
-	w   *sql.DB // the single writer connection
-	r   *sql.DB // read pool
-	box *secret.Box
-	now func() time.Time
-	log *slog.Logger
+	w    *sql.DB // SQLite: the single writer connection; PostgreSQL: the pool
+	r    *sql.DB // SQLite: the read pool; PostgreSQL: the same pool as w
+	d    *dialect
+	lock *instanceLock // SQLite with Options.Lock
+	box  *secret.Box
+	now  func() time.Time
+	log  *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
 }
+
+// Engine names the database engine: "sqlite" or "postgres".
+func (s *Store) Engine() string { return s.d.name }
 
 // DSN returns the driver data source name for path with feedd's pragmas.
 // busy_timeout comes first so that switching to WAL waits for other
@@ -77,20 +98,19 @@ func DSN(path string, readOnly bool) (string, error) {
 	return u.String(), nil
 }
 
-// Open opens (creating if needed) the database at path, applies pending
-// migrations, checks that box holds the key the data was sealed with
+// Open opens (creating if needed) the SQLite database at path, applies
+// pending migrations, checks that box holds the key the data was sealed with
 // (ErrWrongKey otherwise) and re-seals tokens sealed with a previous key.
-func Open(ctx context.Context, path string, box *secret.Box, opts Options) (*Store, error) {
-	if box == nil {
-		return nil, errors.New("store: no secret box")
+func Open(ctx context.Context, path string, box *secret.Box, opts Options) (_ *Store, err error) {
+	s, err := newStore(box, opts, sqliteDialect)
+	if err != nil {
+		return nil, err
 	}
-	s := &Store{box: box, now: opts.Now, log: opts.Logger}
-	if s.now == nil {
-		s.now = time.Now
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
 	wdsn, err := DSN(path, false)
 	if err != nil {
 		return nil, err
@@ -99,6 +119,12 @@ func Open(ctx context.Context, path string, box *secret.Box, opts Options) (*Sto
 	// WAL and shared-memory files inherit its mode.
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: create data dir: %w", err)
+	}
+	if opts.Lock {
+		// Before the first migration: a second instance must not race it.
+		if s.lock, err = lockInstance(path + ".lock"); err != nil {
+			return nil, err
+		}
 	}
 	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
 		f.Close()
@@ -114,37 +140,52 @@ func Open(ctx context.Context, path string, box *secret.Box, opts Options) (*Sto
 	s.w.SetConnMaxLifetime(0)
 	s.w.SetConnMaxIdleTime(0)
 	if err := s.w.PingContext(ctx); err != nil {
-		s.w.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	if err := s.migrate(ctx); err != nil {
-		s.w.Close()
 		return nil, err
 	}
 	if s.r, err = sql.Open("sqlite", rdsn); err != nil {
-		s.w.Close()
 		return nil, fmt.Errorf("store: open: %w", err)
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
 	s.r.SetMaxOpenConns(n)
 	s.r.SetMaxIdleConns(n)
 	if err := s.checkKey(ctx); err != nil {
-		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// Close closes the database; the WAL is checkpointed by SQLite on the last close.
+func newStore(box *secret.Box, opts Options, d *dialect) (*Store, error) {
+	if box == nil {
+		return nil, errors.New("store: no secret box")
+	}
+	s := &Store{box: box, now: opts.Now, log: opts.Logger, d: d}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// Close closes the database (SQLite checkpoints the WAL on the last close)
+// and releases the instance lock. It is safe to call more than once.
 func (s *Store) Close() error {
-	var err error
-	if s.r != nil {
-		err = s.r.Close()
-	}
-	if s.w != nil {
-		err = errors.Join(err, s.w.Close())
-	}
-	return err
+	s.closeOnce.Do(func() {
+		if s.r != nil && s.r != s.w {
+			s.closeErr = s.r.Close()
+		}
+		if s.w != nil {
+			s.closeErr = errors.Join(s.closeErr, s.w.Close())
+		}
+		if s.lock != nil {
+			s.closeErr = errors.Join(s.closeErr, s.lock.release())
+		}
+	})
+	return s.closeErr
 }
 
 // Ping reports whether the database answers a query (for /readyz).
@@ -156,9 +197,13 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Checkpoint moves the WAL's content into the main database file.
+// Checkpoint moves SQLite's WAL into the main database file; PostgreSQL
+// has nothing to do.
 func (s *Store) Checkpoint(ctx context.Context) error {
-	_, err := s.w.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	if s.d.checkpoint == "" {
+		return nil
+	}
+	_, err := s.w.ExecContext(ctx, s.d.checkpoint)
 	return err
 }
 
@@ -168,8 +213,9 @@ type migration struct {
 	sql     string
 }
 
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+func migrations(engine string) ([]migration, error) {
+	dir := "migrations/" + engine
+	entries, err := fs.ReadDir(migrationFS, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +230,7 @@ func migrations() ([]migration, error) {
 		if !ok || err != nil || v <= 0 {
 			return nil, fmt.Errorf("store: bad migration file name %q", e.Name())
 		}
-		body, err := migrationFS.ReadFile("migrations/" + e.Name())
+		body, err := migrationFS.ReadFile(dir + "/" + e.Name())
 		if err != nil {
 			return nil, err
 		}
@@ -201,48 +247,53 @@ func migrations() ([]migration, error) {
 
 // SchemaVersion is the newest migration this build knows.
 func SchemaVersion() int {
-	ms, err := migrations()
+	ms, err := migrations(sqliteDialect.name)
 	if err != nil || len(ms) == 0 {
 		return 0
 	}
 	return ms[len(ms)-1].version
 }
 
+// migrate applies the pending migrations in one transaction that first
+// takes the engine's migration lock and then reads the schema version, so
+// instances starting at once apply each migration once.
 func (s *Store) migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := migrations(s.d.name)
 	if err != nil {
 		return err
 	}
-	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version    INTEGER PRIMARY KEY,
-		name       TEXT NOT NULL,
-		applied_at INTEGER NOT NULL
-	) STRICT`); err != nil {
-		return fmt.Errorf("store: migrations table: %w", err)
-	}
-	var cur int
-	if err := s.w.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
-		return fmt.Errorf("store: read schema version: %w", err)
-	}
-	if len(ms) > 0 && cur > ms[len(ms)-1].version {
-		return fmt.Errorf("%w (database at %d, feedd knows %d)", ErrSchemaTooNew, cur, ms[len(ms)-1].version)
-	}
-	for _, m := range ms {
-		if m.version <= cur {
-			continue
+	var applied []migration
+	err = s.exclusive(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.d.migrationsTable); err != nil {
+			return fmt.Errorf("store: migrations table: %w", err)
 		}
-		err := s.write(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return err
+		var cur int
+		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
+			return fmt.Errorf("store: read schema version: %w", err)
+		}
+		if len(ms) > 0 && cur > ms[len(ms)-1].version {
+			return fmt.Errorf("%w (database at %d, feedd knows %d)", ErrSchemaTooNew, cur, ms[len(ms)-1].version)
+		}
+		for _, m := range ms {
+			if m.version <= cur {
+				continue
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.version, m.name, s.now().Unix())
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+				m.version, m.name, s.now().Unix()); err != nil {
+				return fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
+			}
+			applied = append(applied, m)
 		}
-		s.log.Info("database migrated", slog.Int("version", m.version), slog.String("name", m.name))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range applied {
+		s.log.Info("database migrated", slog.Int("version", m.version), slog.String("name", m.name), slog.String("engine", s.d.name))
 	}
 	return nil
 }
@@ -259,7 +310,7 @@ func tokenAAD(feedID string) []byte { return []byte("feedd/token/" + feedID) }
 // checkKey verifies the box against the sealed key_check row (sealing one
 // on first start) and re-seals values sealed with a previous key.
 func (s *Store) checkKey(ctx context.Context) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.exclusive(ctx, func(tx *sql.Tx) error {
 		var sealed []byte
 		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, keyCheckName).Scan(&sealed)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -335,12 +386,31 @@ func (s *Store) rotateTokens(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-// write runs fn in one IMMEDIATE transaction on the writer connection:
-// all of it commits or none of it does.
+// write runs fn in one transaction: all of it commits or none of it does.
+// On SQLite it is IMMEDIATE on the one writer connection, so nothing else
+// writes meanwhile; on PostgreSQL it is READ COMMITTED, and fn reads the
+// rows its condition depends on with s.d.forUpdate (or writes them with one
+// conditional statement).
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.inTx(ctx, "", fn)
+}
+
+// exclusive is write for start-up work (migrations, the key check) that
+// must run once at a time across every instance sharing the database.
+func (s *Store) exclusive(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.inTx(ctx, s.d.exclusiveLock, fn)
+}
+
+func (s *Store) inTx(ctx context.Context, first string, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
+	}
+	if first != "" {
+		if _, err := tx.ExecContext(ctx, first); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("store: lock: %w", err)
+		}
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
@@ -433,9 +503,10 @@ func rowsAffected(res sql.Result, err error) error {
 // isConstraint reports a UNIQUE or PRIMARY KEY violation.
 func isConstraint(err error) bool {
 	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
+	if errors.As(err, &se) {
+		// SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE
+		return se.Code() == 1555 || se.Code() == 2067
 	}
-	// SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE
-	return se.Code() == 1555 || se.Code() == 2067
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" // unique_violation
 }

@@ -46,7 +46,7 @@ func (s *Store) Connect(ctx context.Context, feedID string, gen int64, acct mode
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		if prev, err = feedInTx(ctx, tx, feedID, gen); err != nil {
+		if prev, err = s.feedInTx(ctx, tx, feedID, gen); err != nil {
 			return err
 		}
 		cands, err := feedRefs(ctx, tx, feedID)
@@ -86,10 +86,10 @@ func (s *Store) Connect(ctx context.Context, feedID string, gen int64, acct mode
 				next_fetch_at = ?, fetch_failures = 0, generation = generation + 1 WHERE id = ?`, unix(now), unix(now), feedID); err != nil {
 			return err
 		}
-		if err := recomputeRefs(ctx, tx, feedID); err != nil {
+		if err := s.recomputeRefs(ctx, tx, feedID); err != nil {
 			return err
 		}
-		files, err = dropOrphans(ctx, tx, cands)
+		files, err = s.dropOrphans(ctx, tx, cands)
 		return err
 	})
 	if err != nil {
@@ -98,9 +98,12 @@ func (s *Store) Connect(ctx context.Context, feedID string, gen int64, acct mode
 	return prev, files, nil
 }
 
-// feedInTx reads the feed inside a write, and checks that it is still on
-// connection gen (unless gen is AnyGeneration).
-func feedInTx(ctx context.Context, tx *sql.Tx, feedID string, gen int64) (model.Feed, error) {
+// feedInTx locks and reads the feed inside a write, and checks that it is
+// still on connection gen (unless gen is AnyGeneration).
+func (s *Store) feedInTx(ctx context.Context, tx *sql.Tx, feedID string, gen int64) (model.Feed, error) {
+	if _, err := s.lockFeed(ctx, tx, feedID); err != nil {
+		return model.Feed{}, err
+	}
 	f, err := scanFeed(tx.QueryRowContext(ctx, feedSelect+` WHERE f.id = ?`, feedID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return model.Feed{}, model.ErrNotFound
@@ -193,6 +196,9 @@ func (s *Store) ReplaceToken(ctx context.Context, feedID, oldAccessToken string,
 		nt.ObtainedAt = s.now()
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := s.lockFeed(ctx, tx, feedID); err != nil {
+			return err
+		}
 		cur, err := s.scanToken(tx.QueryRowContext(ctx, tokenSelect+` WHERE feed_id = ?`, feedID))
 		if errors.Is(err, sql.ErrNoRows) {
 			return model.ErrNotFound
@@ -265,7 +271,7 @@ func (s *Store) Disconnect(ctx context.Context, feedID string) (prev model.Feed,
 	}
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		var err error
-		if prev, err = feedInTx(ctx, tx, feedID, AnyGeneration); err != nil {
+		if prev, err = s.feedInTx(ctx, tx, feedID, AnyGeneration); err != nil {
 			return err
 		}
 		cands, err := feedRefs(ctx, tx, feedID)
@@ -288,7 +294,7 @@ func (s *Store) Disconnect(ctx context.Context, feedID string) (prev model.Feed,
 				return err
 			}
 		}
-		files, err = dropOrphans(ctx, tx, cands)
+		files, err = s.dropOrphans(ctx, tx, cands)
 		return err
 	})
 	if err != nil {
