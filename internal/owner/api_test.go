@@ -152,7 +152,7 @@ func TestSetupPagesEscapeAndCarryCSRF(t *testing.T) {
 
 	csrfField := `name="_csrf" value="` + e.csrf + `"`
 	var actions []string
-	for _, page := range []string{"/setup", "/setup/feeds/" + id} {
+	for _, page := range []string{"/setup", "/setup/feeds/" + id, "/setup/feeds/" + id + "/disconnect", "/setup/feeds/" + id + "/delete"} {
 		resp, body := e.get(e.srv.URL + page)
 		if resp.StatusCode != 200 {
 			t.Fatalf("%s: %d", page, resp.StatusCode)

@@ -53,7 +53,7 @@ var templateFS embed.FS
 // pages are parsed each on the shared layout (each defines "content").
 var pages = func() map[string]*template.Template {
 	m := map[string]*template.Template{}
-	for _, n := range []string{"setup_index", "setup_feed", "flow_error", "deletion"} {
+	for _, n := range []string{"setup_index", "setup_feed", "setup_confirm", "flow_error", "deletion"} {
 		m[n] = ui.Must(ui.Parse(templateFS, "templates/partials.html", "templates/"+n+".html"))
 	}
 	return m
@@ -64,13 +64,20 @@ func NewHandler(svc *Service, opts HTTPOptions) *Handler {
 	return &Handler{svc: svc, conn: svc.conn, checks: opts.Checks}
 }
 
+// Paths of Meta's server-to-server callbacks, registered in the Instagram
+// app's settings (the setup pages show them with the public URL).
+const (
+	deauthorizePath = "/auth/instagram/deauthorize"
+	deletePath      = "/auth/instagram/delete"
+)
+
 // RegisterCallbacks mounts the /auth/instagram routes (on the root
 // router); limit guards the OAuth callback, each request of which consumes
 // a connect state (a write by an anonymous client).
 func (h *Handler) RegisterCallbacks(r Router, limit echo.MiddlewareFunc) {
 	r.GET("/auth/instagram/callback", h.callback, limit)
-	r.POST("/auth/instagram/deauthorize", h.meta(model.KindDeauthorize))
-	r.POST("/auth/instagram/delete", h.meta(model.KindDelete))
+	r.POST(deauthorizePath, h.meta(model.KindDeauthorize))
+	r.POST(deletePath, h.meta(model.KindDelete))
 	r.GET("/auth/instagram/deletion", h.deletion)
 }
 

@@ -27,11 +27,18 @@ func (h *Handler) RegisterSetup(g Router) {
 	g.GET("/feeds/:id", h.setupFeed)
 	g.POST("/feeds/:id/rename", h.setupRename)
 	g.POST("/feeds/:id/origins", h.setupOrigins)
+	g.GET("/feeds/:id/preview", h.setupPreview)
 	g.POST("/feeds/:id/connect", h.setupConnect)
+	g.GET("/feeds/:id/disconnect", h.confirmPage(disconnectConfirm))
 	g.POST("/feeds/:id/disconnect", h.setupDisconnect)
 	g.POST("/feeds/:id/token", h.setupToken)
 	g.POST("/feeds/:id/refresh", h.setupRefresh)
+	g.GET("/feeds/:id/delete", h.confirmPage(deleteConfirm))
 	g.POST("/feeds/:id/delete", h.setupDelete)
+	g.GET(strings.TrimPrefix(ui.ScriptRoute, "/setup"), func(c *echo.Context) error {
+		ui.ServeScript(c.Response(), c.Request())
+		return nil
+	})
 }
 
 const flashCookie = "feedd_flash"
@@ -98,12 +105,21 @@ type pageData struct {
 	MissingVars   []string
 	RedirectURI   string
 	PublicURL     string
-	Feeds         []feedView
-	Feed          *feedView
+	// MetaURLs are the URLs to register in Meta's App Dashboard.
+	MetaURLs []metaURL
+	Feeds    []feedView
+	Feed     *feedView
 	// Checks is the setup check (index page only); CheckProblems counts
 	// its failures, which are announced at the top of the page.
 	Checks        []checkView
 	CheckProblems int
+	// Confirm is the question of a confirmation page (with Feed).
+	Confirm *confirmation
+}
+
+// metaURL is one URL the Instagram app's settings need, and where it goes.
+type metaURL struct {
+	Label, URL, Where string
 }
 
 // checkView is one setup check as the page shows it.
@@ -134,8 +150,10 @@ func checkViews(checks []doctor.Check) ([]checkView, int) {
 
 type feedView struct {
 	Status
-	State   string // the status value (Status.Status, which the embedded struct's name shadows)
-	Snippet string
+	State string // the status value (Status.Status, which the embedded struct's name shadows)
+	// StateLabel is the status in words for the page.
+	StateLabel string
+	Snippet    string
 	// Opts are the display options chosen on the feed page (the snippet's
 	// data- attributes); Preview is the embed page showing them.
 	Opts        render.Options
@@ -166,6 +184,11 @@ func (h *Handler) basePage() pageData {
 		Languages:     render.Languages(),
 		AppConfigured: h.conn.AppConfigured(), RedirectURI: h.conn.RedirectURI(), PublicURL: h.svc.publicURL,
 		MissingVars: h.conn.MissingAppVars(),
+		MetaURLs: []metaURL{
+			{"Redirect URI", h.conn.RedirectURI(), "Business login settings → OAuth redirect URIs"},
+			{"Deauthorize callback URL", h.svc.publicURL + deauthorizePath, "Business login settings → Deauthorize callback URL"},
+			{"Data deletion request URL", h.svc.publicURL + deletePath, "Business login settings → Data deletion request URL"},
+		},
 	}
 	return d
 }
@@ -184,6 +207,7 @@ func (h *Handler) view(st Status) feedView {
 	v := feedView{
 		Status:      st,
 		State:       string(st.Status),
+		StateLabel:  stateLabel(st.Status),
 		Opts:        render.DefaultOptions,
 		OriginsText: strings.Join(st.AllowedOrigins, "\n"),
 	}
@@ -229,6 +253,21 @@ func (h *Handler) view(st Status) feedView {
 		}
 	}
 	return v
+}
+
+// stateLabel is a feed status in the owner's words.
+func stateLabel(s model.Status) string {
+	switch s {
+	case model.StatusActive:
+		return "Active"
+	case model.StatusNeedsReauth:
+		return "Needs reconnecting"
+	case model.StatusNotConnected:
+		return "Not connected"
+	case model.StatusError:
+		return "Problem"
+	}
+	return string(s)
 }
 
 func itoa(n int) string {
@@ -322,7 +361,16 @@ func (h *Handler) setupOrigins(c *echo.Context) error {
 }
 
 func (h *Handler) setupConnect(c *echo.Context) error {
-	u, err := h.svc.Connect(c.Request().Context(), c.Param("id"), h.sessionBinding(c))
+	var (
+		u   string
+		err error
+	)
+	if c.FormValue("account") == "other" {
+		u, err = h.conn.ConnectOtherAccount(c.Request().Context(), c.Param("id"), h.sessionBinding(c))
+		err = clientErr(err)
+	} else {
+		u, err = h.svc.Connect(c.Request().Context(), c.Param("id"), h.sessionBinding(c))
+	}
 	if err != nil {
 		return h.back(c, feedPage(c), err, "")
 	}
@@ -330,6 +378,9 @@ func (h *Handler) setupConnect(c *echo.Context) error {
 }
 
 func (h *Handler) setupDisconnect(c *echo.Context) error {
+	if c.FormValue("confirm") != "yes" {
+		return h.back(c, feedPage(c)+"/disconnect", nil, "")
+	}
 	_, err := h.svc.Disconnect(c.Request().Context(), c.Param("id"))
 	return h.back(c, feedPage(c), err, "Disconnected: the token, posts and stored images are deleted.")
 }
@@ -350,8 +401,58 @@ func (h *Handler) setupRefresh(c *echo.Context) error {
 
 func (h *Handler) setupDelete(c *echo.Context) error {
 	if c.FormValue("confirm") != "yes" {
-		return h.back(c, feedPage(c), web.BadRequest("confirm", "Tick the box to confirm the deletion."), "")
+		return h.back(c, feedPage(c)+"/delete", nil, "")
 	}
 	err := h.svc.DeleteFeed(c.Request().Context(), c.Param("id"))
 	return h.back(c, "/setup", err, "Feed deleted with its token, posts and images.")
+}
+
+// confirmation is what a confirmation page asks before a destructive
+// action; its form posts to the feed's Action with confirm=yes.
+type confirmation struct {
+	Action, Title, Text, Button string
+}
+
+var (
+	disconnectConfirm = confirmation{Action: "disconnect", Title: "Disconnect the Instagram account?",
+		Text:   "feedd deletes this feed's token, posts and stored images. The feed and its snippet stay, and show nothing until you connect an account again.",
+		Button: "Disconnect and delete the posts"}
+	deleteConfirm = confirmation{Action: "delete", Title: "Delete this feed?",
+		Text:   "feedd deletes the feed with its token, posts and stored images. Sites that embed it show nothing.",
+		Button: "Delete the feed"}
+)
+
+// confirmPage asks before a destructive action, so that it needs two
+// deliberate steps with or without JavaScript.
+func (h *Handler) confirmPage(q confirmation) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		st, err := h.svc.Feed(c.Request().Context(), c.Param("id"))
+		if err != nil {
+			if he, ok := web.As(err); ok && he.Status == http.StatusNotFound {
+				return h.back(c, "/setup", err, "")
+			}
+			return err
+		}
+		d := h.basePage()
+		v := h.view(st)
+		d.Feed, d.Confirm = &v, &q
+		return h.render(c, http.StatusOK, "setup_confirm", q.Title, h.page(c, d))
+	}
+}
+
+// setupPreview answers the feed page's script: the snippet and the
+// preview's URL for the options in the query, built by the same code as
+// the page, so the script holds no copy of the snippet's rules.
+func (h *Handler) setupPreview(c *echo.Context) error {
+	st, err := h.svc.Feed(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	opts, err := render.ParseOptions(c.QueryParams())
+	if err != nil {
+		return err
+	}
+	snippet, preview := h.snippet(st.ID, opts)
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, map[string]string{"snippet": snippet, "preview": preview})
 }

@@ -1,5 +1,7 @@
 // Package ui is the shared base layout of feedd's server-rendered owner
-// pages: one html/template layout, one stylesheet, no JavaScript.
+// pages: one html/template layout, one stylesheet, and one small script
+// that only enhances pages which work without it (the live preview and
+// copy buttons).
 //
 // A page package parses its own template files on top of the layout with
 // Parse; each file defines "content" (and reads the Page it is given):
@@ -22,11 +24,14 @@ import (
 	"strconv"
 )
 
-//go:embed ui.css layout.html message.html
+//go:embed ui.css setup.js layout.html message.html
 var files embed.FS
 
-// css is the stylesheet served at CSSPath.
-var css = mustRead("ui.css")
+// css is the stylesheet served at CSSPath, script the script at ScriptPath.
+var (
+	css    = mustRead("ui.css")
+	script = mustRead("setup.js")
+)
 
 // CSSRoute is the route that serves the stylesheet; it must be reachable
 // without signing in (the sign-in page uses it).
@@ -36,8 +41,16 @@ const CSSRoute = "/setup/assets/ui.css"
 // cached as immutable and still change with a new release.
 var CSSPath = CSSRoute + "?v=" + version(css)
 
+// ScriptRoute is the route that serves the signed-in pages' script; the
+// pages' Content-Security-Policy allows scripts from feedd's origin only.
+const ScriptRoute = "/setup/assets/setup.js"
+
+// ScriptPath is the script's URL path with a content version.
+var ScriptPath = ScriptRoute + "?v=" + version(script)
+
 var (
-	base    = template.Must(template.New("layout").Funcs(template.FuncMap{"cssPath": func() string { return CSSPath }}).ParseFS(files, "layout.html"))
+	base = template.Must(template.New("layout").Funcs(template.FuncMap{
+		"cssPath": func() string { return CSSPath }, "scriptPath": func() string { return ScriptPath }}).ParseFS(files, "layout.html"))
 	message = template.Must(template.Must(base.Clone()).ParseFS(files, "message.html"))
 )
 
@@ -116,13 +129,22 @@ func CSS() []byte { return css }
 // ServeCSS serves the stylesheet with a long cache lifetime: its URL
 // (CSSPath) changes whenever its content does.
 func ServeCSS(w http.ResponseWriter, r *http.Request) {
+	serveAsset(w, r, "text/css; charset=utf-8", css)
+}
+
+// ServeScript serves the script like ServeCSS serves the stylesheet.
+func ServeScript(w http.ResponseWriter, r *http.Request) {
+	serveAsset(w, r, "text/javascript; charset=utf-8", script)
+}
+
+func serveAsset(w http.ResponseWriter, r *http.Request, contentType string, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "text/css; charset=utf-8")
+	h.Set("Content-Type", contentType)
 	h.Set("Cache-Control", "public, max-age=31536000, immutable")
-	h.Set("Content-Length", strconv.Itoa(len(css)))
+	h.Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		_, _ = w.Write(css)
+		_, _ = w.Write(b)
 	}
 }
 

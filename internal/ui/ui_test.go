@@ -79,3 +79,27 @@ func TestServeCSS(t *testing.T) {
 		t.Error("css not cacheable")
 	}
 }
+
+// Signed-in pages load the script from feedd (the setup pages'
+// Content-Security-Policy allows no inline script); other pages load none.
+func TestScriptOnlyOnSignedInPages(t *testing.T) {
+	w := httptest.NewRecorder()
+	if err := RenderMessage(w, 200, Page{Prefix: "/feedd", CSRF: "c"}, Message{Title: "Hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := `<script src="/feedd` + ScriptPath + `" defer></script>`; !strings.Contains(w.Body.String(), want) {
+		t.Errorf("signed-in page lacks %q", want)
+	}
+	w = httptest.NewRecorder()
+	if err := RenderMessage(w, 200, Page{}, Message{Title: "Hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(w.Body.String(), "<script") {
+		t.Error("a page without a session loads the script")
+	}
+	w = httptest.NewRecorder()
+	ServeScript(w, httptest.NewRequest("GET", ScriptPath, nil))
+	if w.Code != 200 || w.Header().Get("Content-Type") != "text/javascript; charset=utf-8" || !strings.Contains(w.Header().Get("Cache-Control"), "immutable") {
+		t.Fatalf("script: %d %v", w.Code, w.Header())
+	}
+}
