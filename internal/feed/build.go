@@ -88,6 +88,9 @@ func (s *Service) buildSnapshot(ctx context.Context, f model.Feed) (*snapshot, e
 			Username:   f.Account.Username,
 			Name:       f.Account.Name,
 			ProfileURL: "https://www.instagram.com/" + f.Account.Username + "/",
+			// As of the last profile read; absent when Instagram gave none.
+			FollowersCount: f.Account.FollowersCount,
+			MediaCount:     f.Account.MediaCount,
 		}
 		if m, ok := media[f.Account.AvatarKey]; ok && len(m.Variants) > 0 {
 			v := m.Variants[len(m.Variants)-1]
@@ -105,6 +108,9 @@ func (s *Service) buildSnapshot(ctx context.Context, f model.Feed) (*snapshot, e
 		if p, ok := s.buildPost(&records[i], media, username); ok {
 			sn.posts = append(sn.posts, p)
 		}
+	}
+	if sn.posts, err = s.curate(ctx, f.ID, sn.posts); err != nil {
+		return nil, err
 	}
 	return sn, nil
 }

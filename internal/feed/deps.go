@@ -18,6 +18,9 @@ type Store interface {
 	Feed(ctx context.Context, id string) (model.Feed, error)
 	// Posts returns the feed's snapshot, newest first.
 	Posts(ctx context.Context, feedID string) ([]model.Post, error)
+	// Curation returns what the owner chose the feed to show (the zero
+	// value when nothing).
+	Curation(ctx context.Context, feedID string) (model.Curation, error)
 	// MediaByKeys returns the stored images among keys.
 	MediaByKeys(ctx context.Context, keys []string) (map[string]model.Media, error)
 	// PutMedia stores an image under its key.

@@ -26,6 +26,10 @@ type Account struct {
 	Name       string `json:"name,omitempty"`
 	ProfileURL string `json:"profile_url"`
 	Avatar     *Image `json:"avatar,omitempty"`
+	// FollowersCount and MediaCount are Instagram's counts from the last
+	// profile read; omitted when Instagram gave none.
+	FollowersCount *int64 `json:"followers_count,omitempty"`
+	MediaCount     *int64 `json:"media_count,omitempty"`
 }
 
 // Image is one stored size of an image, served by feedd itself.
@@ -78,6 +82,12 @@ func (d *Doc) size() int {
 	}
 	if a := d.Account; a != nil {
 		n += int(unsafe.Sizeof(*a)) + len(a.Username) + len(a.Name) + len(a.ProfileURL)
+		if a.FollowersCount != nil {
+			n += 8
+		}
+		if a.MediaCount != nil {
+			n += 8
+		}
 		if a.Avatar != nil {
 			n += imagesSize([]Image{*a.Avatar})
 		}
