@@ -1,0 +1,56 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/feedd/feedd/internal/model"
+)
+
+func TestCurationIsStoredAndDeletedWithItsFeed(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		e := open(t)
+		ctx := context.Background()
+		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "Shop", nil))
+
+		c, err := e.s.Curation(ctx, f.ID)
+		if err != nil || !reflect.DeepEqual(c, model.Curation{}) {
+			t.Fatalf("a new feed's curation: %+v, %v; want the zero value", c, err)
+		}
+		want := model.Curation{Hidden: []string{"h1"}, Pinned: []string{"p2", "p1"}, Include: []string{"#cake", "chocolate cake"},
+			Exclude: []string{"ケーキ"}, Types: []string{"image", "reel"}, MaxPosts: 9}
+		got, err := e.s.SetCuration(ctx, f.ID, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.UpdatedAt = t0
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("SetCuration returned %+v, want %+v", got, want)
+		}
+		if c, err = e.s.Curation(ctx, f.ID); err != nil || !reflect.DeepEqual(c, want) {
+			t.Fatalf("read back %+v, %v; want %+v", c, err, want)
+		}
+
+		// A second write replaces the first as a whole; empty lists read back empty.
+		e.clk.Advance(60e9)
+		if _, err := e.s.SetCuration(ctx, f.ID, model.Curation{Pinned: []string{"p1"}}); err != nil {
+			t.Fatal(err)
+		}
+		c = must[model.Curation](t)(e.s.Curation(ctx, f.ID))
+		if len(c.Hidden)+len(c.Include)+len(c.Exclude)+len(c.Types) != 0 || c.MaxPosts != 0 ||
+			!reflect.DeepEqual(c.Pinned, []string{"p1"}) || !c.UpdatedAt.Equal(t0.Add(60e9)) {
+			t.Fatalf("after the second write: %+v", c)
+		}
+
+		if _, err := e.s.SetCuration(ctx, "nosuchfeed", want); !errors.Is(err, model.ErrNotFound) {
+			t.Fatalf("curation of an unknown feed: %v, want ErrNotFound", err)
+		}
+		must[[]string](t)(e.s.DeleteFeed(ctx, f.ID))
+		var n int
+		if err := e.s.r.QueryRowContext(ctx, `SELECT count(*) FROM curations WHERE feed_id = ?`, f.ID).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("curation rows left after the feed's deletion: %d, %v", n, err)
+		}
+	})
+}
