@@ -46,6 +46,13 @@ type Config struct {
 	// "host", "host:port" or "*.domain" (lower case).
 	MediaHosts        []string
 	MediaAllowPrivate bool // FEEDD_MEDIA_ALLOW_PRIVATE
+	// MediaStorage (FEEDD_MEDIA_URL) is the S3-compatible bucket media
+	// is stored in; nil: the media directory in the data dir.
+	MediaStorage *MediaStorage
+	// MediaPublicURL (FEEDD_MEDIA_PUBLIC_URL) is where the stored files
+	// are public (a public bucket or a CDN); /media/ redirects there. No
+	// trailing slash; "" when unset.
+	MediaPublicURL string
 
 	FetchInterval      time.Duration // FEEDD_FETCH_INTERVAL
 	TokenCheckInterval time.Duration // FEEDD_TOKEN_CHECK_INTERVAL
@@ -75,6 +82,40 @@ type Config struct {
 	LogFormat      string         // FEEDD_LOG_FORMAT: "text" or "json"
 	LogLevel       slog.Level     // FEEDD_LOG_LEVEL
 }
+
+// MediaStorage locates the bucket, and the prefix in it, of FEEDD_MEDIA_URL
+// (s3://bucket/prefix?endpoint=host:port&region=name), with the standard
+// AWS credential variables.
+type MediaStorage struct {
+	Bucket   string
+	Prefix   string // no leading or trailing slash; "" is the whole bucket
+	Endpoint string // host[:port]; s3.amazonaws.com when not given
+	Insecure bool   // the endpoint was given as http://host:port
+	Region   string // "" lets the client ask the server
+
+	AccessKeyID     string // AWS_ACCESS_KEY_ID
+	SecretAccessKey string // AWS_SECRET_ACCESS_KEY
+	SessionToken    string // AWS_SESSION_TOKEN; "" when unset
+}
+
+// String is the URL without credentials, for logs and errors.
+func (m *MediaStorage) String() string {
+	if m == nil {
+		return ""
+	}
+	ep := m.Endpoint
+	if m.Insecure {
+		ep = "http://" + ep
+	}
+	s := "s3://" + m.Bucket + "/" + m.Prefix + "?endpoint=" + ep
+	if m.Region != "" {
+		s += "&region=" + m.Region
+	}
+	return s
+}
+
+// DefaultS3Endpoint is the endpoint of FEEDD_MEDIA_URL without one.
+const DefaultS3Endpoint = "s3.amazonaws.com"
 
 // Default returns the configuration with every default applied and no
 // secrets set.
@@ -152,6 +193,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("api_version", c.APIVersion),
 		slog.String("media_hosts", strings.Join(c.MediaHosts, ",")),
 		slog.Bool("media_allow_private", c.MediaAllowPrivate),
+		slog.String("media_url", c.MediaStorage.String()),
+		slog.String("media_public_url", c.MediaPublicURL),
 		slog.Duration("fetch_interval", c.FetchInterval),
 		slog.Duration("token_check_interval", c.TokenCheckInterval),
 		slog.Duration("token_refresh_window", c.TokenRefreshWindow),
@@ -192,6 +235,9 @@ func Load(lookup func(string) (string, bool)) (Config, []string, error) {
 	p.str("FEEDD_INSTAGRAM_API_VERSION", &c.APIVersion, validAPIVersion)
 	p.mediaHosts("FEEDD_MEDIA_HOSTS")
 	p.boolean("FEEDD_MEDIA_ALLOW_PRIVATE", &c.MediaAllowPrivate)
+	p.mediaURL("FEEDD_MEDIA_URL")
+	p.awsCredentials()
+	p.mediaPublicURL("FEEDD_MEDIA_PUBLIC_URL")
 	p.interval("FEEDD_FETCH_INTERVAL", &c.FetchInterval, true)
 	p.interval("FEEDD_TOKEN_CHECK_INTERVAL", &c.TokenCheckInterval, true)
 	p.interval("FEEDD_TOKEN_REFRESH_WINDOW", &c.TokenRefreshWindow, false)
@@ -638,6 +684,144 @@ func (p *parser) webhook(name string) {
 		return
 	}
 	p.cfg.NotifyWebhook = v
+}
+
+// mediaURL reads s3://bucket/prefix?endpoint=…&region=….
+func (p *parser) mediaURL(name string) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	m, err := parseMediaURL(v)
+	if err != nil {
+		p.fail(name, "%q %v", display(v), err)
+		return
+	}
+	p.cfg.MediaStorage = m
+}
+
+// awsCredentials reads the standard AWS variables (each also as _FILE)
+// when FEEDD_MEDIA_URL is set. Without any, requests are anonymous (a
+// private server that needs no signature); half a key pair is an error.
+func (p *parser) awsCredentials() {
+	m := p.cfg.MediaStorage
+	if m == nil {
+		return
+	}
+	p.secret("AWS_ACCESS_KEY_ID", &m.AccessKeyID)
+	p.secret("AWS_SECRET_ACCESS_KEY", &m.SecretAccessKey)
+	p.secret("AWS_SESSION_TOKEN", &m.SessionToken)
+	if (m.AccessKeyID == "") != (m.SecretAccessKey == "") || m.SessionToken != "" && m.AccessKeyID == "" {
+		p.fail("FEEDD_MEDIA_URL", "needs both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or their _FILE forms), or neither for anonymous access")
+	}
+}
+
+// parseMediaURL checks every part of an s3:// URL; its errors name the part
+// that is wrong.
+func parseMediaURL(v string) (*MediaStorage, error) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return nil, errors.New("is not a URL (want s3://bucket/prefix?endpoint=host:port&region=name)")
+	}
+	if u.Scheme != "s3" {
+		return nil, errors.New("must start with s3:// (s3://bucket/prefix?endpoint=host:port&region=name)")
+	}
+	if u.User != nil {
+		return nil, errors.New("must not contain credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	}
+	if u.Fragment != "" {
+		return nil, errors.New("must not contain a fragment")
+	}
+	m := &MediaStorage{Bucket: u.Host, Endpoint: DefaultS3Endpoint}
+	if !validBucket(m.Bucket) {
+		return nil, fmt.Errorf("has bucket %q: want 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit", m.Bucket)
+	}
+	m.Prefix = strings.Trim(u.Path, "/")
+	if m.Prefix != "" {
+		for _, seg := range strings.Split(m.Prefix, "/") {
+			if seg == "" || seg == "." || seg == ".." || strings.Trim(seg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
+				return nil, fmt.Errorf("has prefix %q: want segments of letters, digits, '.', '_' and '-', separated by single slashes", m.Prefix)
+			}
+		}
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, errors.New("has a query that does not parse")
+	}
+	for k, vs := range q {
+		if len(vs) != 1 {
+			return nil, fmt.Errorf("has parameter %q more than once", k)
+		}
+		switch val := vs[0]; k {
+		case "endpoint":
+			if err := m.setEndpoint(val); err != nil {
+				return nil, err
+			}
+		case "region":
+			if val == "" || strings.Trim(val, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+				return nil, fmt.Errorf("has region %q: want lower-case letters, digits and '-' (e.g. eu-central-1)", val)
+			}
+			m.Region = val
+		default:
+			return nil, fmt.Errorf("has unknown parameter %q (known: endpoint, region)", k)
+		}
+	}
+	return m, nil
+}
+
+// setEndpoint accepts host[:port] (HTTPS), https://host[:port] or
+// http://host[:port] (plain HTTP, for a server on a private network).
+func (m *MediaStorage) setEndpoint(val string) error {
+	bad := fmt.Errorf("has endpoint %q: want host[:port], https://host[:port] or http://host[:port], nothing more", val)
+	hostport := val
+	if scheme, rest, ok := strings.Cut(val, "://"); ok {
+		switch scheme {
+		case "https":
+		case "http":
+			m.Insecure = true
+		default:
+			return bad
+		}
+		hostport = rest
+	}
+	if hostport == "" || strings.ContainsAny(hostport, "/?#@ ") {
+		return bad
+	}
+	host := hostport
+	if h, port, err := net.SplitHostPort(hostport); err == nil {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return bad
+		}
+		host = h
+	}
+	if _, err := netip.ParseAddr(host); err != nil && !validHostname(strings.ToLower(host)) {
+		return bad
+	}
+	m.Endpoint = hostport
+	return nil
+}
+
+// validBucket follows S3's bucket naming rules.
+func validBucket(b string) bool {
+	if len(b) < 3 || len(b) > 63 || strings.Trim(b, "abcdefghijklmnopqrstuvwxyz0123456789.-") != "" {
+		return false
+	}
+	alnum := func(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+	return alnum(b[0]) && alnum(b[len(b)-1]) && !strings.Contains(b, "..")
+}
+
+// mediaPublicURL reads where the stored files are public.
+func (p *parser) mediaPublicURL(name string) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	if err := validUpstreamURL(v); err != nil {
+		p.fail(name, "%q %v", display(v), err)
+		return
+	}
+	p.cfg.MediaPublicURL = strings.TrimRight(v, "/")
 }
 
 func (p *parser) logFormat(name string) {
