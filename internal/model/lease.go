@@ -1,0 +1,13 @@
+package model
+
+// LeaseKind names the work a lease claims: the poll of a feed or the
+// refresh of its token. Instances sharing one database claim each slot of
+// such work (one next poll time, one scheduled refresh) before doing it, so
+// exactly one of them does it.
+type LeaseKind string
+
+// Lease kinds.
+const (
+	LeasePoll    LeaseKind = "poll"
+	LeaseRefresh LeaseKind = "refresh"
+)
