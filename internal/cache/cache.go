@@ -364,6 +364,19 @@ func (c *Cache) Invalidate(group string) {
 	c.mu.Unlock()
 }
 
+// InvalidateAll invalidates every group that has entries (see Invalidate).
+func (c *Cache) InvalidateAll() {
+	c.mu.Lock()
+	groups := make([]string, 0, len(c.groups))
+	for g := range c.groups {
+		groups = append(groups, g)
+	}
+	c.mu.Unlock()
+	for _, g := range groups {
+		c.Invalidate(g)
+	}
+}
+
 // lookup returns key's entry and marks it used.
 func (c *Cache) lookup(key string) *Entry {
 	c.mu.Lock()
