@@ -1,0 +1,211 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// testDatabase creates an empty PostgreSQL database on the server of
+// FEEDD_TEST_DATABASE_URL and returns its URL. Without the variable the
+// test is skipped, unless CI is set: then it fails.
+func testDatabase(t *testing.T) string {
+	t.Helper()
+	base := os.Getenv("FEEDD_TEST_DATABASE_URL")
+	if base == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI is set but FEEDD_TEST_DATABASE_URL is not: the PostgreSQL tests must run")
+		}
+		t.Skip("FEEDD_TEST_DATABASE_URL not set: no PostgreSQL to test against")
+	}
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to FEEDD_TEST_DATABASE_URL: %v", err)
+	}
+	defer admin.Close(ctx)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "feedd_cluster_" + hex.EncodeToString(b[:])
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), base)
+		if err != nil {
+			t.Errorf("drop test database: %v", err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop test database: %v", err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// recorder is an instance's cache as the events see it.
+type recorder struct {
+	mu      sync.Mutex
+	dropped map[string]int
+	all     int
+}
+
+func (r *recorder) drop(id string) {
+	r.mu.Lock()
+	r.dropped[id]++
+	r.mu.Unlock()
+}
+
+func (r *recorder) dropAll() {
+	r.mu.Lock()
+	r.all++
+	r.mu.Unlock()
+}
+
+func (r *recorder) counts(id string) (one, all int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dropped[id], r.all
+}
+
+type instance struct {
+	ev  *Events
+	rec *recorder
+	reg *prometheus.Registry
+}
+
+func startInstance(t *testing.T, dbURL, id string) *instance {
+	t.Helper()
+	in := &instance{rec: &recorder{dropped: map[string]int{}}, reg: prometheus.NewRegistry()}
+	var err error
+	in.ev, err = NewEvents(EventsOptions{DatabaseURL: dbURL, Instance: id, Retry: 50 * time.Millisecond, Registerer: in.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.ev.Handle(in.rec.drop, in.rec.dropAll)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { in.ev.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("Events.Run did not stop after its context ended")
+		}
+	})
+	// Listening begins with dropping everything (nothing was heard before).
+	waitFor(t, 10*time.Second, id+" listening", func() bool { _, all := in.rec.counts(""); return all >= 1 })
+	return in
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// terminate ends the database connections of an instance, as a failover
+// or a restarted PostgreSQL would.
+func terminate(t *testing.T, dbURL, instanceID string) {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var n int
+	err = c.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1`, "feedd "+instanceID).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatalf("no connection of %s to terminate", instanceID)
+	}
+}
+
+// A change published on one instance drops that feed's entries on the
+// others within a second; the sender does not drop its own twice.
+func TestChangeReachesOtherInstances(t *testing.T) {
+	db := testDatabase(t)
+	one, two, three := startInstance(t, db, "one"), startInstance(t, db, "two"), startInstance(t, db, "three")
+	start := time.Now()
+	one.ev.Publish("k3v9x2m4q8")
+	for _, in := range []*instance{two, three} {
+		waitFor(t, time.Second, "event on another instance", func() bool { n, _ := in.rec.counts("k3v9x2m4q8"); return n == 1 })
+	}
+	t.Logf("event seen by both others after %s", time.Since(start).Round(time.Millisecond))
+	time.Sleep(100 * time.Millisecond) // a wrong echo to the sender would arrive by now
+	if n, _ := one.rec.counts("k3v9x2m4q8"); n != 0 {
+		t.Errorf("the sender handled its own event %d times", n)
+	}
+	if got := testutil.ToFloat64(two.ev.counts.WithLabelValues("received")); got != 1 {
+		t.Errorf("received events counted %v, want 1", got)
+	}
+	// Ids that no feed can have are not sent.
+	one.ev.Publish("../../etc")
+	one.ev.Publish("a b,c")
+	if got := testutil.ToFloat64(one.ev.counts.WithLabelValues("sent")); got != 1 {
+		t.Errorf("sent events counted %v, want 1", got)
+	}
+}
+
+// Many changes at once are sent in payloads PostgreSQL accepts, and all arrive.
+func TestManyChangesArrive(t *testing.T) {
+	db := testDatabase(t)
+	one, two := startInstance(t, db, "one"), startInstance(t, db, "two")
+	ids := make([]string, 2000)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("f%09d", i)
+		one.ev.Publish(ids[i])
+	}
+	waitFor(t, 5*time.Second, "all 2000 changes", func() bool {
+		for _, id := range ids {
+			if n, _ := two.rec.counts(id); n == 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// When the listener's connection is terminated, it connects again, drops
+// the whole cache (events sent meanwhile are lost) and hears later events;
+// a sender whose connection was terminated sends on a new one.
+func TestListenerReconnectsAndDropsEverything(t *testing.T) {
+	db := testDatabase(t)
+	one, two := startInstance(t, db, "one"), startInstance(t, db, "two")
+	one.ev.Publish("aaaaaaaaaa") // opens the sender's connection
+	waitFor(t, time.Second, "first event", func() bool { n, _ := two.rec.counts("aaaaaaaaaa"); return n == 1 })
+
+	terminate(t, db, "two")
+	waitFor(t, 5*time.Second, "cache dropped after the reconnect", func() bool { _, all := two.rec.counts(""); return all == 2 })
+	if got := testutil.ToFloat64(two.ev.reconnects); got != 1 {
+		t.Errorf("reconnects counted %v, want 1", got)
+	}
+	terminate(t, db, "one") // the sender's connection, and the listener's
+	one.ev.Publish("bbbbbbbbbb")
+	waitFor(t, 5*time.Second, "event after both reconnected", func() bool { n, _ := two.rec.counts("bbbbbbbbbb"); return n == 1 })
+}
