@@ -258,36 +258,11 @@ func SchemaVersion() int {
 // takes the engine's migration lock and then reads the schema version, so
 // instances starting at once apply each migration once.
 func (s *Store) migrate(ctx context.Context) error {
-	ms, err := migrations(s.d.name)
-	if err != nil {
-		return err
-	}
 	var applied []migration
-	err = s.exclusive(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.d.migrationsTable); err != nil {
-			return fmt.Errorf("store: migrations table: %w", err)
-		}
-		var cur int
-		if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
-			return fmt.Errorf("store: read schema version: %w", err)
-		}
-		if len(ms) > 0 && cur > ms[len(ms)-1].version {
-			return fmt.Errorf("%w (database at %d, feedd knows %d)", ErrSchemaTooNew, cur, ms[len(ms)-1].version)
-		}
-		for _, m := range ms {
-			if m.version <= cur {
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
-			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.version, m.name, s.now().Unix()); err != nil {
-				return fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
-			}
-			applied = append(applied, m)
-		}
-		return nil
+	err := s.exclusive(ctx, func(tx *sql.Tx) error {
+		var err error
+		applied, err = applyMigrations(ctx, tx, s.d, s.now())
+		return err
 	})
 	if err != nil {
 		return err
@@ -296,6 +271,40 @@ func (s *Store) migrate(ctx context.Context) error {
 		s.log.Info("database migrated", slog.Int("version", m.version), slog.String("name", m.name), slog.String("engine", s.d.name))
 	}
 	return nil
+}
+
+// applyMigrations brings the schema in tx to this build's version and
+// returns the migrations it applied.
+func applyMigrations(ctx context.Context, tx *sql.Tx, d *dialect, now time.Time) ([]migration, error) {
+	ms, err := migrations(d.name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, d.migrationsTable); err != nil {
+		return nil, fmt.Errorf("store: migrations table: %w", err)
+	}
+	var cur int
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&cur); err != nil {
+		return nil, fmt.Errorf("store: read schema version: %w", err)
+	}
+	if len(ms) > 0 && cur > ms[len(ms)-1].version {
+		return nil, fmt.Errorf("%w (database at %d, feedd knows %d)", ErrSchemaTooNew, cur, ms[len(ms)-1].version)
+	}
+	var applied []migration
+	for _, m := range ms {
+		if m.version <= cur {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			return nil, fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			m.version, m.name, now.Unix()); err != nil {
+			return nil, fmt.Errorf("store: migration %04d_%s: %w", m.version, m.name, err)
+		}
+		applied = append(applied, m)
+	}
+	return applied, nil
 }
 
 const (
