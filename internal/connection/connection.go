@@ -47,6 +47,9 @@ type Store interface {
 	CreateDeletionRequest(ctx context.Context, d model.DeletionRequest) error
 	DeletionRequest(ctx context.Context, code string) (model.DeletionRequest, error)
 	CompleteDeletionRequest(ctx context.Context, code string, at time.Time, feedsAffected int) error
+	AddNotifications(ctx context.Context, ns []model.Notification, maxPending int) (dropped int, err error)
+	ClaimNotification(ctx context.Context, now, until time.Time) (model.Notification, error)
+	FinishNotification(ctx context.Context, n model.Notification) error
 }
 
 // Graph is the part of the Instagram client the service calls; *graph.Client implements it.
@@ -88,7 +91,12 @@ type Options struct {
 	Jitter time.Duration
 	// NotifyWebhook (FEEDD_NOTIFY_WEBHOOK) receives JSON events; empty: none.
 	NotifyWebhook string
-	HTTPClient    *http.Client // for the webhook (default: 10s timeout)
+	// NotifySecret (FEEDD_NOTIFY_WEBHOOK_SECRET) signs the webhook's
+	// deliveries; empty: unsigned.
+	NotifySecret string
+	HTTPClient   *http.Client // for the webhook (default: 10s timeout)
+	// Mailer e-mails the needs_reauth and token_expiring events; nil: no e-mail.
+	Mailer Mailer
 
 	Now        func() time.Time
 	Sleep      func(ctx context.Context, d time.Duration) error // jitter and retry waits; tests make them instant
@@ -121,6 +129,9 @@ type Service struct {
 	metrics    *metrics
 	refreshing singleflight.Group
 
+	notifySecret string // signs webhook deliveries
+	mailer       Mailer
+
 	// bg scopes the goroutines the service starts (first fetch after a
 	// connect, webhook deliveries, retried token writes); Close ends it and
 	// waits for them.
@@ -131,8 +142,8 @@ type Service struct {
 	mu      sync.Mutex
 	warned  map[string]time.Time // feed → last token_expiring event
 	pending map[string]*pending  // feed → issued token not stored yet
-	outbox  []outgoing           // webhook events waiting, oldest first
-	sending bool                 // a goroutine is delivering the outbox
+	sending bool                 // a goroutine is delivering notifications
+	again   bool                 // notifications were queued since that goroutine last looked
 }
 
 // Defaults and rules of the token lifecycle.
@@ -161,7 +172,7 @@ func New(opts Options) (*Service, error) {
 		publicURL: strings.TrimRight(opts.PublicURL, "/"), redirect: opts.RedirectURI,
 		appID: opts.AppID, appSecret: opts.AppSecret,
 		interval: opts.CheckInterval, window: opts.RefreshWindow, jitter: opts.Jitter,
-		webhook: opts.NotifyWebhook, hc: opts.HTTPClient, now: opts.Now, sleep: opts.Sleep,
+		webhook: opts.NotifyWebhook, notifySecret: opts.NotifySecret, mailer: opts.Mailer, hc: opts.HTTPClient, now: opts.Now, sleep: opts.Sleep,
 		rand: opts.Rand, log: opts.Logger, guard: opts.Guard, warned: map[string]time.Time{},
 		pending: map[string]*pending{},
 	}
