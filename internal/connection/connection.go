@@ -104,6 +104,9 @@ type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer // nil: metrics kept but not registered
 	Guard      *guard.Guard          // recovers panics of the service's goroutines
+	// Claims, with several instances on one database, makes each token
+	// refresh run on one of them (nil: this instance refreshes every token).
+	Claims RefreshClaims
 }
 
 // Service runs the connection lifecycle of every feed.
@@ -128,6 +131,7 @@ type Service struct {
 	guard      *guard.Guard
 	metrics    *metrics
 	refreshing singleflight.Group
+	claims     RefreshClaims
 
 	notifySecret string // signs webhook deliveries
 	mailer       Mailer
@@ -174,7 +178,7 @@ func New(opts Options) (*Service, error) {
 		interval: opts.CheckInterval, window: opts.RefreshWindow, jitter: opts.Jitter,
 		webhook: opts.NotifyWebhook, notifySecret: opts.NotifySecret, mailer: opts.Mailer, hc: opts.HTTPClient, now: opts.Now, sleep: opts.Sleep,
 		rand: opts.Rand, log: opts.Logger, guard: opts.Guard, warned: map[string]time.Time{},
-		pending: map[string]*pending{},
+		pending: map[string]*pending{}, claims: opts.Claims,
 	}
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
 	if s.redirect == "" {

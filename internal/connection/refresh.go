@@ -263,7 +263,22 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 	if f.Account != nil {
 		acct = f.Account.IGUserID
 	}
-	fresh, err := s.graph.Refresh(ctx, acct, old.AccessToken)
+	gctx := ctx
+	if s.claims != nil {
+		if f.Token == nil {
+			return model.ErrNotConnected
+		}
+		lctx, release, ok, err := s.claims.Refresh(ctx, feedID, *f.Token)
+		if err != nil {
+			return fmt.Errorf("connection: %w", err)
+		}
+		if !ok {
+			return nil // another instance refreshes this token, or already did
+		}
+		defer release() // after the new token's write
+		gctx = lctx
+	}
+	fresh, err := s.graph.Refresh(gctx, acct, old.AccessToken)
 	now = s.now()
 	switch {
 	case err == nil:
@@ -301,6 +316,15 @@ func (s *Service) refreshOnce(ctx context.Context, feedID string) error {
 			slog.Duration("retry_in", d), errAttr(err))
 		return s.recordFailure(ctx, feedID, msg, now.Add(d))
 	}
+}
+
+// RefreshClaims decides which of several instances sharing the database
+// refreshes a token; *cluster.Claims implements it.
+type RefreshClaims interface {
+	// Refresh claims the refresh of feedID's token as read (t). ok is
+	// false when another instance holds it or the token changed since.
+	// The context ends if the claim is lost; release ends the claim.
+	Refresh(ctx context.Context, feedID string, t model.TokenInfo) (_ context.Context, release func(), ok bool, err error)
 }
 
 // storeRefreshed swaps in a refreshed token if the store still holds
