@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	netmail "net/mail"
 	"net/netip"
 	"net/url"
 	"os"
@@ -77,6 +78,12 @@ type Config struct {
 	// NotifyWebhook (FEEDD_NOTIFY_WEBHOOK, optional) receives owner
 	// notifications; treated as a secret since such URLs often embed one.
 	NotifyWebhook string
+	// NotifyWebhookSecret (FEEDD_NOTIFY_WEBHOOK_SECRET, optional) signs
+	// the webhook's deliveries.
+	NotifyWebhookSecret string
+	// Alerts (FEEDD_SMTP_*, FEEDD_ALERT_EMAIL) e-mails the events an owner
+	// must act on; nil: no e-mail.
+	Alerts *Alerts
 
 	TrustedProxies []netip.Prefix // FEEDD_TRUSTED_PROXIES
 	LogFormat      string         // FEEDD_LOG_FORMAT: "text" or "json"
@@ -205,6 +212,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("rate_limit_ipv6_prefix", c.RateLimitIPv6Prefix),
 		slog.Int64("cache_memory", c.CacheMemory),
 		slog.String("notify_webhook", set(c.NotifyWebhook != "")),
+		slog.String("notify_webhook_secret", set(c.NotifyWebhookSecret != "")),
+		slog.Any("alerts", c.Alerts),
 		slog.String("trusted_proxies", strings.Join(proxies, ",")),
 		slog.String("log_format", c.LogFormat),
 		slog.String("log_level", c.LogLevel.String()),
@@ -248,6 +257,11 @@ func Load(lookup func(string) (string, bool)) (Config, []string, error) {
 	p.prefixBits("FEEDD_RATE_LIMIT_IPV6_PREFIX", &c.RateLimitIPv6Prefix)
 	p.size("FEEDD_CACHE_MEMORY", &c.CacheMemory, 1<<20)
 	p.webhook("FEEDD_NOTIFY_WEBHOOK")
+	p.secret("FEEDD_NOTIFY_WEBHOOK_SECRET", &c.NotifyWebhookSecret)
+	if c.NotifyWebhook != "" && c.NotifyWebhookSecret == "" {
+		p.warnings = append(p.warnings, "FEEDD_NOTIFY_WEBHOOK is set without FEEDD_NOTIFY_WEBHOOK_SECRET: its deliveries are not signed, so the receiver cannot tell them from forgeries")
+	}
+	p.alerts()
 	p.proxies("FEEDD_TRUSTED_PROXIES")
 	p.logFormat("FEEDD_LOG_FORMAT")
 	p.logLevel("FEEDD_LOG_LEVEL")
@@ -893,4 +907,78 @@ func validAPIVersion(s string) error {
 		return errors.New("is not an API version (e.g. v25.0)")
 	}
 	return nil
+}
+
+// Alerts is the mail server and the recipients of the e-mail alerts.
+type Alerts struct {
+	SMTPAddr string   // FEEDD_SMTP_ADDR: host:port; port 465 is implicit TLS, any other STARTTLS
+	Username string   // FEEDD_SMTP_USERNAME; "" sends without authentication
+	Password string   // FEEDD_SMTP_PASSWORD
+	From     string   // FEEDD_SMTP_FROM
+	To       []string // FEEDD_ALERT_EMAIL: one or more addresses, comma-separated
+}
+
+// LogValue shows the alerts' settings without the password.
+func (a *Alerts) LogValue() slog.Value {
+	if a == nil {
+		return slog.StringValue("unset")
+	}
+	pw := "unset"
+	if a.Password != "" {
+		pw = "set"
+	}
+	return slog.GroupValue(slog.String("smtp_addr", a.SMTPAddr), slog.String("smtp_username", a.Username),
+		slog.String("smtp_password", pw), slog.String("smtp_from", a.From), slog.Int("recipients", len(a.To)))
+}
+
+// alerts reads the e-mail alert variables: FEEDD_SMTP_ADDR and
+// FEEDD_ALERT_EMAIL switch e-mail on together; the others need them.
+func (p *parser) alerts() {
+	a := &Alerts{}
+	addr, hasAddr := p.get("FEEDD_SMTP_ADDR")
+	to, hasTo := p.get("FEEDD_ALERT_EMAIL")
+	from, hasFrom := p.get("FEEDD_SMTP_FROM")
+	user, hasUser := p.get("FEEDD_SMTP_USERNAME")
+	p.secret("FEEDD_SMTP_PASSWORD", &a.Password)
+	if !hasAddr && !hasTo {
+		for name, set := range map[string]bool{"FEEDD_SMTP_FROM": hasFrom, "FEEDD_SMTP_USERNAME": hasUser, "FEEDD_SMTP_PASSWORD": a.Password != ""} {
+			if set {
+				p.fail(name, "is set without FEEDD_SMTP_ADDR and FEEDD_ALERT_EMAIL, which switch e-mail alerts on")
+			}
+		}
+		return
+	}
+	switch {
+	case !hasAddr:
+		p.fail("FEEDD_SMTP_ADDR", "is needed by FEEDD_ALERT_EMAIL: the mail server as host:port (e.g. smtp.example.com:587)")
+		return
+	case !hasTo:
+		p.fail("FEEDD_ALERT_EMAIL", "is needed by FEEDD_SMTP_ADDR: the addresses that get the alerts, comma-separated")
+		return
+	case !hasFrom:
+		p.fail("FEEDD_SMTP_FROM", "is needed by FEEDD_SMTP_ADDR: the sender address of the alerts")
+		return
+	case a.Password != "" && !hasUser:
+		p.fail("FEEDD_SMTP_PASSWORD", "is set without FEEDD_SMTP_USERNAME")
+		return
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+		p.fail("FEEDD_SMTP_ADDR", "%q is not host:port (e.g. smtp.example.com:587)", display(addr))
+		return
+	}
+	if _, err := netmail.ParseAddress(from); err != nil {
+		p.fail("FEEDD_SMTP_FROM", "%q is not an e-mail address", from)
+		return
+	}
+	list, err := netmail.ParseAddressList(to)
+	if err != nil {
+		p.fail("FEEDD_ALERT_EMAIL", "%q is not a comma-separated list of e-mail addresses", to)
+		return
+	}
+	for _, r := range list {
+		a.To = append(a.To, r.String())
+	}
+	a.SMTPAddr, a.From, a.Username = addr, from, user
+	p.cfg.Alerts = a
 }
