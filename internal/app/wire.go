@@ -15,6 +15,7 @@ import (
 	"github.com/feedd/feedd/internal/doctor"
 	"github.com/feedd/feedd/internal/feed"
 	"github.com/feedd/feedd/internal/graph"
+	"github.com/feedd/feedd/internal/mail"
 	"github.com/feedd/feedd/internal/media"
 	"github.com/feedd/feedd/internal/owner"
 	"github.com/feedd/feedd/internal/render"
@@ -75,6 +76,14 @@ func (m *Main) wire(ctx context.Context) error {
 		return err
 	}
 
+	var mailer connection.Mailer
+	if a := cfg.Alerts; a != nil {
+		mm, err := mail.New(mail.Config{Addr: a.SMTPAddr, Username: a.Username, Password: a.Password, From: a.From, To: a.To, Now: m.Now})
+		if err != nil {
+			return fmt.Errorf("app: %w", err)
+		}
+		mailer = mm
+	}
 	cs, err := connection.New(connection.Options{
 		Store:         m.Store,
 		Graph:         gc,
@@ -86,6 +95,8 @@ func (m *Main) wire(ctx context.Context) error {
 		CheckInterval: cfg.TokenCheckInterval,
 		RefreshWindow: cfg.TokenRefreshWindow,
 		NotifyWebhook: cfg.NotifyWebhook,
+		NotifySecret:  cfg.NotifyWebhookSecret,
+		Mailer:        mailer,
 		Now:           m.Now,
 		Logger:        m.Logger,
 		Registerer:    m.Registry,
@@ -168,6 +179,7 @@ func (m *Main) wire(ctx context.Context) error {
 
 	m.AddWorker("poller", WorkerFunc(fs.Run))
 	m.AddWorker("token_refresher", WorkerFunc(cs.Run))
+	m.AddWorker("notifications", WorkerFunc(cs.RunNotifications))
 	m.AddWorker("purge_expired", WorkerFunc(gate.Run))
 	return nil
 }
