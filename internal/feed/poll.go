@@ -311,6 +311,14 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 	if !force && f.NextFetchAt.After(s.now()) {
 		return errNotDue
 	}
+	ctx, release, err := s.claim(ctx, f, force)
+	if errors.Is(err, errJoinedElsewhere) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer release() // after the poll's last write
 	token, err := s.conns.AccessToken(ctx, id)
 	if err != nil {
 		return fmt.Errorf("feed: read token: %w", err)
@@ -339,7 +347,7 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 		if err := s.save(ctx, p, s.account(f, profile, stored, false), posts, s.now()); err != nil {
 			return s.failAfterGraph(ctx, p, err)
 		}
-		s.cache.Invalidate(id)
+		s.Invalidate(id)
 	}
 	stored, err := s.download(ctx, p, append(sources, avatar...))
 	if err != nil {
@@ -361,7 +369,7 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 		s.log.Warn("record fetch", slog.String("feed", id), slog.Any("error", err))
 	}
 	s.setAge(id, now)
-	s.cache.Invalidate(id)
+	s.Invalidate(id)
 	s.metrics.polls("ok")
 	s.log.Debug("feed polled", slog.String("feed", id), slog.Int("posts", len(posts)))
 	return nil
@@ -381,6 +389,67 @@ func (s *Service) save(ctx context.Context, p *poll, acct *model.Account, posts 
 	}
 	s.removeOrphans(p.f.ID, orphans)
 	return nil
+}
+
+// Claims decides which of several instances sharing the database polls a
+// feed; *cluster.Claims implements it.
+type Claims interface {
+	// Poll claims the poll of feedID for slot, its next poll time as read
+	// (any slot when force). ok is false when another instance holds the
+	// poll or already polled that slot. The context ends if the claim is
+	// lost; release ends the claim.
+	Poll(ctx context.Context, feedID string, slot time.Time, force bool) (_ context.Context, release func(), ok bool, err error)
+}
+
+// errPolledElsewhere: another instance polls the feed or polled this slot.
+var errPolledElsewhere = fmt.Errorf("%w: another instance polls it", errNotDue)
+
+// errJoinedElsewhere: a forced fetch waited for another instance's poll of
+// the feed, which is the fetch its caller asked for.
+var errJoinedElsewhere = errors.New("feed: polled by another instance")
+
+// claimRetry is how often a forced fetch asks again for a poll that
+// another instance holds.
+const claimRetry = 200 * time.Millisecond
+
+// claim makes this instance the one that polls f for its slot, so that of
+// several instances exactly one polls each slot (without Claims, one
+// instance, it always is). A forced fetch (the owner's "fetch now", the
+// first poll after a connect) waits for another instance's poll of the
+// feed and joins it: once that poll ended, errJoinedElsewhere.
+func (s *Service) claim(ctx context.Context, f model.Feed, force bool) (context.Context, func(), error) {
+	if s.opts.Claims == nil {
+		return ctx, func() {}, nil
+	}
+	var t *time.Ticker
+	for {
+		cctx, release, ok, err := s.opts.Claims.Poll(ctx, f.ID, f.NextFetchAt, force)
+		if err != nil {
+			return nil, nil, fmt.Errorf("feed: %w", err)
+		}
+		if ok && t != nil {
+			t.Stop()
+			if cur, err := s.store.Feed(ctx, f.ID); err == nil && !cur.LastFetchAt.Equal(f.LastFetchAt) {
+				release()
+				return nil, nil, errJoinedElsewhere
+			}
+		}
+		if ok {
+			return cctx, release, nil
+		}
+		if !force {
+			return nil, nil, errPolledElsewhere
+		}
+		if t == nil {
+			t = time.NewTicker(claimRetry)
+			defer t.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // connectionGone reports a write refused because the feed was reconnected,
@@ -403,7 +472,7 @@ func (s *Service) abandon(p *poll) {
 		s.log.Warn("drop media of a changed connection", slog.String("feed", p.f.ID), slog.Any("error", err))
 	}
 	s.removeOrphans(p.f.ID, files)
-	s.cache.Invalidate(p.f.ID)
+	s.Invalidate(p.f.ID)
 }
 
 // writeTimeout bounds a write made after a poll's own context ended.
@@ -472,7 +541,7 @@ func (s *Service) recordFailed(f model.Feed, res model.FetchResult, outcome stri
 	ctx, cancel := s.writeContext()
 	defer cancel()
 	err := s.store.RecordFetch(ctx, f.ID, f.Generation, res)
-	s.cache.Invalidate(f.ID) // stale: true from now on
+	s.Invalidate(f.ID) // stale: true from now on
 	if s.connectionGone(err) {
 		return err
 	}

@@ -59,6 +59,12 @@ type Options struct {
 	// CacheMemory is FEEDD_CACHE_MEMORY: the bytes the hot cache may hold
 	// (default cache.DefaultMaxBytes).
 	CacheMemory int64
+	// Claims, with several instances on one database, makes each poll run
+	// on one of them (nil: this instance polls every feed).
+	Claims Claims
+	// Events tells the other instances which feeds' cached answers to drop
+	// (nil: no other instance).
+	Events Events
 
 	Now        func() time.Time
 	Jitter     func() float64 // uniform in [0,1); default math/rand
@@ -214,9 +220,30 @@ func (s *Service) Close() {
 	s.cache.Close()
 }
 
+// Events sends feed changes to the other instances; *cluster.Events
+// implements it.
+type Events interface {
+	Publish(feedID string)
+}
+
 // Invalidate drops the cached responses of a feed, e.g. after the owner
-// changed its allowed origins or disconnected it.
-func (s *Service) Invalidate(id string) { s.cache.Invalidate(id) }
+// changed its allowed origins or disconnected it, on this instance and
+// (through Options.Events) on the others. Call it after the change is
+// committed.
+func (s *Service) Invalidate(id string) {
+	s.cache.Invalidate(id)
+	if s.opts.Events != nil {
+		s.opts.Events.Publish(id)
+	}
+}
+
+// DropCached drops this instance's cached responses of a feed that
+// another instance changed.
+func (s *Service) DropCached(id string) { s.cache.Invalidate(id) }
+
+// DropAllCached drops every cached response of this instance, when changes
+// of other instances may have been missed.
+func (s *Service) DropAllCached() { s.cache.InvalidateAll() }
 
 // Entry returns the ready-to-send response for a feed and query, from the
 // hot cache when possible. Unknown feeds give model.ErrNotFound; ids that
