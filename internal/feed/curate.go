@@ -448,6 +448,10 @@ func unspaced(r rune) bool {
 		unicode.Thai, unicode.Lao, unicode.Khmer, unicode.Myanmar)
 }
 
+// TypeOf is the JSON type of a stored post's media type ("" when feedd
+// does not know it).
+func TypeOf(mediaType string) string { return postType(mediaType) }
+
 // curate applies the feed's curation to its built posts.
 func (s *Service) curate(ctx context.Context, feedID string, posts []Post) ([]Post, error) {
 	c, err := s.store.Curation(ctx, feedID)

@@ -225,6 +225,7 @@ type Store interface {
 	Feeds(ctx context.Context) ([]model.Feed, error)
 	UpdateFeed(ctx context.Context, id string, name *string, origins *[]string) (model.Feed, error)
 	DeleteFeed(ctx context.Context, id string) ([]string, error)
+	CurationStore
 }
 
 // Invalidator drops a feed's cached answers (the feed service).

@@ -92,6 +92,7 @@ func (h *Handler) RegisterAdmin(g Router) {
 	g.POST("/feeds/:id/token", h.apiToken)
 	g.POST("/feeds/:id/refresh", h.apiRefresh)
 	g.DELETE("/feeds/:id/token", h.apiDisconnect)
+	h.registerCuration(g)
 }
 
 // sessionBinding is the value connect states are bound to: a hash of the
@@ -255,6 +256,8 @@ func jsonKind(k string) string {
 		return "a string"
 	case "slice":
 		return "an array of strings"
+	case "int":
+		return "a whole number"
 	case "ptr":
 		return "a string or null"
 	}

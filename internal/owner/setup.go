@@ -39,6 +39,7 @@ func (h *Handler) RegisterSetup(g Router) {
 		ui.ServeScript(c.Response(), c.Request())
 		return nil
 	})
+	h.registerModeration(g)
 }
 
 const flashCookie = "feedd_flash"
