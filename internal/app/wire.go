@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v5"
 	"golang.org/x/time/rate"
@@ -55,20 +56,9 @@ func (m *Main) wire(ctx context.Context) error {
 	}
 	m.Graph = gc
 
-	hosts, err := media.ParseHosts(strings.Join(cfg.MediaHosts, ","))
+	ms, err := m.openMedia(ctx)
 	if err != nil {
-		return fmt.Errorf("app: FEEDD_MEDIA_HOSTS: %w", err)
-	}
-	ms, err := media.New(media.Options{
-		Dir:          filepath.Join(cfg.DataDir, MediaDir),
-		Hosts:        hosts,
-		AllowPrivate: cfg.MediaAllowPrivate,
-		Logger:       m.Logger,
-		Registerer:   m.Registry,
-		Now:          m.Now,
-	})
-	if err != nil {
-		return fmt.Errorf("app: media store: %w", err)
+		return err
 	}
 	m.Media = ms
 	m.OnClose(func() error { return ms.Close() })
@@ -184,12 +174,73 @@ func (m *Main) wire(ctx context.Context) error {
 	return nil
 }
 
+// openMedia opens the media store: the bucket of FEEDD_MEDIA_URL, checked
+// to be reachable and writable, or the media directory in the data dir.
+func (m *Main) openMedia(ctx context.Context) (*media.Store, error) {
+	cfg := m.Config
+	hosts, err := media.ParseHosts(strings.Join(cfg.MediaHosts, ","))
+	if err != nil {
+		return nil, fmt.Errorf("app: FEEDD_MEDIA_HOSTS: %w", err)
+	}
+	o := media.Options{
+		// With a bucket, the directory holds only temp files.
+		Dir:          filepath.Join(cfg.DataDir, MediaDir),
+		PublicURL:    cfg.MediaPublicURL,
+		SweepGrace:   m.sweepGrace(),
+		Hosts:        hosts,
+		AllowPrivate: cfg.MediaAllowPrivate,
+		Logger:       m.Logger,
+		Registerer:   m.Registry,
+		Now:          m.Now,
+	}
+	if st := cfg.MediaStorage; st != nil {
+		b, err := media.OpenS3(ctx, media.S3Options{
+			Endpoint:        st.Endpoint,
+			Insecure:        st.Insecure,
+			Region:          st.Region,
+			Bucket:          st.Bucket,
+			Prefix:          st.Prefix,
+			AccessKeyID:     st.AccessKeyID,
+			SecretAccessKey: st.SecretAccessKey,
+			SessionToken:    st.SessionToken,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("app: FEEDD_MEDIA_URL: %w", err)
+		}
+		o.Backend = b
+	}
+	ms, err := media.New(o)
+	if err != nil {
+		if o.Backend != nil {
+			o.Backend.Close()
+		}
+		return nil, fmt.Errorf("app: media store: %w", err)
+	}
+	if cfg.MediaStorage != nil {
+		m.Logger.Info("media in object storage", slog.String("media_url", cfg.MediaStorage.String()))
+	}
+	return ms, nil
+}
+
+// sweepGrace is how old an orphaned media file must be before the sweep
+// removes it. Storage that other instances may write to gets
+// media.DefaultSweepGrace, so that nothing they just stored and have not
+// recorded yet is removed; the data dir's media belongs to this process
+// alone (the store refuses a second one on the data dir).
+func (m *Main) sweepGrace() time.Duration {
+	if m.Config.MediaStorage != nil {
+		return media.DefaultSweepGrace
+	}
+	return 0
+}
+
 // sweepMedia drops media rows no feed references any more (left by a
 // poll that stopped half-way) and then every file no row names, so nothing
-// half-written or orphaned is ever served. Nothing downloads yet, so no
-// file can be mid-way between written and recorded.
+// half-written or orphaned is ever served. Rows and files younger than the
+// grace period are left: another instance sharing the storage may be
+// between storing and recording them.
 func (m *Main) sweepMedia(ctx context.Context) error {
-	files, err := m.Store.SweepMedia(ctx, m.Now())
+	files, err := m.Store.SweepMedia(ctx, m.Now().Add(-m.sweepGrace()))
 	if err != nil {
 		return fmt.Errorf("app: sweep media rows: %w", err)
 	}
@@ -200,7 +251,7 @@ func (m *Main) sweepMedia(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("app: list media files: %w", err)
 	}
-	n, bytes, err := m.Media.Sweep(func(f string) bool { _, ok := keep[f]; return ok })
+	n, bytes, err := m.Media.Sweep(ctx, func(f string) bool { _, ok := keep[f]; return ok })
 	if err != nil {
 		return fmt.Errorf("app: sweep media dir: %w", err)
 	}

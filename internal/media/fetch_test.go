@@ -45,11 +45,11 @@ func TestFetchStoresEveryWidthSmallestFirst(t *testing.T) {
 		if !validName(v.File) {
 			t.Errorf("variant %d file %q is not content-addressed", i, v.File)
 		}
-		fi, err := os.Stat(filepath.Join(s.dir, v.File))
+		fi, err := os.Stat(filepath.Join(localDir(s), v.File))
 		if err != nil || fi.Size() != v.Bytes {
 			t.Errorf("variant %d file: %v, size %v want %d", i, err, fi, v.Bytes)
 		}
-		got := decodeFile(t, s.dir, v.File).Bounds()
+		got := decodeFile(t, localDir(s), v.File).Bounds()
 		if got.Dx() != v.Width || got.Dy() != v.Height {
 			t.Errorf("variant %d decodes as %v, want %dx%d", i, got, v.Width, v.Height)
 		}
@@ -394,7 +394,7 @@ func TestFetchSizeLimits(t *testing.T) {
 			if !errors.Is(err, ErrTooLarge) {
 				t.Errorf("err = %v, want ErrTooLarge", err)
 			}
-			if files := listFiles(t, s.dir); len(files) != 0 {
+			if files := listFiles(t, localDir(s)); len(files) != 0 {
 				t.Errorf("files written: %v", files)
 			}
 		})
@@ -468,11 +468,15 @@ func TestFetchIsContentAddressed(t *testing.T) {
 		t.Fatal(err)
 	}
 	stored := s.BytesStored()
-	old := time.Now().Add(-time.Hour).Truncate(time.Second)
+	old := time.Now().Add(-2 * DefaultSweepGrace).Truncate(time.Second)
+	before := map[string]os.FileInfo{}
 	for _, v := range first.Variants {
-		os.Chtimes(filepath.Join(s.dir, v.File), old, old)
+		p := filepath.Join(localDir(s), v.File)
+		os.Chtimes(p, old, old)
+		before[v.File], _ = os.Stat(p)
 	}
-	// Same bytes under another URL: same files, not written again.
+	// Same bytes under another URL: same files, not written again, but
+	// renewed, so that a sweep's grace period covers the new reference.
 	second, err := s.Fetch(context.Background(), src.URL+"/b.jpg?other=1")
 	if err != nil {
 		t.Fatal(err)
@@ -481,15 +485,18 @@ func TestFetchIsContentAddressed(t *testing.T) {
 		t.Errorf("second fetch %+v differs from first %+v", second, first)
 	}
 	for _, v := range second.Variants {
-		fi, _ := os.Stat(filepath.Join(s.dir, v.File))
-		if !fi.ModTime().Equal(old) {
+		fi, _ := os.Stat(filepath.Join(localDir(s), v.File))
+		if !os.SameFile(fi, before[v.File]) {
 			t.Errorf("%s rewritten", v.File)
+		}
+		if !fi.ModTime().After(old) {
+			t.Errorf("%s not renewed: modified %v", v.File, fi.ModTime())
 		}
 	}
 	if s.BytesStored() != stored {
 		t.Errorf("BytesStored = %d after a duplicate, want %d", s.BytesStored(), stored)
 	}
-	if n := len(listFiles(t, s.dir)); n != len(first.Variants) {
+	if n := len(listFiles(t, localDir(s))); n != len(first.Variants) {
 		t.Errorf("%d files on disk, want %d", n, len(first.Variants))
 	}
 	// A fresh store in another directory names the same bytes the same way.
@@ -507,7 +514,7 @@ func TestFetchLeavesNoPartialFiles(t *testing.T) {
 	src := newSource(t, false, serveBytes(jpegBytes(t, 700, 500)))
 	s := newStore(t, Options{Hosts: []HostPattern{hostOf(t, src.Server)}, AllowPrivate: true})
 	calls := 0
-	s.rename = func(old, new string) error {
+	s.backend.(*Local).rename = func(old, new string) error {
 		calls++
 		if calls == 2 {
 			return errors.New("disk full")
@@ -517,7 +524,7 @@ func TestFetchLeavesNoPartialFiles(t *testing.T) {
 	if _, err := s.Fetch(context.Background(), src.URL+"/a.jpg"); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("err = %v, want the write error", err)
 	}
-	files := listFiles(t, s.dir)
+	files := listFiles(t, localDir(s))
 	if hasTemp(files) {
 		t.Errorf("temp file left behind: %v", files)
 	}
@@ -525,7 +532,7 @@ func TestFetchLeavesNoPartialFiles(t *testing.T) {
 		if !validName(f) {
 			t.Errorf("unexpected file %s", f)
 		}
-		decodeFile(t, s.dir, f) // every visible file is complete
+		decodeFile(t, localDir(s), f) // every visible file is complete
 	}
 }
 
@@ -566,7 +573,7 @@ func TestConcurrentFetchesOfOneImageCountBytesOnce(t *testing.T) {
 			t.Errorf("fetch %d stored %+v, fetch 0 %+v", i, imgs[i], imgs[0])
 		}
 	}
-	files := listFiles(t, s.dir)
+	files := listFiles(t, localDir(s))
 	if len(files) != len(imgs[0].Variants) || hasTemp(files) {
 		t.Errorf("files = %v", files)
 	}

@@ -36,7 +36,7 @@ func stored(t *testing.T, o Options, w, h int) (*Store, model.Media) {
 
 func TestRemove(t *testing.T) {
 	s, img := stored(t, Options{}, 700, 400)
-	outside := filepath.Join(filepath.Dir(s.dir), "victim.jpg")
+	outside := filepath.Join(filepath.Dir(localDir(s)), "victim.jpg")
 	os.WriteFile(outside, []byte("x"), 0o644)
 
 	err := s.Remove([]string{img.Variants[0].File, img.Variants[0].File, "00/00000000000000000000000000000000-320.jpg", "../victim.jpg", "/etc/passwd"})
@@ -46,7 +46,7 @@ func TestRemove(t *testing.T) {
 	if _, err := os.Stat(outside); err != nil {
 		t.Errorf("file outside the dir touched: %v", err)
 	}
-	files := listFiles(t, s.dir)
+	files := listFiles(t, localDir(s))
 	if slices.Contains(files, img.Variants[0].File) || len(files) != len(img.Variants)-1 {
 		t.Errorf("files after Remove = %v", files)
 	}
@@ -59,29 +59,37 @@ func TestRemove(t *testing.T) {
 	}
 }
 
-func TestSweep(t *testing.T) {
-	now := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
-	s, img := stored(t, Options{Now: func() time.Time { return now }}, 700, 400)
+func TestSweepRemovesOldOrphansAndLocalLeftovers(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	s, img := stored(t, Options{Now: clock, SweepGrace: DefaultSweepGrace}, 700, 400)
+	dir := localDir(s)
 	write := func(rel string, age time.Duration) {
-		p := filepath.Join(s.dir, filepath.FromSlash(rel))
+		p := filepath.Join(dir, filepath.FromSlash(rel))
 		os.MkdirAll(filepath.Dir(p), 0o755)
 		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		os.Chtimes(p, now.Add(-age), now.Add(-age))
 	}
-	write("ab/.tmp-old", time.Hour)
+	old := DefaultSweepGrace + time.Minute
+	write("ab/.tmp-old", old)
 	write("ab/.tmp-fresh", time.Second) // a write may be in progress
-	write("README", time.Hour)          // not ours: left alone
-	write("cd/cd000000000000000000000000000000-320.jpg", time.Hour)
+	write("README", old)                // not ours: left alone
+	write("cd/cd000000000000000000000000000000-320.jpg", old)
+	write("ef/ef000000000000000000000000000000-320.jpg", DefaultSweepGrace-time.Minute) // another instance's, not recorded yet
+	for _, v := range img.Variants {
+		p := filepath.Join(dir, filepath.FromSlash(v.File))
+		os.Chtimes(p, now.Add(-old), now.Add(-old))
+	}
 
 	keep := img.Variants[1].File
-	removed, freed, err := s.Sweep(func(f string) bool { return f == keep })
+	removed, freed, err := s.Sweep(context.Background(), func(f string) bool { return f == keep })
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"README", "ab/.tmp-fresh", keep}
-	got := listFiles(t, s.dir)
+	want := []string{"README", "ab/.tmp-fresh", "ef/ef000000000000000000000000000000-320.jpg", keep}
+	got := listFiles(t, dir)
 	slices.Sort(got)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
@@ -93,16 +101,17 @@ func TestSweep(t *testing.T) {
 	if wantFreed := img.Bytes - img.Variants[1].Bytes + 2*int64(len("partial")); freed != wantFreed {
 		t.Errorf("freed = %d, want %d", freed, wantFreed)
 	}
-	if s.BytesStored() != img.Variants[1].Bytes {
-		t.Errorf("BytesStored = %d, want %d", s.BytesStored(), img.Variants[1].Bytes)
+	wantStored := img.Variants[1].Bytes + int64(len("partial"))
+	if s.BytesStored() != wantStored {
+		t.Errorf("BytesStored = %d, want %d", s.BytesStored(), wantStored)
 	}
-	if _, err := os.Stat(filepath.Join(s.dir, "cd")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, "cd")); !os.IsNotExist(err) {
 		t.Errorf("empty shard directory kept: %v", err)
 	}
 	// A new store counts what is on disk.
-	s2 := newStore(t, Options{Dir: s.dir})
-	if s2.BytesStored() != img.Variants[1].Bytes {
-		t.Errorf("reopened BytesStored = %d, want %d", s2.BytesStored(), img.Variants[1].Bytes)
+	s2 := newStore(t, Options{Dir: dir})
+	if s2.BytesStored() != wantStored {
+		t.Errorf("reopened BytesStored = %d, want %d", s2.BytesStored(), wantStored)
 	}
 }
 
@@ -134,7 +143,7 @@ func TestHandlerServesStoredFiles(t *testing.T) {
 	v := img.Variants[0]
 	srv := httptest.NewServer(http.StripPrefix("/media", s.Handler()))
 	t.Cleanup(srv.Close)
-	body, _ := os.ReadFile(filepath.Join(s.dir, v.File))
+	body, _ := os.ReadFile(filepath.Join(localDir(s), v.File))
 	hash := v.File[3:35]
 
 	resp, err := http.Get(srv.URL + "/media/" + v.File)
@@ -195,10 +204,10 @@ func TestHandlerRefusesEverythingElse(t *testing.T) {
 	s, img := stored(t, Options{}, 700, 400)
 	v := img.Variants[0].File
 	// Plant things a traversal would like to reach.
-	os.WriteFile(filepath.Join(filepath.Dir(s.dir), "secret.jpg"), []byte("secret"), 0o644)
-	os.WriteFile(filepath.Join(s.dir, v[:3]+".tmp-123"), []byte("partial"), 0o644)
-	os.WriteFile(filepath.Join(s.dir, ".hidden"), []byte("x"), 0o644)
-	os.Symlink("/etc/passwd", filepath.Join(s.dir, v[:3]+"0"+v[4:]))
+	os.WriteFile(filepath.Join(filepath.Dir(localDir(s)), "secret.jpg"), []byte("secret"), 0o644)
+	os.WriteFile(filepath.Join(localDir(s), v[:3]+".tmp-123"), []byte("partial"), 0o644)
+	os.WriteFile(filepath.Join(localDir(s), ".hidden"), []byte("x"), 0o644)
+	os.Symlink("/etc/passwd", filepath.Join(localDir(s), v[:3]+"0"+v[4:]))
 
 	h := s.Handler()
 	for _, path := range []string{

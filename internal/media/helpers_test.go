@@ -201,3 +201,6 @@ func hasTemp(files []string) bool {
 }
 
 func urlUnescape(s string) (string, error) { return url.PathUnescape(s) }
+
+// localDir is the directory of a store on a Local backend.
+func localDir(s *Store) string { return s.backend.(*Local).dir }

@@ -31,7 +31,7 @@ func TestHandlerRefusesSymlinkedShardDir(t *testing.T) {
 	}
 	// A shard directory that is a symlink out of the media dir: the name
 	// has the exact stored shape, so only the root confinement refuses it.
-	if err := os.Symlink(outside, filepath.Join(s.dir, "ab")); err != nil {
+	if err := os.Symlink(outside, filepath.Join(localDir(s), "ab")); err != nil {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
@@ -44,7 +44,7 @@ func TestHandlerRefusesSymlinkedShardDir(t *testing.T) {
 func TestHandlerRefusesEncodedTricksOnTheWire(t *testing.T) {
 	s, img := stored(t, Options{}, 300, 200)
 	v := img.Variants[0].File
-	os.WriteFile(filepath.Join(filepath.Dir(s.dir), "secret.jpg"), []byte("secret"), 0o644)
+	os.WriteFile(filepath.Join(filepath.Dir(localDir(s)), "secret.jpg"), []byte("secret"), 0o644)
 	srv := httptest.NewServer(http.StripPrefix("/media", s.Handler()))
 	t.Cleanup(srv.Close)
 	shard, rest := v[:2], v[3:]
@@ -125,7 +125,7 @@ func TestFetchRefusesInternalAddressForms(t *testing.T) {
 			if n := src.hits.Load() - before; n != 0 {
 				t.Errorf("source contacted %d times", n)
 			}
-			if files := listFiles(t, s.dir); len(files) != 0 {
+			if files := listFiles(t, localDir(s)); len(files) != 0 {
 				t.Errorf("files written: %v", files)
 			}
 		})
@@ -215,7 +215,7 @@ func TestFetchRedirectToInternalForms(t *testing.T) {
 			if !errors.Is(err, tt.want) {
 				t.Errorf("err = %v, want %v", err, tt.want)
 			}
-			if files := listFiles(t, s.dir); len(files) != 0 {
+			if files := listFiles(t, localDir(s)); len(files) != 0 {
 				t.Errorf("files written: %v", files)
 			}
 		})
@@ -268,7 +268,7 @@ func TestFetchRefusesBombs(t *testing.T) {
 			if d := after.total - before.total; d > 16<<20 {
 				t.Errorf("allocated %d MiB refusing it", d>>20)
 			}
-			if files := listFiles(t, s.dir); len(files) != 0 {
+			if files := listFiles(t, localDir(s)); len(files) != 0 {
 				t.Errorf("files written: %v", files)
 			}
 		})

@@ -1,6 +1,7 @@
 // Package media downloads images from allowed hosts without letting a URL
 // reach internal addresses, resizes them to a few widths, stores the JPEGs
-// under content-addressed names and serves them.
+// under content-addressed names in a Backend (a local directory or an
+// S3-compatible bucket) and serves them.
 package media
 
 import (
@@ -9,13 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"slices"
@@ -38,12 +37,18 @@ const (
 	DefaultTimeout   = 20 * time.Second
 	DefaultQuality   = 82
 	maxRedirects     = 3
-	// tempPrefix marks files being written; Sweep removes old ones and the
-	// handler never serves them (they do not match fileRE).
+	// DefaultSweepGrace is the grace period (Options.SweepGrace) for
+	// storage shared by several instances: far longer than a poll takes
+	// from storing its images to recording them.
+	DefaultSweepGrace = time.Hour
+	// tempPrefix marks local files being written; Sweep removes old ones
+	// and the handler never serves them (they do not match fileRE).
 	tempPrefix = ".tmp-"
 	// staleTemp is how old a temp file must be before Sweep removes it, so a
 	// sweep never races a write in progress.
 	staleTemp = 15 * time.Minute
+	// removeTimeout bounds Remove, which has no context of its own.
+	removeTimeout = time.Minute
 )
 
 // DefaultWidths are the stored widths when Options.Widths is empty.
@@ -56,8 +61,21 @@ var fileRE = regexp.MustCompile(`^([0-9a-f]{2})/([0-9a-f]{32})-([1-9][0-9]{0,4})
 
 // Options configure a Store. Zero fields take the defaults above.
 type Options struct {
-	// Dir is where files are stored (<data dir>/media); created if missing.
+	// Backend holds the files; nil means a Local backend on Dir.
+	Backend Backend
+	// Dir is where files are stored (<data dir>/media) when Backend is
+	// nil; with a Backend it holds only the temp files of streamed writes.
+	// Created if missing.
 	Dir string
+	// PublicURL, when set, is where the files are public (a bucket's
+	// website or a CDN in front of it): the handler redirects /media/<name>
+	// to PublicURL/<name> instead of serving the bytes.
+	PublicURL string
+	// SweepGrace protects files younger than it from Sweep, so that a file
+	// another instance just put, and has not recorded yet, is never
+	// removed. 0 means none: for storage that only this process writes,
+	// swept before it downloads anything.
+	SweepGrace time.Duration
 	// Hosts is the download allow-list (FEEDD_MEDIA_HOSTS, see ParseHosts).
 	Hosts []HostPattern
 	// AllowPrivate permits loopback/private targets and plain http
@@ -81,28 +99,29 @@ type Options struct {
 	// Resolver replaces DNS lookups (tests); the dialer still checks every
 	// address it connects to.
 	Resolver Resolver
-	// Now is the clock used by Sweep to age temp files; nil means time.Now.
+	// Now is the clock used by Sweep to age files; nil means time.Now.
 	Now func() time.Time
 }
 
 // Store fetches, stores, removes and serves media files.
 type Store struct {
-	dir    string
-	root   *os.Root
-	hosts  []HostPattern
-	opts   Options
-	lim    limits
-	log    *slog.Logger
-	now    func() time.Time
-	dial   *dialer
-	tr     *http.Transport
-	client *http.Client
+	backend Backend
+	public  string // Options.PublicURL without a trailing slash
+	grace   time.Duration
+	hosts   []HostPattern
+	opts    Options
+	lim     limits
+	log     *slog.Logger
+	now     func() time.Time
+	dial    *dialer
+	tr      *http.Transport
+	client  *http.Client
 	// decodeSem bounds concurrent decodes: each may hold up to
 	// MaxPixels×4 bytes.
 	decodeSem chan struct{}
-	// writeMu makes "exists? else rename" atomic so bytes are counted once.
-	writeMu   sync.Mutex
-	rename    func(oldpath, newpath string) error // os.Rename; tests inject failures
+	// nameMu serialises the puts and deletes of one name (striped by the
+	// shard byte), so that its bytes are counted once.
+	nameMu    [256]sync.Mutex
 	stored    atomic.Int64
 	downloads *prometheus.CounterVec
 }
@@ -110,10 +129,11 @@ type Store struct {
 // Download outcomes, the values of feedd_media_downloads_total{outcome}.
 var outcomes = []string{"ok", "bad_url", "host_not_allowed", "private_address", "too_large", "bad_image", "upstream", "timeout", "error"}
 
-// New creates the directory if needed, totals the bytes already stored and
-// returns a Store.
+// New opens the backend (creating the directory of a Local one), totals
+// the bytes already stored and returns a Store. The Store closes the
+// backend.
 func New(o Options) (*Store, error) {
-	if o.Dir == "" {
+	if o.Backend == nil && o.Dir == "" {
 		return nil, errors.New("media: no directory")
 	}
 	if o.MaxBytes <= 0 {
@@ -150,16 +170,33 @@ func New(o Options) (*Store, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("media: create dir: %w", err)
+	if o.SweepGrace < 0 {
+		return nil, fmt.Errorf("media: negative sweep grace %s", o.SweepGrace)
 	}
-	root, err := os.OpenRoot(o.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("media: open dir: %w", err)
+	public := strings.TrimRight(o.PublicURL, "/")
+	if public != "" {
+		u, err := url.Parse(public)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return nil, fmt.Errorf("media: public URL %q is not an http(s) URL without credentials, query or fragment", public)
+		}
+	}
+	backend := o.Backend
+	if backend != nil && o.Dir != "" {
+		if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("media: create dir: %w", err)
+		}
+	}
+	if backend == nil {
+		l, err := NewLocal(o.Dir, o.Now)
+		if err != nil {
+			return nil, err
+		}
+		backend = l
 	}
 	s := &Store{
-		dir:       o.Dir,
-		root:      root,
+		backend:   backend,
+		public:    public,
+		grace:     o.SweepGrace,
 		hosts:     slices.Clone(o.Hosts),
 		opts:      o,
 		lim:       limits{maxPixels: o.MaxPixels, maxSide: o.MaxSide, widths: widths, quality: o.Quality},
@@ -167,7 +204,6 @@ func New(o Options) (*Store, error) {
 		now:       o.Now,
 		dial:      newDialer(o.AllowPrivate, o.Resolver),
 		decodeSem: make(chan struct{}, max(1, runtime.GOMAXPROCS(0))),
-		rename:    os.Rename,
 	}
 	s.tr = &http.Transport{
 		Proxy:                 nil, // a proxy would dial on our behalf, past the address check
@@ -181,11 +217,15 @@ func New(o Options) (*Store, error) {
 	s.client = &http.Client{Transport: s.tr, CheckRedirect: s.checkRedirect}
 
 	var total int64
-	_ = s.walk(func(rel string, info fs.FileInfo) {
-		if fileRE.MatchString(rel) {
-			total += info.Size()
+	if err := backend.List(context.Background(), func(oi ObjectInfo) error {
+		if validName(oi.Name) {
+			total += oi.Size
 		}
-	})
+		return nil
+	}); err != nil {
+		backend.Close()
+		return nil, fmt.Errorf("media: count stored files: %w", err)
+	}
 	s.stored.Store(total)
 
 	s.downloads = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -202,7 +242,7 @@ func New(o Options) (*Store, error) {
 		}, func() float64 { return float64(s.stored.Load()) })
 		for _, c := range []prometheus.Collector{gauge, s.downloads} {
 			if err := o.Registerer.Register(c); err != nil {
-				root.Close()
+				backend.Close()
 				return nil, fmt.Errorf("media: register metrics: %w", err)
 			}
 		}
@@ -210,10 +250,10 @@ func New(o Options) (*Store, error) {
 	return s, nil
 }
 
-// Close releases the directory handle and idle connections.
+// Close releases the backend and idle connections.
 func (s *Store) Close() error {
 	s.tr.CloseIdleConnections()
-	return s.root.Close()
+	return s.backend.Close()
 }
 
 // BytesStored is the total size of the stored files.
@@ -317,7 +357,7 @@ func (s *Store) fetch(ctx context.Context, srcURL string) (model.Media, error) {
 	if err != nil {
 		return model.Media{}, fmt.Errorf("media: fetch %s: %w", safe, err)
 	}
-	img, err := s.save(p)
+	img, err := s.save(ctx, p)
 	if err != nil {
 		return model.Media{}, fmt.Errorf("media: store %s: %w", safe, err)
 	}
@@ -387,11 +427,11 @@ func redactErr(err error) error {
 }
 
 // save writes the variants that are not stored yet and describes them.
-func (s *Store) save(p processed) (model.Media, error) {
+func (s *Store) save(ctx context.Context, p processed) (model.Media, error) {
 	img := model.Media{Width: p.width, Height: p.height, Color: p.color}
 	for _, v := range p.variants {
 		name := v.hash[:2] + "/" + v.hash + "-" + strconv.Itoa(v.width) + ".jpg"
-		if err := s.writeFile(name, v.data); err != nil {
+		if err := s.put(ctx, name, v.data); err != nil {
 			return model.Media{}, err
 		}
 		n := int64(len(v.data))
@@ -401,67 +441,26 @@ func (s *Store) save(p processed) (model.Media, error) {
 	return img, nil
 }
 
-// writeFile makes rel appear complete or not at all: temp file in the same
-// directory, fsync, rename, fsync of the directory. An existing file with
-// the name already has these bytes (the name is their hash) and is kept.
-func (s *Store) writeFile(rel string, data []byte) error {
-	final := filepath.Join(s.dir, filepath.FromSlash(rel))
-	if _, err := os.Lstat(final); err == nil {
-		return nil
-	}
-	dir := filepath.Dir(final)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, tempPrefix+"*")
+// put stores data under name (a name validName accepts) and counts its
+// bytes if it is new.
+func (s *Store) put(ctx context.Context, name string, data []byte) error {
+	mu := s.lockName(name)
+	defer mu.Unlock()
+	created, err := s.backend.Put(ctx, name, bytes.NewReader(data), int64(len(data)), contentType(name))
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	if _, err := os.Lstat(final); err == nil {
-		os.Remove(tmp)
-		ok = true
-		return nil
-	}
-	if err := s.rename(tmp, final); err != nil {
-		return err
-	}
-	ok = true
-	s.stored.Add(int64(len(data)))
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		return err
+	if created {
+		s.stored.Add(int64(len(data)))
 	}
 	return nil
+}
+
+// lockName locks the stripe of name: its first byte, the shard.
+func (s *Store) lockName(name string) *sync.Mutex {
+	mu := &s.nameMu[name[0]]
+	mu.Lock()
+	return mu
 }
 
 // validName reports whether rel is exactly a stored file's name.
@@ -475,106 +474,25 @@ func validName(rel string) bool {
 // the directory, say) is refused and reported, and the others are still
 // removed.
 func (s *Store) Remove(files []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), removeTimeout)
+	defer cancel()
 	var errs []error
 	for _, rel := range files {
 		if !validName(rel) {
 			errs = append(errs, fmt.Errorf("%w: %q", ErrBadPath, rel))
 			continue
 		}
-		if err := s.removeFile(rel); err != nil {
+		if err := s.remove(ctx, rel); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-func (s *Store) removeFile(rel string) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	info, err := s.root.Lstat(rel)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("media: remove %s: %w", rel, err)
-	}
-	if err := s.root.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("media: remove %s: %w", rel, err)
-	}
-	s.stored.Add(-info.Size())
-	return nil
-}
-
-// Sweep removes every stored file for which keep returns false, temp files
-// left by an interrupted write, and empty shard directories, and recounts
-// the stored bytes. Run it at startup before downloads begin: a file just
-// written but not yet recorded by the caller would look orphaned. Files
-// that are neither stored media nor temp files are left alone.
-func (s *Store) Sweep(keep func(file string) bool) (removed int, bytes int64, err error) {
-	cutoff := s.now().Add(-staleTemp)
-	var errs []error
-	var total int64
-	var dirs []string
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	werr := s.walk(func(rel string, info fs.FileInfo) {
-		if info.IsDir() {
-			dirs = append(dirs, rel)
-			return
-		}
-		base := filepath.Base(rel)
-		switch {
-		case validName(rel):
-			if keep(rel) {
-				total += info.Size()
-				return
-			}
-		case strings.HasPrefix(base, tempPrefix) && info.ModTime().Before(cutoff):
-		default:
-			return
-		}
-		if err := s.root.Remove(rel); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("media: sweep %s: %w", rel, err))
-			if validName(rel) {
-				total += info.Size()
-			}
-			return
-		}
-		removed++
-		bytes += info.Size()
-	})
-	if werr != nil {
-		errs = append(errs, werr)
-	}
-	// Deepest first; Remove fails harmlessly on a directory still in use.
-	slices.Reverse(dirs)
-	for _, d := range dirs {
-		_ = s.root.Remove(d)
-	}
-	s.stored.Store(total)
-	return removed, bytes, errors.Join(errs...)
-}
-
-// walk calls fn for every regular file and every directory below Dir (not
-// Dir itself), with slash-separated relative names; symlinks are skipped.
-func (s *Store) walk(fn func(rel string, info fs.FileInfo)) error {
-	return fs.WalkDir(s.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == "." {
-				return err
-			}
-			return nil
-		}
-		if p == "." || d.Type()&fs.ModeSymlink != 0 {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		if d.IsDir() || info.Mode().IsRegular() {
-			fn(p, info)
-		}
-		return nil
-	})
+func (s *Store) remove(ctx context.Context, name string) error {
+	mu := s.lockName(name)
+	defer mu.Unlock()
+	freed, err := s.backend.Delete(ctx, name)
+	s.stored.Add(-freed)
+	return err
 }
