@@ -338,3 +338,16 @@ func mailText(ev Event) (subject, body string) {
 	fmt.Fprintf(&b, "\nReconnect it on the feed's setup page:\n%s\n", ev.SetupURL)
 	return subject, b.String()
 }
+
+// NotifyChannels lists the channels owner notifications go out on: the
+// webhook when FEEDD_NOTIFY_WEBHOOK is set, e-mail when a mailer is.
+func (s *Service) NotifyChannels() []model.Channel {
+	var out []model.Channel
+	if s.webhook != "" {
+		out = append(out, model.ChannelWebhook)
+	}
+	if s.mailer != nil {
+		out = append(out, model.ChannelEmail)
+	}
+	return out
+}

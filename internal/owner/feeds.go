@@ -226,6 +226,7 @@ type Store interface {
 	UpdateFeed(ctx context.Context, id string, name *string, origins *[]string) (model.Feed, error)
 	DeleteFeed(ctx context.Context, id string) ([]string, error)
 	CurationStore
+	NotificationStore
 }
 
 // Invalidator drops a feed's cached answers (the feed service).

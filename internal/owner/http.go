@@ -54,7 +54,7 @@ var templateFS embed.FS
 var pages = func() map[string]*template.Template {
 	m := map[string]*template.Template{}
 	for _, n := range []string{"setup_index", "setup_feed", "setup_confirm", "flow_error", "deletion"} {
-		m[n] = ui.Must(ui.Parse(templateFS, "templates/partials.html", "templates/"+n+".html"))
+		m[n] = ui.Must(ui.Parse(templateFS, "templates/partials.html", "templates/notifications.html", "templates/"+n+".html"))
 	}
 	return m
 }()
@@ -92,6 +92,7 @@ func (h *Handler) RegisterAdmin(g Router) {
 	g.POST("/feeds/:id/token", h.apiToken)
 	g.POST("/feeds/:id/refresh", h.apiRefresh)
 	g.DELETE("/feeds/:id/token", h.apiDisconnect)
+	g.GET("/feeds/:id/notifications", h.apiNotifications)
 	h.registerCuration(g)
 }
 

@@ -165,6 +165,7 @@ type feedView struct {
 	// Times preformatted for the page.
 	ExpiresAtText, RefreshedAtText, LastFetchText string
 	Banner                                        string // loud status line, empty when all is well
+	Notifications                                 *notificationsView
 }
 
 // page starts an owner page: the flash message and the CSRF token.
@@ -330,6 +331,7 @@ func (h *Handler) setupFeed(c *echo.Context) error {
 	}
 	v.Opts = opts
 	v.Snippet, v.Preview = h.snippet(st.ID, opts)
+	v.Notifications = h.notifications(c.Request().Context(), st.ID)
 	d.Feed = &v
 	return h.render(c, http.StatusOK, "setup_feed", st.Name, h.page(c, d))
 }
