@@ -466,7 +466,7 @@ func (s *Store) lockName(name string) *sync.Mutex {
 // validName reports whether rel is exactly a stored file's name.
 func validName(rel string) bool {
 	m := fileRE.FindStringSubmatch(rel)
-	return m != nil && m[1] == m[2][:2]
+	return m != nil && m[1] == m[2][:2] || validVideoName(rel)
 }
 
 // Remove deletes stored files by their relative names. Missing files are
