@@ -116,6 +116,9 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Main, err err
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("app: create data dir %s: %w", cfg.DataDir, err)
 	}
+	if err := checkSharedKey(cfg); err != nil {
+		return nil, err
+	}
 	if m.Box, err = openBox(cfg, m.Logger); err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v5"
 	"golang.org/x/time/rate"
 
+	"github.com/feedd/feedd/internal/cluster"
 	"github.com/feedd/feedd/internal/connection"
 	"github.com/feedd/feedd/internal/doctor"
 	"github.com/feedd/feedd/internal/feed"
@@ -74,7 +75,17 @@ func (m *Main) wire(ctx context.Context) error {
 		}
 		mailer = mm
 	}
+	instance := cluster.NewInstanceID()
+	claims, err := m.newClaims(instance)
+	if err != nil {
+		return err
+	}
+	events, err := m.newEvents(instance)
+	if err != nil {
+		return err
+	}
 	cs, err := connection.New(connection.Options{
+		Claims:        claims,
 		Store:         m.Store,
 		Graph:         gc,
 		Files:         ms,
@@ -99,6 +110,8 @@ func (m *Main) wire(ctx context.Context) error {
 	m.OnClose(func() error { cs.Close(); return nil })
 
 	fs, err := feed.New(feed.Options{
+		Claims:        claims,
+		Events:        feedEvents(events),
 		Store:         m.Store,
 		Graph:         gc,
 		Media:         ms,
@@ -116,6 +129,7 @@ func (m *Main) wire(ctx context.Context) error {
 	}
 	m.Feeds = fs
 	m.OnClose(func() error { fs.Close(); return nil })
+	m.listen(events, fs)
 
 	cs.SetFeeds(fs)
 	ow, err := owner.New(owner.Options{

@@ -42,14 +42,16 @@ const (
 
 // Check IDs, stable for scripts and tests.
 const (
-	IDAppID       = "app_id"
-	IDAppSecret   = "app_secret"
-	IDPublicURL   = "public_url"
-	IDReachable   = "reachable"
-	IDRedirectURI = "redirect_uri"
-	IDDataDir     = "data_dir"
-	IDSecretKey   = "secret_key"
-	IDClock       = "clock"
+	IDAppID        = "app_id"
+	IDAppSecret    = "app_secret"
+	IDPublicURL    = "public_url"
+	IDReachable    = "reachable"
+	IDRedirectURI  = "redirect_uri"
+	IDDeauthorize  = "deauthorize_url"
+	IDDataDeletion = "data_deletion_url"
+	IDDataDir      = "data_dir"
+	IDSecretKey    = "secret_key"
+	IDClock        = "clock"
 )
 
 // DatabaseFile is the SQLite database's name in the data dir (the same as
@@ -116,6 +118,8 @@ func Run(ctx context.Context, in Input) []Check {
 		checkPublicURL(cfg.PublicURL),
 		checkReachable(probe, in.InServer),
 		checkRedirectURI(cfg),
+		checkDeauthorizeURL(cfg),
+		checkDataDeletionURL(cfg),
 		checkDataDir(cfg.DataDir),
 		checkSecretKey(cfg),
 		checkClock(probe, in.Now),
@@ -357,7 +361,30 @@ func clean(s string) string {
 func checkRedirectURI(cfg config.Config) Check {
 	c := ok(IDRedirectURI, "OAuth redirect URI", cfg.RedirectURI())
 	c.Fix = "Register exactly this URI (same scheme, host, path, no trailing slash) under Business login settings → OAuth redirect URIs in " +
-		whereAppKeys + "; it follows FEEDD_PUBLIC_URL."
+		whereAppKeys + "; it follows FEEDD_PUBLIC_URL. After saving, open Business login settings again: the dashboard may have added a trailing slash."
+	return c
+}
+
+// Paths of Meta's server-to-server callbacks under the public URL, which
+// internal/owner serves.
+const (
+	DeauthorizePath  = "/auth/instagram/deauthorize"
+	DataDeletionPath = "/auth/instagram/delete"
+)
+
+// callbacksOpen is the note on Meta's callbacks: they come from Meta's
+// servers, not from a browser.
+const callbacksOpen = " Meta calls it from its own servers: basic auth, IP allow-lists or bot blocking in front of /auth/ stop the call."
+
+func checkDeauthorizeURL(cfg config.Config) Check {
+	c := ok(IDDeauthorize, "Deauthorize callback URL", cfg.PublicBase()+DeauthorizePath)
+	c.Fix = "Register exactly this URL under Business login settings → Deauthorize callback URL in " + whereAppKeys + "." + callbacksOpen
+	return c
+}
+
+func checkDataDeletionURL(cfg config.Config) Check {
+	c := ok(IDDataDeletion, "Data deletion request URL", cfg.PublicBase()+DataDeletionPath)
+	c.Fix = "Register exactly this URL under Business login settings → Data deletion request URL in " + whereAppKeys + "." + callbacksOpen
 	return c
 }
 

@@ -246,6 +246,23 @@ func TestRedirectURIIsShownExactly(t *testing.T) {
 	}
 }
 
+func TestMetasCallbackURLsCarryThePathPrefix(t *testing.T) {
+	cfg := config.Default()
+	cfg.PublicURL = mustURL(t, "https://example.com/feeds")
+	for _, tt := range []struct {
+		c    Check
+		want string
+	}{
+		{checkDeauthorizeURL(cfg), "https://example.com/feeds/auth/instagram/deauthorize"},
+		{checkDataDeletionURL(cfg), "https://example.com/feeds/auth/instagram/delete"},
+	} {
+		wantStatus(t, tt.c, "ok")
+		if tt.c.Detail != tt.want || !strings.Contains(tt.c.Fix, "/auth/") {
+			t.Errorf("%s: detail %q, want %q, with the note on /auth/", tt.c.Title, tt.c.Detail, tt.want)
+		}
+	}
+}
+
 func TestDataDir(t *testing.T) {
 	t.Run("writable dir is ok and left clean", func(t *testing.T) {
 		dir := t.TempDir()
@@ -392,7 +409,7 @@ func TestRunAllGreenAndNeverShowsSecrets(t *testing.T) {
 	cfg.AdminToken = "admin-token-never-shown"
 
 	checks := Checker(Input{Config: cfg})(context.Background())
-	wantIDs := []string{IDAppID, IDAppSecret, IDPublicURL, IDReachable, IDRedirectURI, IDDataDir, IDSecretKey, IDClock}
+	wantIDs := []string{IDAppID, IDAppSecret, IDPublicURL, IDReachable, IDRedirectURI, IDDeauthorize, IDDataDeletion, IDDataDir, IDSecretKey, IDClock}
 	if len(checks) != len(wantIDs) {
 		t.Fatalf("%d checks, want %d", len(checks), len(wantIDs))
 	}

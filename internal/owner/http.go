@@ -67,8 +67,8 @@ func NewHandler(svc *Service, opts HTTPOptions) *Handler {
 // Paths of Meta's server-to-server callbacks, registered in the Instagram
 // app's settings (the setup pages show them with the public URL).
 const (
-	deauthorizePath = "/auth/instagram/deauthorize"
-	deletePath      = "/auth/instagram/delete"
+	deauthorizePath = doctor.DeauthorizePath
+	deletePath      = doctor.DataDeletionPath
 )
 
 // RegisterCallbacks mounts the /auth/instagram routes (on the root
