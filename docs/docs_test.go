@@ -550,30 +550,36 @@ func registeredRoutes(t *testing.T) routes {
 	type reg struct{ method, path string }
 	var regs []reg
 	prefixes := map[string]bool{"": true}
+	var files []*ast.File
 	for _, dir := range []string{"../internal", "../cmd"} {
-		for _, f := range parseDir(t, dir, false) {
-			ast.Inspect(f, func(n ast.Node) bool {
-				ce, ok := n.(*ast.CallExpr)
-				if !ok || len(ce.Args) == 0 {
-					return true
-				}
-				se, ok := ce.Fun.(*ast.SelectorExpr)
-				if !ok {
-					return true
-				}
-				s, ok := strLit(ce.Args[0])
-				if !ok || (s != "" && !strings.HasPrefix(s, "/")) {
-					return true
-				}
-				switch {
-				case se.Sel.Name == "Group":
-					prefixes[s] = true
-				case routeMethods[se.Sel.Name]:
-					regs = append(regs, reg{se.Sel.Name, s})
-				}
+		files = append(files, parseDir(t, dir, false)...)
+	}
+	consts := stringConsts(files)
+	for _, f := range files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			ce, ok := n.(*ast.CallExpr)
+			if !ok || len(ce.Args) == 0 {
 				return true
-			})
-		}
+			}
+			se, ok := ce.Fun.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			s, ok := strLit(ce.Args[0])
+			if !ok {
+				s, ok = constValue(consts, f.Name.Name, ce.Args[0])
+			}
+			if !ok || (s != "" && !strings.HasPrefix(s, "/")) {
+				return true
+			}
+			switch {
+			case se.Sel.Name == "Group":
+				prefixes[s] = true
+			case routeMethods[se.Sel.Name]:
+				regs = append(regs, reg{se.Sel.Name, s})
+			}
+			return true
+		})
 	}
 	r := routes{byPath: map[string]map[string]bool{}}
 	for _, g := range regs {
@@ -592,6 +598,53 @@ func registeredRoutes(t *testing.T) routes {
 		t.Fatalf("found only %d routes; the extraction in docs_test.go needs updating", len(r.byPath))
 	}
 	return r
+}
+
+// stringConsts maps "pkg.Name" to the value of every string constant
+// declared with a literal, or with another such constant, in files.
+func stringConsts(files []*ast.File) map[string]string {
+	out := map[string]string{}
+	for range 3 { // constants naming constants, a few levels deep
+		for _, f := range files {
+			for _, d := range f.Decls {
+				gd, ok := d.(*ast.GenDecl)
+				if !ok || gd.Tok != token.CONST {
+					continue
+				}
+				for _, sp := range gd.Specs {
+					vs := sp.(*ast.ValueSpec)
+					for i, name := range vs.Names {
+						if i >= len(vs.Values) {
+							continue
+						}
+						v, ok := strLit(vs.Values[i])
+						if !ok {
+							v, ok = constValue(out, f.Name.Name, vs.Values[i])
+						}
+						if ok {
+							out[f.Name.Name+"."+name.Name] = v
+						}
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// constValue resolves name (in package pkg) or otherpkg.Name through consts.
+func constValue(consts map[string]string, pkg string, e ast.Expr) (string, bool) {
+	switch x := e.(type) {
+	case *ast.Ident:
+		v, ok := consts[pkg+"."+x.Name]
+		return v, ok
+	case *ast.SelectorExpr:
+		if id, ok := x.X.(*ast.Ident); ok {
+			v, ok := consts[id.Name+"."+x.Sel.Name]
+			return v, ok
+		}
+	}
+	return "", false
 }
 
 // match reports whether a documented path matches a route pattern: ":x"
