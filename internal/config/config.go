@@ -28,6 +28,10 @@ type Config struct {
 	Addr      string   // FEEDD_ADDR: listen address
 	PublicURL *url.URL // FEEDD_PUBLIC_URL: scheme and host (and optional path prefix), no trailing slash
 	DataDir   string   // FEEDD_DATA_DIR
+	// DatabaseURL (FEEDD_DATABASE_URL, optional, a secret: it may hold a
+	// password) is the PostgreSQL database several instances share; ""
+	// keeps the embedded SQLite database in the data dir.
+	DatabaseURL string
 
 	InstagramAppID     string // FEEDD_INSTAGRAM_APP_ID; "" when unset
 	InstagramAppSecret string // FEEDD_INSTAGRAM_APP_SECRET; "" when unset
@@ -190,6 +194,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr),
 		slog.String("public_url", c.PublicBase()),
 		slog.String("data_dir", c.DataDir),
+		slog.String("database_url", redactedURL(c.DatabaseURL)),
 		slog.String("instagram_app_id", set(c.InstagramAppID != "")),
 		slog.String("instagram_app_secret", set(c.InstagramAppSecret != "")),
 		slog.String("secret_key", keys),
@@ -233,6 +238,7 @@ func Load(lookup func(string) (string, bool)) (Config, []string, error) {
 	p.str("FEEDD_ADDR", &c.Addr, validAddr)
 	p.publicURL("FEEDD_PUBLIC_URL")
 	p.str("FEEDD_DATA_DIR", &c.DataDir, nonEmpty)
+	p.databaseURL("FEEDD_DATABASE_URL")
 	p.secret("FEEDD_INSTAGRAM_APP_ID", &c.InstagramAppID)
 	p.secret("FEEDD_INSTAGRAM_APP_SECRET", &c.InstagramAppSecret)
 	p.secretKeys("FEEDD_SECRET_KEY")
@@ -684,6 +690,33 @@ func (p *parser) proxies(name string) {
 		out = append(out, pfx.Masked())
 	}
 	p.cfg.TrustedProxies = out
+}
+
+// databaseURL reads a postgres:// or postgresql:// URL (or name_FILE); the
+// value never appears in an error, since it may hold a password.
+func (p *parser) databaseURL(name string) {
+	v, ok := p.secretValue(name)
+	if !ok {
+		return
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		p.fail(name, "is not a PostgreSQL URL (postgres://user:password@host:5432/dbname); leave it unset for SQLite in the data dir")
+		return
+	}
+	p.cfg.DatabaseURL = v
+}
+
+// redactedURL shows a URL without its password, or "unset".
+func redactedURL(v string) string {
+	if v == "" {
+		return "unset"
+	}
+	u, err := url.Parse(v)
+	if err != nil {
+		return "set"
+	}
+	return u.Redacted()
 }
 
 // webhook reads an optional http(s) URL as a secret: errors never show it.
