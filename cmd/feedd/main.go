@@ -5,6 +5,7 @@
 //	feedd healthcheck         exit 0 when the local server's /healthz answers 200
 //	feedd doctor              check the configuration; exit 1 when a check fails
 //	feedd admin reset-token   print a new admin token; the old one stops working
+//	feedd migrate             copy a SQLite install into an empty PostgreSQL database
 //	feedd version             version, commit and Go version
 package main
 
@@ -58,6 +59,8 @@ Usage:
   feedd doctor              check the configuration (app id and secret, public URL, data dir,
                             key, clock); exit 1 when a check fails
   feedd admin reset-token   print a new admin token; the old one and all sessions stop working
+  feedd migrate [--from DATA_DIR] [--to postgres://...]
+                            copy a stopped SQLite install into an empty PostgreSQL database
   feedd version             print version, commit and Go version
   feedd help                this text
 
@@ -88,6 +91,12 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 			return badUsage(stderr, "usage: feedd admin reset-token")
 		}
 		return resetToken(ctx, env, stdout, stderr)
+	case "migrate":
+		from, to, ok := migrateFlags(args, stderr)
+		if !ok {
+			return exitUsage
+		}
+		return runMigrate(ctx, from, to, env, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionLine())
 		return exitOK
@@ -96,6 +105,22 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 		return exitOK
 	}
 	return badUsage(stderr, fmt.Sprintf("unknown command %q (see feedd help)", cmd))
+}
+
+// migrateFlags parses "feedd migrate [--from DATA_DIR] [--to URL]".
+func migrateFlags(args []string, stderr io.Writer) (from, to string, ok bool) {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	f := fs.String("from", "", "the SQLite install: its data dir or its feedd.db (default: FEEDD_DATA_DIR)")
+	t := fs.String("to", "", "the empty PostgreSQL database, postgres://... (default: FEEDD_DATABASE_URL)")
+	if err := fs.Parse(args); err != nil {
+		return "", "", false
+	}
+	if fs.NArg() > 0 {
+		badUsage(stderr, "usage: feedd migrate [--from DATA_DIR] [--to postgres://...]")
+		return "", "", false
+	}
+	return *f, *t, true
 }
 
 func badUsage(stderr io.Writer, msg string) int {

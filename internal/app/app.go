@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (_ *Main, err err
 	if m.Box, err = openBox(cfg, m.Logger); err != nil {
 		return nil, err
 	}
-	m.Store, err = store.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile), m.Box, store.Options{Now: m.Now, Logger: m.Logger})
+	m.Store, err = OpenStore(ctx, cfg, m.Box, store.Options{Now: m.Now, Logger: m.Logger, Lock: true})
 	if err != nil {
 		if errors.Is(err, store.ErrWrongKey) {
 			return nil, fmt.Errorf("app: %w (data dir %s)", err, cfg.DataDir)
@@ -331,15 +331,19 @@ func ResetAdminToken(ctx context.Context, cfg config.Config, w io.Writer, log *s
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	dbPath := filepath.Join(cfg.DataDir, DatabaseFile)
-	if _, err := os.Stat(dbPath); err != nil {
-		return fmt.Errorf("app: no feedd database at %s (check FEEDD_DATA_DIR): %w", dbPath, err)
+	if cfg.DatabaseURL == "" {
+		dbPath := filepath.Join(cfg.DataDir, DatabaseFile)
+		if _, err := os.Stat(dbPath); err != nil {
+			return fmt.Errorf("app: no feedd database at %s (check FEEDD_DATA_DIR): %w", dbPath, err)
+		}
 	}
 	box, err := openBox(cfg, log)
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, dbPath, box, store.Options{Logger: log})
+	// Without the instance lock: this short-lived command runs beside the
+	// server, and SQLite's own locking orders its one write with the server's.
+	st, err := OpenStore(ctx, cfg, box, store.Options{Logger: log})
 	if err != nil {
 		return fmt.Errorf("app: open database: %w", err)
 	}
@@ -357,6 +361,66 @@ func ResetAdminToken(ctx context.Context, cfg config.Config, w io.Writer, log *s
 	}
 	log.Warn("admin token reset; all sessions ended")
 	PrintAdminToken(w, tok, link)
+	return nil
+}
+
+// OpenStore opens the configured database: PostgreSQL when
+// FEEDD_DATABASE_URL is set, otherwise SQLite in the data dir, where
+// opts.Lock makes this process the only one serving it.
+func OpenStore(ctx context.Context, cfg config.Config, box *secret.Box, opts store.Options) (*store.Store, error) {
+	if cfg.DatabaseURL != "" {
+		return store.OpenPostgres(ctx, cfg.DatabaseURL, box, opts)
+	}
+	return store.Open(ctx, filepath.Join(cfg.DataDir, DatabaseFile), box, opts)
+}
+
+// CopyToPostgres copies the SQLite database of a stopped install (from: its
+// data dir or its feedd.db) into the empty PostgreSQL database at url, and
+// reports the rows copied per table to w. The install's key must be
+// FEEDD_SECRET_KEY or its data dir's key file; a running install is refused
+// (its instance lock is held). Used by "feedd migrate".
+func CopyToPostgres(ctx context.Context, cfg config.Config, from, url string, w io.Writer, log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	fi, err := os.Stat(from)
+	if err != nil {
+		return fmt.Errorf("app: no feedd install at %s: %w", from, err)
+	}
+	path, dataDir := from, filepath.Dir(from)
+	if fi.IsDir() {
+		path, dataDir = filepath.Join(from, DatabaseFile), from
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("app: no feedd database in %s: %w", from, err)
+		}
+	}
+	if len(cfg.SecretKeys) == 0 {
+		// Never generate a key here: it could not open the tokens.
+		if _, err := os.Stat(filepath.Join(dataDir, secret.KeyFileName)); err != nil {
+			return fmt.Errorf("app: FEEDD_SECRET_KEY is not set and %s has no %s: set FEEDD_SECRET_KEY to the key of this install", dataDir, secret.KeyFileName)
+		}
+	}
+	cfg.DataDir = dataDir
+	box, err := openBox(cfg, log)
+	if err != nil {
+		return err
+	}
+	src, err := store.Open(ctx, path, box, store.Options{Logger: log, Lock: true})
+	if err != nil {
+		if errors.Is(err, store.ErrLocked) {
+			return fmt.Errorf("app: %w: stop it before moving its data", err)
+		}
+		return fmt.Errorf("app: open %s: %w", path, err)
+	}
+	defer src.Close()
+	counts, err := store.CopyToPostgres(ctx, src, url)
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	for _, c := range counts {
+		fmt.Fprintf(w, "%-20s %d rows\n", c.Table, c.Rows)
+	}
+	fmt.Fprintf(w, "copied %s into %s\n", path, store.RedactURL(url))
 	return nil
 }
 
