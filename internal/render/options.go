@@ -33,6 +33,7 @@ type Options struct {
 	Header   bool   // avatar, name and follow link above the tiles
 	Lightbox bool   // open posts in a dialog instead of following the link
 	LoadMore bool   // a "load more" link when there is a next page
+	Counts   bool   // the account's followers and posts in the header
 
 	Lang  string            // one of Languages; "" for the host page's, else DefaultLang
 	Texts map[string]string // the owner's texts in place of feedd's, by key (i18n-<key>)
@@ -71,7 +72,7 @@ func ParseOptions(v url.Values) (Options, error) {
 	for _, b := range []struct {
 		name string
 		dst  *bool
-	}{{"header", &o.Header}, {"lightbox", &o.Lightbox}, {"load-more", &o.LoadMore}} {
+	}{{"header", &o.Header}, {"lightbox", &o.Lightbox}, {"load-more", &o.LoadMore}, {"counts", &o.Counts}} {
 		if *b.dst, err = boolParam(v, b.name, *b.dst); err != nil {
 			return o, err
 		}
@@ -132,7 +133,7 @@ func (o Options) Params() url.Values {
 	for _, p := range []struct{ name, val, def string }{
 		{"layout", o.Layout, d.Layout}, {"captions", o.Captions, d.Captions}, {"theme", o.Theme, d.Theme},
 		{"header", strconv.FormatBool(o.Header), "true"}, {"lightbox", strconv.FormatBool(o.Lightbox), "true"},
-		{"load-more", strconv.FormatBool(o.LoadMore), "true"},
+		{"load-more", strconv.FormatBool(o.LoadMore), "true"}, {"counts", strconv.FormatBool(o.Counts), "false"},
 	} {
 		if p.val != p.def {
 			v.Set(p.name, p.val)

@@ -67,6 +67,9 @@ type view struct {
 // viewTexts are the fragment's own texts, in the feed's language.
 type viewTexts struct {
 	Follow, FollowSR, PostsBy, LoadMore, Title string
+	// Counts is the account's followers and posts for the header, when
+	// the counts option is on and Instagram gave them.
+	Counts string
 }
 
 type text struct{ Key, Val string }
@@ -124,6 +127,9 @@ func (r *Renderer) view(doc *feed.Doc, o Options) *view {
 		v.T.Title = "@" + user
 		v.T.FollowSR = t.f("follow-sr", "user", user)
 		v.T.PostsBy = t.f("posts-by", "user", user)
+		if o.Counts {
+			v.T.Counts = t.counts(doc.Account)
+		}
 	}
 	v.T.Follow, v.T.LoadMore = t.get("follow"), t.get("load-more")
 	for i := range doc.Posts {

@@ -16,7 +16,7 @@ if (!W.feedd) {
   // Where feedd lives: the script's URL without /widget.js, so a feedd
   // behind a path prefix works too.
   const base = script ? script.src.replace(/\/widget\.js([?#].*)?$/, '') : ''
-  const keys = ['columns', 'limit', 'gap', 'layout', 'captions', 'header', 'lightbox', 'load-more', 'theme', 'type', 'lang']
+  const keys = ['columns', 'limit', 'gap', 'layout', 'captions', 'header', 'lightbox', 'load-more', 'theme', 'type', 'lang', 'counts']
   // The languages feedd has, from the build: a page's lang picks one.
   const langs = LANGS
   const seen = new WeakSet()
