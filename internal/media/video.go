@@ -108,7 +108,13 @@ func (s *Store) downloadVideo(ctx context.Context, u *url.URL, maxBytes int64) (
 	}
 
 	// The name is the hash of the bytes: they are spooled to a temp file
-	// first, then put into the backend from it.
+	// first (in Dir, which holds only temp files when the backend is a
+	// bucket), then put into the backend from it.
+	if s.opts.Dir != "" {
+		if err := os.MkdirAll(s.opts.Dir, 0o755); err != nil {
+			return "", 0, err
+		}
+	}
 	f, err := os.CreateTemp(s.opts.Dir, tempPrefix+"video-*")
 	if err != nil {
 		return "", 0, err
