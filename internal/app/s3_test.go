@@ -265,3 +265,20 @@ func TestBadS3CredentialsStopTheStart(t *testing.T) {
 		}
 	}
 }
+
+func TestSweepGraceWhenStorageIsShared(t *testing.T) {
+	for name, c := range map[string]struct {
+		cfg  func(*config.Config)
+		want time.Duration
+	}{
+		"sqlite and the data dir": {func(*config.Config) {}, 0},
+		"a bucket":                {func(c *config.Config) { c.MediaStorage = &config.MediaStorage{Bucket: "b"} }, media.DefaultSweepGrace},
+		"postgresql":              {func(c *config.Config) { c.DatabaseURL = "postgres://db/feedd" }, media.DefaultSweepGrace},
+	} {
+		cfg := config.Default()
+		c.cfg(&cfg)
+		if got := (&Main{Config: cfg}).sweepGrace(); got != c.want {
+			t.Errorf("%s: grace %s, want %s", name, got, c.want)
+		}
+	}
+}

@@ -236,13 +236,13 @@ func (m *Main) openMedia(ctx context.Context) (*media.Store, error) {
 	return ms, nil
 }
 
-// sweepGrace is how old an orphaned media file must be before the sweep
-// removes it. Storage that other instances may write to gets
-// media.DefaultSweepGrace, so that nothing they just stored and have not
-// recorded yet is removed; the data dir's media belongs to this process
-// alone (the store refuses a second one on the data dir).
+// sweepGrace is how old an orphaned media row or file must be before the
+// sweep removes it. When other instances may write to the bucket or the
+// database, media.DefaultSweepGrace, so that nothing they just stored and
+// have not recorded yet is removed; SQLite and the data dir's media belong
+// to this process alone (the store refuses a second one on the data dir).
 func (m *Main) sweepGrace() time.Duration {
-	if m.Config.MediaStorage != nil {
+	if m.Config.MediaStorage != nil || m.Config.DatabaseURL != "" {
 		return media.DefaultSweepGrace
 	}
 	return 0
