@@ -43,7 +43,8 @@
   const fit = (frame) => {
     const doc = frame.contentDocument;
     if (!doc || !doc.documentElement) return;
-    const size = () => { frame.style.height = Math.ceil(doc.documentElement.scrollHeight) + 'px'; };
+    // The frame's height includes its borders (border-box).
+    const size = () => { frame.style.height = Math.ceil(doc.documentElement.scrollHeight + frame.offsetHeight - frame.clientHeight) + 'px'; };
     size();
     if (window.ResizeObserver && doc.body) new ResizeObserver(size).observe(doc.body);
   };
