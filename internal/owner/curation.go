@@ -2,6 +2,9 @@ package owner
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -363,11 +366,14 @@ func (h *Handler) moderation(c *echo.Context) error {
 	if cur.MaxPosts > 0 {
 		v.MaxPosts = strconv.Itoa(cur.MaxPosts)
 	}
-	// The version makes the browser load the preview anew after a change,
-	// instead of the copy it may hold for a minute.
+	// The version, a digest of the curation, makes the browser load the
+	// preview anew after a change instead of the copy it may hold for a
+	// minute (two changes can fall in the same second).
 	v.Preview = h.svc.prefix + "/feeds/" + url.PathEscape(st.ID) + "/embed"
 	if cur.UpdatedAt != nil {
-		v.Preview += "?v=" + strconv.FormatInt(cur.UpdatedAt.Unix(), 10)
+		b, _ := json.Marshal(cur)
+		sum := sha256.Sum256(b)
+		v.Preview += "?v=" + hex.EncodeToString(sum[:6])
 	}
 	pins := 0
 	for _, p := range posts {
