@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -177,4 +178,57 @@ func TestMediaStorageNeverLogsCredentials(t *testing.T) {
 	if !strings.Contains(b.String(), `media_url="s3://feedd-media/site/a?endpoint=http://127.0.0.1:8333&region=eu-central-1"`) {
 		t.Errorf("log lacks the media URL: %s", b.String())
 	}
+}
+
+// FuzzMediaURL: whatever FEEDD_MEDIA_URL holds, Load never panics, an
+// error names FEEDD_MEDIA_URL and never shows the URL's password or the
+// secret key, and an accepted URL gives a valid bucket, a clean prefix and
+// a bare host:port endpoint.
+func FuzzMediaURL(f *testing.F) {
+	for _, s := range []string{
+		"s3://feedd-media/site/a?endpoint=http://127.0.0.1:8333&region=eu-central-1",
+		"s3://bucket",
+		"s3://user:hunter2@bucket/p",
+		"s3://b.b-b/%2e%2e/x?endpoint=[::1]:9000",
+		"s3://bucket?endpoint=https://s3.example.com:443&region=us-east-1&region=x",
+		"s3://bucket/a//b?endpoint=http://u:hunter2@host",
+		"S3://BUCKET/\x00",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		const secret = "Fuzz-Secret-Key-4242"
+		c, _, err := Load(env(map[string]string{
+			"FEEDD_MEDIA_URL": raw, "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": secret,
+		}))
+		if err != nil {
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "FEEDD_MEDIA_URL: ") || strings.Contains(msg, "\n") {
+				t.Fatalf("error %q does not name FEEDD_MEDIA_URL on one line", msg)
+			}
+			if strings.Contains(msg, secret) {
+				t.Fatalf("error %q shows the secret key", msg)
+			}
+			if u, err := url.Parse(raw); err == nil && u.User != nil {
+				if pw, _ := u.User.Password(); len(pw) >= 4 && strings.Contains(msg, pw) {
+					t.Fatalf("error %q shows the URL's password", msg)
+				}
+			}
+			return
+		}
+		m := c.MediaStorage
+		if strings.TrimSpace(raw) == "" {
+			if m != nil {
+				t.Fatalf("empty value gave %+v", m)
+			}
+			return
+		}
+		if m == nil || !validBucket(m.Bucket) || strings.HasPrefix(m.Prefix, "/") || strings.HasSuffix(m.Prefix, "/") ||
+			strings.Contains(m.Prefix, "//") || strings.Contains(m.Prefix, "..") || strings.ContainsAny(m.Endpoint, "/?#@ ") || m.Endpoint == "" {
+			t.Fatalf("%q accepted as %+v", raw, m)
+		}
+		if strings.Contains(m.String(), secret) {
+			t.Fatalf("String shows the secret: %s", m)
+		}
+	})
 }
