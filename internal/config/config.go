@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,6 +59,10 @@ type Config struct {
 	// are public (a public bucket or a CDN); /media/ redirects there. No
 	// trailing slash; "" when unset.
 	MediaPublicURL string
+	// MediaFormats (FEEDD_MEDIA_FORMATS) are the formats stored beside the
+	// JPEGs by the background encoder, sorted: "avif", "webp"; empty for
+	// "none".
+	MediaFormats []string
 
 	FetchInterval      time.Duration // FEEDD_FETCH_INTERVAL
 	TokenCheckInterval time.Duration // FEEDD_TOKEN_CHECK_INTERVAL
@@ -141,6 +146,7 @@ func Default() Config {
 		GraphURL:            "https://graph.instagram.com",
 		APIVersion:          "v25.0",
 		MediaHosts:          []string{"*.cdninstagram.com", "*.fbcdn.net"},
+		MediaFormats:        []string{"avif", "webp"},
 		FetchInterval:       15 * time.Minute,
 		TokenCheckInterval:  time.Hour,
 		TokenRefreshWindow:  720 * time.Hour,
@@ -207,6 +213,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("media_allow_private", c.MediaAllowPrivate),
 		slog.String("media_url", c.MediaStorage.String()),
 		slog.String("media_public_url", c.MediaPublicURL),
+		slog.String("media_formats", strings.Join(c.MediaFormats, ",")),
 		slog.Duration("fetch_interval", c.FetchInterval),
 		slog.Duration("token_check_interval", c.TokenCheckInterval),
 		slog.Duration("token_refresh_window", c.TokenRefreshWindow),
@@ -253,6 +260,7 @@ func Load(lookup func(string) (string, bool)) (Config, []string, error) {
 	p.mediaURL("FEEDD_MEDIA_URL")
 	p.awsCredentials()
 	p.mediaPublicURL("FEEDD_MEDIA_PUBLIC_URL")
+	p.mediaFormats("FEEDD_MEDIA_FORMATS")
 	p.interval("FEEDD_FETCH_INTERVAL", &c.FetchInterval, true)
 	p.interval("FEEDD_TOKEN_CHECK_INTERVAL", &c.TokenCheckInterval, true)
 	p.interval("FEEDD_TOKEN_REFRESH_WINDOW", &c.TokenRefreshWindow, false)
@@ -869,6 +877,29 @@ func (p *parser) mediaPublicURL(name string) {
 		return
 	}
 	p.cfg.MediaPublicURL = strings.TrimRight(v, "/")
+}
+
+// mediaFormats reads a comma-separated list of avif and webp, or "none".
+func (p *parser) mediaFormats(name string) {
+	v, ok := p.get(name)
+	if !ok {
+		return
+	}
+	out := []string{}
+	if strings.ToLower(v) != "none" {
+		for _, f := range strings.Split(strings.ToLower(v), ",") {
+			f = strings.TrimSpace(f)
+			if f != "avif" && f != "webp" {
+				p.fail(name, "%q is not a list of avif and webp (or none)", display(v))
+				return
+			}
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	slices.Sort(out)
+	p.cfg.MediaFormats = out
 }
 
 func (p *parser) logFormat(name string) {

@@ -48,8 +48,10 @@ type Object interface {
 // contentTypes maps a stored name's extension to its Content-Type; names
 // with any other extension are never stored (see fileRE).
 var contentTypes = map[string]string{
-	".jpg": "image/jpeg",
-	".mp4": "video/mp4",
+	".jpg":  "image/jpeg",
+	".avif": "image/avif",
+	".webp": "image/webp",
+	".mp4":  "video/mp4",
 }
 
 // contentType is the Content-Type of a stored name.

@@ -97,19 +97,11 @@ func process(data []byte, l limits) (processed, error) {
 		draw.Draw(base, base.Bounds(), src, b.Min, draw.Over)
 	}
 	targets := targetWidths(w, l.widths)
-	scaled := make([]*image.RGBA, len(targets))
-	prev := base
-	for i := len(targets) - 1; i >= 0; i-- {
-		tw := targets[i]
-		th := max(1, (h*tw+w/2)/w)
-		if tw == prev.Rect.Dx() && th == prev.Rect.Dy() {
-			scaled[i] = prev
-			continue
-		}
-		dst := image.NewRGBA(image.Rect(0, 0, tw, th))
-		draw.CatmullRom.Scale(dst, dst.Bounds(), prev, prev.Rect, draw.Src, nil)
-		scaled[i], prev = dst, dst
+	sizes := make([]image.Point, len(targets))
+	for i, tw := range targets {
+		sizes[i] = image.Pt(tw, max(1, (h*tw+w/2)/w))
 	}
+	scaled := cascade(base, sizes)
 	var buf bytes.Buffer
 	for _, img := range scaled {
 		buf.Reset()
@@ -126,6 +118,25 @@ func process(data []byte, l limits) (processed, error) {
 	smallest := scaled[0]
 	out.color = dominantColor(smallest)
 	return out, nil
+}
+
+// cascade scales base to each of sizes (ascending, none larger than base),
+// from the largest down, each step scaling the previous result, and returns
+// the images in the order of sizes.
+func cascade(base *image.RGBA, sizes []image.Point) []*image.RGBA {
+	scaled := make([]*image.RGBA, len(sizes))
+	prev := base
+	for i := len(sizes) - 1; i >= 0; i-- {
+		tw, th := sizes[i].X, sizes[i].Y
+		if tw == prev.Rect.Dx() && th == prev.Rect.Dy() {
+			scaled[i] = prev
+			continue
+		}
+		dst := image.NewRGBA(image.Rect(0, 0, tw, th))
+		draw.CatmullRom.Scale(dst, dst.Bounds(), prev, prev.Rect, draw.Src, nil)
+		scaled[i], prev = dst, dst
+	}
+	return scaled
 }
 
 // targetWidths lists the output widths for an image w pixels wide: every

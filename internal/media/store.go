@@ -54,10 +54,10 @@ const (
 // DefaultWidths are the stored widths when Options.Widths is empty.
 var DefaultWidths = []int{320, 640, 1080}
 
-// fileRE is the only shape of a stored file's relative name:
-// "<2 hex shard>/<32 hex hash>-<width>.jpg", the shard being the hash's first
-// two characters (checked separately).
-var fileRE = regexp.MustCompile(`^([0-9a-f]{2})/([0-9a-f]{32})-([1-9][0-9]{0,4})\.jpg$`)
+// fileRE is the only shape of a stored image's relative name:
+// "<2 hex shard>/<32 hex hash>-<width>.<jpg|avif|webp>", the shard being the
+// hash's first two characters (checked separately).
+var fileRE = regexp.MustCompile(`^([0-9a-f]{2})/([0-9a-f]{32})-([1-9][0-9]{0,4})\.(jpg|avif|webp)$`)
 
 // Options configure a Store. Zero fields take the defaults above.
 type Options struct {
@@ -129,9 +129,10 @@ type Store struct {
 // Download outcomes, the values of feedd_media_downloads_total{outcome}.
 var outcomes = []string{"ok", "bad_url", "host_not_allowed", "private_address", "too_large", "bad_image", "upstream", "timeout", "error"}
 
-// New opens the backend (creating the directory of a Local one), totals
-// the bytes already stored and returns a Store. The Store closes the
-// backend.
+// New opens the backend (a Local one on Dir when Options.Backend is nil),
+// totals the bytes already stored and returns a Store, which then owns the
+// backend and closes it. When New fails, a backend it was given is left to
+// the caller.
 func New(o Options) (*Store, error) {
 	if o.Backend == nil && o.Dir == "" {
 		return nil, errors.New("media: no directory")
@@ -223,7 +224,7 @@ func New(o Options) (*Store, error) {
 		}
 		return nil
 	}); err != nil {
-		backend.Close()
+		s.closeOwned()
 		return nil, fmt.Errorf("media: count stored files: %w", err)
 	}
 	s.stored.Store(total)
@@ -242,12 +243,19 @@ func New(o Options) (*Store, error) {
 		}, func() float64 { return float64(s.stored.Load()) })
 		for _, c := range []prometheus.Collector{gauge, s.downloads} {
 			if err := o.Registerer.Register(c); err != nil {
-				backend.Close()
+				s.closeOwned()
 				return nil, fmt.Errorf("media: register metrics: %w", err)
 			}
 		}
 	}
 	return s, nil
+}
+
+// closeOwned closes the backend if New opened it.
+func (s *Store) closeOwned() {
+	if s.opts.Backend == nil {
+		s.backend.Close()
+	}
 }
 
 // Close releases the backend and idle connections.

@@ -189,12 +189,34 @@ type Media struct {
 	CreatedAt time.Time
 }
 
-// Variant is one stored size of an image, smallest first in Media.Variants.
+// Variant is one stored size of an image in one format. In Media.Variants
+// the JPEGs come first, smallest first, then the other formats' files in
+// the same order of sizes.
 type Variant struct {
 	Width  int    `json:"width"`
 	Height int    `json:"height"`
 	File   string `json:"file"` // relative to the media dir, served under /media/
 	Bytes  int64  `json:"bytes"`
+	// Format is "" for JPEG (every image has JPEGs) or FormatAVIF or
+	// FormatWebP, encoded later beside them.
+	Format string `json:"format,omitempty"`
+}
+
+// Image formats stored beside the JPEGs, as Variant.Format names them.
+const (
+	FormatAVIF = "avif"
+	FormatWebP = "webp"
+)
+
+// FormatType is the Content-Type of a Variant.Format.
+func FormatType(format string) string {
+	switch format {
+	case FormatAVIF:
+		return "image/avif"
+	case FormatWebP:
+		return "image/webp"
+	}
+	return "image/jpeg"
 }
 
 // FetchResult is the outcome of one poll of a feed.

@@ -1,0 +1,180 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/feedd/feedd/internal/model"
+)
+
+// The background encoder's state per stored image (migration 0006): the
+// formats done beside the JPEGs, and the failures of the attempts.
+
+// lacksFormats is the SQL condition "the row lacks one of formats", with one
+// argument per format. formats is a sorted, comma-separated list, so each
+// format is matched between commas.
+func lacksFormats(formats []string) (string, []any) {
+	conds := make([]string, len(formats))
+	args := make([]any, len(formats))
+	for i, f := range formats {
+		conds[i] = `(',' || formats || ',') NOT LIKE ?`
+		args[i] = "%," + f + ",%"
+	}
+	return "(" + strings.Join(conds, " OR ") + ")", args
+}
+
+// PendingFormats returns up to limit stored images, newest first, that lack
+// one of formats, have failed fewer than maxFailures times and are due for
+// another attempt at now.
+func (s *Store) PendingFormats(ctx context.Context, formats []string, maxFailures int, now time.Time, limit int) ([]model.Media, error) {
+	if len(formats) == 0 || limit <= 0 {
+		return nil, nil
+	}
+	cond, args := lacksFormats(formats)
+	args = append(args, maxFailures, unix(now), limit)
+	rows, err := s.r.QueryContext(ctx, mediaSelect+` WHERE `+cond+` AND format_failures < ? AND format_retry_at <= ?
+		ORDER BY created_at DESC, key LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: pending formats: %w", err)
+	}
+	defer rows.Close()
+	var out []model.Media
+	for rows.Next() {
+		m, err := scanMedia(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: pending formats: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: pending formats: %w", err)
+	}
+	return out, nil
+}
+
+// CountPendingFormats counts the stored images that lack one of formats
+// and have failed fewer than maxFailures times, due now or later.
+func (s *Store) CountPendingFormats(ctx context.Context, formats []string, maxFailures int) (int, error) {
+	if len(formats) == 0 {
+		return 0, nil
+	}
+	cond, args := lacksFormats(formats)
+	args = append(args, maxFailures)
+	var n int
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM media WHERE `+cond+` AND format_failures < ?`, args...).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: count pending formats: %w", err)
+	}
+	return n, nil
+}
+
+// AddFormats records what the encoder made for m (as it was read): the
+// added variants join the row's, and formats (every format now done for
+// the image) is stored sorted. It applies only while the row still has the
+// variants m has: a row deleted or replaced meanwhile gives
+// model.ErrNotFound, and the caller removes the files it wrote. It returns
+// the feeds that show the image, whose cached documents are now outdated.
+func (s *Store) AddFormats(ctx context.Context, m model.Media, added []model.Variant, formats []string) ([]string, error) {
+	done := slices.Clone(formats)
+	slices.Sort(done)
+	done = slices.Compact(done)
+	for _, f := range done {
+		if f == "" || strings.Contains(f, ",") {
+			return nil, fmt.Errorf("%w: format %q", ErrInvalid, f)
+		}
+	}
+	var feeds []string
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var raw string
+		var bytes int64
+		err := tx.QueryRowContext(ctx, `SELECT variants, bytes FROM media WHERE key = ?`+s.d.forUpdate, m.Key).Scan(&raw, &bytes)
+		if errors.Is(err, sql.ErrNoRows) {
+			return model.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		var cur []model.Variant
+		if err := json.Unmarshal([]byte(raw), &cur); err != nil {
+			return fmt.Errorf("media %s variants: %w", m.Key, err)
+		}
+		if !slices.Equal(cur, m.Variants) {
+			return fmt.Errorf("%w: media %s changed since it was read", model.ErrNotFound, m.Key)
+		}
+		all := slices.Clone(cur)
+		for _, v := range added {
+			if !slices.ContainsFunc(all, func(c model.Variant) bool { return c.File == v.File }) {
+				all = append(all, v)
+				bytes += v.Bytes
+			}
+		}
+		vj, err := json.Marshal(all)
+		if err != nil {
+			return err
+		}
+		if _, err = tx.ExecContext(ctx, `UPDATE media SET variants = ?, bytes = ?, formats = ?, format_failures = 0,
+			format_retry_at = 0 WHERE key = ?`, string(vj), bytes, strings.Join(done, ","), m.Key); err != nil {
+			return err
+		}
+		if len(added) == 0 {
+			return nil
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT feed_id FROM media_refs WHERE key = ? ORDER BY feed_id`, m.Key)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			feeds = append(feeds, id)
+		}
+		return rows.Err()
+	})
+	return feeds, wrap("add formats", err)
+}
+
+// FormatFailed counts a failed attempt at key's formats and defers the next
+// one to retryAt(the failures counted so far), which it returns. A key
+// deleted meanwhile is model.ErrNotFound.
+func (s *Store) FormatFailed(ctx context.Context, key string, retryAt func(failures int) time.Time) (int, error) {
+	var n int
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `UPDATE media SET format_failures = format_failures + 1
+			WHERE key = ? RETURNING format_failures`, key).Scan(&n)
+		if errors.Is(err, sql.ErrNoRows) {
+			return model.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE media SET format_retry_at = ? WHERE key = ?`, unix(retryAt(n)), key)
+		return err
+	})
+	return n, wrap("format failed", err)
+}
+
+// UnnamedFiles returns the files among files that no media row names: the
+// ones the encoder may remove after AddFormats refused its write (files
+// are content-addressed, so another image may share one).
+func (s *Store) UnnamedFiles(ctx context.Context, files []string) ([]string, error) {
+	var out []string
+	for _, f := range files {
+		var named bool
+		if err := s.r.QueryRowContext(ctx, s.d.fileShared, f).Scan(&named); err != nil {
+			return nil, fmt.Errorf("store: unnamed files: %w", err)
+		}
+		if !named {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,108 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/feedd/feedd/internal/model"
+)
+
+func jpegMedia(key string) model.Media {
+	return model.Media{Key: key, Width: 1080, Height: 1080, Color: "#102030", Bytes: 300,
+		Variants: []model.Variant{{Width: 320, Height: 320, File: "aa/" + key + "-320.jpg", Bytes: 100},
+			{Width: 1080, Height: 1080, File: "aa/" + key + "-1080.jpg", Bytes: 200}}}
+}
+
+func pendingKeys(t *testing.T, s *Store, formats []string, at time.Time) []string {
+	t.Helper()
+	ms, err := s.PendingFormats(context.Background(), formats, 3, at, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, m := range ms {
+		keys = append(keys, m.Key)
+	}
+	return keys
+}
+
+func TestFormatsArePendingUntilRecorded(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := open(t)
+		for _, k := range []string{"a", "b"} {
+			if err := e.s.PutMedia(ctx, jpegMedia(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		both := []string{model.FormatAVIF, model.FormatWebP}
+		if got := pendingKeys(t, e.s, both, t0); !slices.Equal(got, []string{"a", "b"}) {
+			t.Fatalf("pending %v, want a b", got)
+		}
+		a := jpegMedia("a")
+		added := []model.Variant{{Width: 320, Height: 320, File: "bb/a-320.avif", Bytes: 10, Format: model.FormatAVIF},
+			{Width: 1080, Height: 1080, File: "bb/a-1080.avif", Bytes: 20, Format: model.FormatAVIF}}
+		if _, err := e.s.AddFormats(ctx, a, added, []string{model.FormatAVIF}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.s.Media(ctx, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Variants) != 4 || got.Variants[3] != added[1] || got.Bytes != 330 {
+			t.Errorf("after AddFormats: %+v", got)
+		}
+		// a lacks WebP still; with AVIF alone wanted, only b is pending.
+		if got := pendingKeys(t, e.s, both, t0); !slices.Equal(got, []string{"a", "b"}) {
+			t.Errorf("pending for both %v", got)
+		}
+		if got := pendingKeys(t, e.s, []string{model.FormatAVIF}, t0); !slices.Equal(got, []string{"b"}) {
+			t.Errorf("pending for avif %v, want b", got)
+		}
+		if n, err := e.s.CountPendingFormats(ctx, []string{model.FormatAVIF}, 3); err != nil || n != 1 {
+			t.Errorf("CountPendingFormats = %d, %v", n, err)
+		}
+		// The row read before AddFormats is outdated now: refused.
+		if _, err := e.s.AddFormats(ctx, a, nil, both); !errors.Is(err, model.ErrNotFound) {
+			t.Errorf("AddFormats on an outdated read: %v, want ErrNotFound", err)
+		}
+		if _, err := e.s.AddFormats(ctx, jpegMedia("gone"), nil, both); !errors.Is(err, model.ErrNotFound) {
+			t.Errorf("AddFormats of a missing key: %v, want ErrNotFound", err)
+		}
+		// Files the rows name are not the encoder's to remove.
+		unnamed, err := e.s.UnnamedFiles(ctx, []string{"bb/a-320.avif", "cc/nobody.webp"})
+		if err != nil || !slices.Equal(unnamed, []string{"cc/nobody.webp"}) {
+			t.Errorf("UnnamedFiles = %v, %v", unnamed, err)
+		}
+	})
+}
+
+func TestFormatFailuresDeferAndEnd(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := open(t)
+		if err := e.s.PutMedia(ctx, jpegMedia("a")); err != nil {
+			t.Fatal(err)
+		}
+		webp := []string{model.FormatWebP}
+		for want := 1; want <= 3; want++ {
+			n, err := e.s.FormatFailed(ctx, "a", func(n int) time.Time { return t0.Add(time.Duration(n) * time.Hour) })
+			if err != nil || n != want {
+				t.Fatalf("FormatFailed = %d, %v; want %d", n, err, want)
+			}
+			if got := pendingKeys(t, e.s, webp, t0.Add(time.Duration(n)*time.Hour-time.Second)); len(got) != 0 && n < 3 {
+				t.Errorf("due before its retry time: %v", got)
+			}
+		}
+		// Three failures with a limit of three: never pending again.
+		if got := pendingKeys(t, e.s, webp, t0.Add(1000*time.Hour)); len(got) != 0 {
+			t.Errorf("pending after the last failure: %v", got)
+		}
+		if _, err := e.s.FormatFailed(ctx, "gone", func(int) time.Time { return t0 }); !errors.Is(err, model.ErrNotFound) {
+			t.Errorf("FormatFailed of a missing key: %v", err)
+		}
+	})
+}
