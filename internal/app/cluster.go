@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,7 +35,14 @@ func leaseTTL(cfg config.Config) time.Duration {
 // newClaims makes the claims of this instance's polls and refreshes: on
 // PostgreSQL they decide which instance does each; on SQLite, the only
 // instance, they always succeed.
-func (m *Main) newClaims(instance string) (*cluster.Claims, error) {
+func (m *Main) newClaims(ctx context.Context, instance string) (*cluster.Claims, error) {
+	if m.Config.DatabaseURL == "" {
+		// The data dir's lock makes this process SQLite's only one: claims
+		// left by a process that crashed are void.
+		if err := m.Store.ClearLeases(ctx); err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
+	}
 	c, err := cluster.NewClaims(cluster.ClaimsOptions{
 		Store: m.Store, Instance: instance, TTL: leaseTTL(m.Config),
 		Now: m.Now, Logger: m.Logger, Registerer: m.Registry, Guard: m.Guard,

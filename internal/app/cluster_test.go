@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/secret"
 )
 
@@ -56,4 +57,40 @@ func mustDuration(t *testing.T, s string) time.Duration {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// On SQLite a start ends the claims a crashed process left, so its polls
+// do not wait for them to lapse.
+func TestSQLiteStartClearsClaimsOfAnEarlierProcess(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	m, err := New(ctx, cfg, Options{Stdout: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := m.Store.CreateFeed(ctx, "f", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := m.Store.Connect(ctx, f.ID, f.Generation, model.Account{AppUserID: "1", IGUserID: "1"},
+		model.Token{AccessToken: "IGAAtoken", TokenInfo: model.TokenInfo{ExpiresAt: time.Now().AddDate(0, 2, 0)}}); err != nil {
+		t.Fatal(err)
+	}
+	if f, err = m.Store.Feed(ctx, f.ID); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := m.Store.ClaimPoll(ctx, f.ID, "crashed", f.NextFetchAt, false, time.Now().Add(time.Hour)); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	m.Close()
+
+	m, err = New(ctx, cfg, Options{Stdout: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if ok, err := m.Store.ClaimPoll(ctx, f.ID, "next", f.NextFetchAt, false, time.Now().Add(time.Hour)); err != nil || !ok {
+		t.Errorf("the crashed process's claim still holds after a start: %v %v", ok, err)
+	}
 }

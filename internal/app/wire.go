@@ -76,7 +76,7 @@ func (m *Main) wire(ctx context.Context) error {
 		mailer = mm
 	}
 	instance := cluster.NewInstanceID()
-	claims, err := m.newClaims(instance)
+	claims, err := m.newClaims(ctx, instance)
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,20 @@ func (s *Store) ReleaseLease(ctx context.Context, kind model.LeaseKind, feedID, 
 	return err
 }
 
+// ClearLeases ends every claim. Only for a database one process serves
+// alone (SQLite under its instance lock): claims left by an earlier process
+// that stopped or crashed would otherwise hold its polls until they lapse.
+func (s *Store) ClearLeases(ctx context.Context) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE feeds SET poll_holder = NULL, poll_until = NULL WHERE poll_holder IS NOT NULL`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE tokens SET refresh_holder = NULL, refresh_until = NULL WHERE refresh_holder IS NOT NULL`)
+		return err
+	})
+	return wrap("clear leases", err)
+}
+
 func leaseQuery(kind model.LeaseKind, poll, refresh string) (string, error) {
 	switch kind {
 	case model.LeasePoll:

@@ -174,3 +174,26 @@ func TestUnknownLeaseKind(t *testing.T) {
 		}
 	})
 }
+
+// A process that serves the database alone ends the claims an earlier
+// process left: its polls and refreshes need not wait for them to lapse.
+func TestClearLeasesFreesEveryClaim(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e, f := leaseEnv(t, open)
+		until := t0.Add(time.Hour)
+		if !must[bool](t)(e.s.ClaimPoll(ctx, f.ID, "crashed", f.NextFetchAt, false, until)) ||
+			!must[bool](t)(e.s.ClaimRefresh(ctx, f.ID, "crashed", *f.Token, until)) {
+			t.Fatal("claims refused")
+		}
+		if err := e.s.ClearLeases(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !must[bool](t)(e.s.ClaimPoll(ctx, f.ID, "next", f.NextFetchAt, false, until)) {
+			t.Error("the poll is still held after ClearLeases")
+		}
+		if !must[bool](t)(e.s.ClaimRefresh(ctx, f.ID, "next", *f.Token, until)) {
+			t.Error("the refresh is still held after ClearLeases")
+		}
+	})
+}
