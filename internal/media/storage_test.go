@@ -351,8 +351,9 @@ func TestNewRefusesABadPublicURL(t *testing.T) {
 	}
 }
 
-// TestS3ServesLargeObjectsInBoundedMemory streams an object through the
-// handler and checks that the process allocated a fraction of its size.
+// TestS3ServesLargeObjectsInBoundedMemory puts an object and streams it
+// through the handler, and checks that each allocated a fraction of its
+// size.
 func TestS3ServesLargeObjectsInBoundedMemory(t *testing.T) {
 	b, _ := mediatest.Backend(t)
 	s, err := media.New(media.Options{Backend: b})
@@ -361,13 +362,19 @@ func TestS3ServesLargeObjectsInBoundedMemory(t *testing.T) {
 	}
 	const size = 16 << 20
 	name := "9f/9f" + strings.Repeat("3", 30) + "-1080.jpg"
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	if _, err := b.Put(context.Background(), name, io.LimitReader(rand.Reader, size), size, "image/jpeg"); err != nil {
 		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > size/4 {
+		t.Errorf("putting %d MiB allocated %d MiB: the object was buffered", size>>20, alloc>>20)
 	}
 	srv := httptest.NewServer(http.StripPrefix("/media", s.Handler()))
 	t.Cleanup(srv.Close)
 
-	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 	resp, err := http.Get(srv.URL + "/media/" + name)
