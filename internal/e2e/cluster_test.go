@@ -486,6 +486,52 @@ func TestThreeInstancesOnOneDatabase(t *testing.T) {
 
 	c.countSlots(t, []string{studio, bakery})
 	c.killDuringPoll(t, bakery)
+	c.deauthorizeElsewhere(t, studio, sandbox.AccountCreator)
+}
+
+// deauthorizeElsewhere sends Meta's deauthorize callback for acct to one
+// live instance and checks that another serves the feed without its
+// account and posts within a second.
+func (c *cluster) deauthorizeElsewhere(t *testing.T, id, acct string) {
+	var live []*instance
+	for _, in := range c.ins {
+		select {
+		case <-in.exited:
+		default:
+			live = append(live, in)
+		}
+	}
+	a, err := c.sb.Account(acct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Signed now: the sandbox's own clock is days ahead by now.
+	payload, _ := json.Marshal(map[string]any{"algorithm": "HMAC-SHA256", "issued_at": time.Now().Unix(), "user_id": a.ID})
+	form := url.Values{"signed_request": {sandbox.SignRequest(c.sb.AppSecret(), payload)}}
+	if _, _, b := c.get(live[1], "/api/v1/feeds/"+id, nil); !strings.Contains(string(b), a.Username) {
+		t.Fatalf("before the callback %s does not serve the account: %.200s", live[1].name, b)
+	}
+	req, _ := http.NewRequest(http.MethodPost, live[0].base+"/auth/instagram/deauthorize", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("deauthorize on %s: %d", live[0].name, resp.StatusCode)
+	}
+	start := time.Now()
+	eventually(t, time.Second, "the deauthorized feed on "+live[1].name, func() bool {
+		code, _, b := c.get(live[1], "/api/v1/feeds/"+id, nil)
+		var d doc
+		json.Unmarshal(b, &d)
+		return code == http.StatusOK && d.Account == nil && len(d.Posts) == 0
+	})
+	t.Logf("Meta's deauthorize on %s showed on %s after %s", live[0].name, live[1].name, time.Since(start).Round(time.Millisecond))
+	if st := c.status(live[1], id); st.Status != "not_connected" {
+		t.Errorf("after the deauthorize: %s", st.Status)
+	}
 }
 
 func (c *cluster) signIn(in *instance) string {
