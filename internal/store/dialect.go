@@ -78,9 +78,9 @@ var postgresDialect = &dialect{
 	mediaFiles: `SELECT DISTINCT v.value ->> 'file' FROM media, jsonb_array_elements(media.variants::jsonb) v`,
 }
 
-// PostgresMaxConns bounds the pool of a PostgreSQL store: reads and writes
+// postgresMaxConns bounds the pool of a PostgreSQL store: reads and writes
 // share it.
-const PostgresMaxConns = 16
+const postgresMaxConns = 16
 
 // ValidateURL checks that raw is a PostgreSQL URL. Its error never holds
 // the password.
@@ -127,8 +127,8 @@ func OpenPostgres(ctx context.Context, dsn string, box *secret.Box, opts Options
 		cfg.ConnectTimeout = 10 * time.Second
 	}
 	db := sql.OpenDB(rebindConnector{stdlib.GetConnector(*cfg)})
-	db.SetMaxOpenConns(PostgresMaxConns)
-	db.SetMaxIdleConns(PostgresMaxConns)
+	db.SetMaxOpenConns(postgresMaxConns)
+	db.SetMaxIdleConns(postgresMaxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s.w, s.r = db, db
 	if err := db.PingContext(ctx); err != nil {

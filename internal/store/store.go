@@ -77,9 +77,6 @@ type Store struct {
 	closeErr  error
 }
 
-// Engine names the database engine: "sqlite" or "postgres".
-func (s *Store) Engine() string { return s.d.name }
-
 // DSN returns the driver data source name for path with feedd's pragmas.
 // busy_timeout comes first so that switching to WAL waits for other
 // connections instead of failing.
