@@ -70,20 +70,26 @@ func TestURLValidation(t *testing.T) {
 	}
 }
 
-// A server that refuses the connection is reported with the URL, never
-// with its password.
+// A URL pgx refuses or a server that refuses the connection is reported
+// with the URL, never with its password.
 func TestPostgresConnectErrorHidesThePassword(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := OpenPostgres(ctx, "postgres://feedd:hunter2@127.0.0.1:1/feedd?connect_timeout=2", box(t, key(1)), Options{})
-	if err == nil {
-		t.Fatal("no error from a server that is not there")
-	}
-	if strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("error shows the password: %v", err)
-	}
-	if !strings.Contains(err.Error(), "127.0.0.1") {
-		t.Errorf("error does not say where: %v", err)
+	for _, u := range []string{
+		"postgres://feedd:hunter2@127.0.0.1:1/feedd?connect_timeout=2", // nothing listens
+		"postgres://feedd:hunter2@127.0.0.1:99999/feedd",               // pgx cannot parse it
+		"postgres://feedd:hunter2@127.0.0.1/feedd?sslmode=bogus",
+	} {
+		_, err := OpenPostgres(ctx, u, box(t, key(1)), Options{})
+		if err == nil {
+			t.Fatalf("%s: no error", u)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error shows the password: %v", err)
+		}
+		if !strings.Contains(err.Error(), "127.0.0.1") {
+			t.Errorf("error does not say where: %v", err)
+		}
 	}
 }
 
