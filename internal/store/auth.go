@@ -20,12 +20,10 @@ func (s *Store) CreateState(ctx context.Context, st model.OAuthState) error {
 		st.CreatedAt = s.now()
 	}
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM feeds WHERE id = ?`, st.FeedID).Scan(&n); err != nil {
+		// Under the feed's lock: a deletion racing on another instance
+		// waits, and this answers ErrNotFound, not a foreign-key error.
+		if _, err := s.lockFeed(ctx, tx, st.FeedID); err != nil {
 			return err
-		}
-		if n == 0 {
-			return model.ErrNotFound
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO oauth_states (state_hash, feed_id, session_hash, created_at, expires_at)
 			VALUES (?, ?, ?, ?, ?)`, st.Hash, st.FeedID, nullBytes(st.SessionHash), unix(st.CreatedAt), unix(st.ExpiresAt))

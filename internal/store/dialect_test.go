@@ -234,3 +234,36 @@ func errorIsAny(err error, targets ...error) bool {
 	}
 	return false
 }
+
+// An OAuth state created while another instance deletes its feed is either
+// stored (and deleted with the feed) or refused as not found: never a
+// foreign-key error.
+func TestStateRacingTheDeletionOfItsFeed(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := open(t)
+		other, err := e.reopen(t, box(t, key(1)), Options{Now: e.clk.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for round := range 20 {
+			f := must[model.Feed](t)(e.s.CreateFeed(ctx, "f", nil))
+			var wg sync.WaitGroup
+			var createErr, deleteErr error
+			wg.Go(func() {
+				createErr = other.CreateState(ctx, model.OAuthState{Hash: fmt.Appendf(nil, "race state %d", round), FeedID: f.ID, ExpiresAt: t0.Add(time.Hour)})
+			})
+			wg.Go(func() { _, deleteErr = e.s.DeleteFeed(ctx, f.ID) })
+			wg.Wait()
+			if deleteErr != nil {
+				t.Fatalf("round %d: delete: %v", round, deleteErr)
+			}
+			if createErr != nil && !errors.Is(createErr, model.ErrNotFound) {
+				t.Fatalf("round %d: create state: %v, want success or ErrNotFound", round, createErr)
+			}
+			if _, err := e.s.ConsumeState(ctx, fmt.Appendf(nil, "race state %d", round), t0); !errors.Is(err, model.ErrStateNotFound) {
+				t.Fatalf("round %d: a state of a deleted feed: %v", round, err)
+			}
+		}
+	})
+}
