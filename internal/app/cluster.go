@@ -14,7 +14,7 @@ import (
 
 // ErrSharedKeyRequired: several instances must seal tokens with one key,
 // which a key file generated in one instance's data dir is not.
-var ErrSharedKeyRequired = errors.New("app: FEEDD_SECRET_KEY is required with FEEDD_DATABASE_URL: every instance must encrypt tokens with the same key, and a key file generated in one instance's data dir is not shared; set FEEDD_SECRET_KEY (or FEEDD_SECRET_KEY_FILE) to a 32-byte base64 key, such as the output of 'openssl rand -base64 32' (moving from SQLite: the base64 of the old data dir's key file)")
+var ErrSharedKeyRequired = errors.New("app: FEEDD_SECRET_KEY is required with FEEDD_DATABASE_URL: every instance must encrypt tokens with the same key, and a key file generated in one instance's data dir is not shared; set FEEDD_SECRET_KEY (or FEEDD_SECRET_KEY_FILE) to a 32-byte base64 key, such as the output of 'openssl rand -base64 32' (moving from SQLite: the content of the old data dir's secret.key)")
 
 // checkSharedKey refuses a shared database without a configured key.
 func checkSharedKey(cfg config.Config) error {
