@@ -54,3 +54,45 @@ func TestCurationIsStoredAndDeletedWithItsFeed(t *testing.T) {
 		}
 	})
 }
+
+// A disconnect (also Meta's deauthorize and data deletion) and a connect of
+// another account forget the hidden and pinned posts with the posts; the
+// rules stay.
+func TestCurationForgetsPostsOfAnEndedConnection(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		e := open(t)
+		ctx := context.Background()
+		tok := model.Token{AccessToken: "IGAAtok", TokenInfo: model.TokenInfo{ExpiresAt: t0.Add(1e15)}}
+		set := model.Curation{Hidden: []string{"h"}, Pinned: []string{"p"}, Exclude: []string{"#ad"}, MaxPosts: 4}
+		check := func(what string, id string) {
+			t.Helper()
+			c := must[model.Curation](t)(e.s.Curation(ctx, id))
+			if len(c.Hidden)+len(c.Pinned) != 0 || len(c.Exclude) != 1 || c.MaxPosts != 4 {
+				t.Fatalf("after %s: %+v, want no hidden or pinned posts and the rules kept", what, c)
+			}
+		}
+
+		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
+		connect := func(a model.Account, tok model.Token) {
+			t.Helper()
+			if _, _, err := e.s.Connect(ctx, f.ID, e.gen(t, f.ID), a, tok); err != nil {
+				t.Fatal(err)
+			}
+		}
+		connect(model.Account{AppUserID: "u1", IGUserID: "1"}, tok)
+		must[model.Curation](t)(e.s.SetCuration(ctx, f.ID, set))
+		// A reconnect of the same account keeps them.
+		connect(model.Account{AppUserID: "u1", IGUserID: "1"}, tok)
+		if c := must[model.Curation](t)(e.s.Curation(ctx, f.ID)); len(c.Hidden) != 1 || len(c.Pinned) != 1 {
+			t.Fatalf("a reconnect of the same account dropped the curation: %+v", c)
+		}
+		connect(model.Account{AppUserID: "u2", IGUserID: "2"}, tok)
+		check("a connect of another account", f.ID)
+
+		must[model.Curation](t)(e.s.SetCuration(ctx, f.ID, set))
+		if _, _, err := e.s.Disconnect(ctx, f.ID); err != nil {
+			t.Fatal(err)
+		}
+		check("a disconnect", f.ID)
+	})
+}

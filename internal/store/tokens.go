@@ -58,6 +58,9 @@ func (s *Store) Connect(ctx context.Context, feedID string, gen int64, acct mode
 				if _, err := tx.ExecContext(ctx, `DELETE FROM posts WHERE feed_id = ?`, feedID); err != nil {
 					return err
 				}
+				if _, err := tx.ExecContext(ctx, `UPDATE curations SET hidden = '[]', pinned = '[]' WHERE feed_id = ?`, feedID); err != nil {
+					return err
+				}
 				if _, err := tx.ExecContext(ctx, `UPDATE feeds SET fetched_at = NULL WHERE id = ?`, feedID); err != nil {
 					return err
 				}
@@ -289,6 +292,9 @@ func (s *Store) Disconnect(ctx context.Context, feedID string) (prev model.Feed,
 			`DELETE FROM accounts WHERE feed_id = ?`,
 			`DELETE FROM posts WHERE feed_id = ?`,
 			`DELETE FROM media_refs WHERE feed_id = ?`,
+			// The ids of the posts the owner hid or pinned go with the
+			// posts; the caption rules stay the owner's.
+			`UPDATE curations SET hidden = '[]', pinned = '[]' WHERE feed_id = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, feedID); err != nil {
 				return err
