@@ -248,7 +248,9 @@ func (cu *Curator) Apply(posts []Post) []Post {
 		if !pl.Shown {
 			break
 		}
-		out = append(out, posts[pl.Index])
+		p := posts[pl.Index]
+		p.Pinned = pl.Pin > 0
+		out = append(out, p)
 	}
 	return out
 }

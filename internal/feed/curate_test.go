@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
@@ -250,4 +251,37 @@ func TestAccountCountsInTheJSON(t *testing.T) {
 	if !strings.Contains(string(e.fetchJSON(t, e.id, "")), `"followers_count":`) {
 		t.Fatal("no followers_count in the JSON")
 	}
+}
+
+// "Load more" after the post its cursor names was hidden continues at the
+// next older post, never again at the pinned ones on top (they are older
+// than the cursor, but shown first).
+func TestCursorOfAHiddenPostSkipsThePins(t *testing.T) {
+	var posts []Post
+	for i := range 6 {
+		posts = append(posts, Post{ID: "p" + itoa(i+1), Type: TypeImage, Timestamp: time.Date(2026, 11, 20-i, 0, 0, 0, 0, time.UTC)})
+	}
+	pinned := NewCurator(model.Curation{Pinned: []string{"p6"}}).Apply(posts)
+	first, next, _ := page(pinned, Query{Limit: 3})
+	if ids(first) != "p6,p1,p2" || next == nil {
+		t.Fatalf("first page %s", ids(first))
+	}
+	q, err := newQuery(3, *next, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// p2, the cursor's post, is hidden meanwhile.
+	hidden := NewCurator(model.Curation{Pinned: []string{"p6"}, Hidden: []string{"p2"}}).Apply(posts)
+	second, _, _ := page(hidden, q)
+	if ids(second) != "p3,p4,p5" {
+		t.Fatalf("second page after the cursor's post was hidden: %s, want p3,p4,p5", ids(second))
+	}
+}
+
+func ids(posts []Post) string {
+	var s []string
+	for _, p := range posts {
+		s = append(s, p.ID)
+	}
+	return strings.Join(s, ",")
 }

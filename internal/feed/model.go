@@ -60,6 +60,8 @@ type Post struct {
 	Color         string    `json:"color,omitempty"`    // dominant colour, #rrggbb
 	Images        []Image   `json:"images"`             // smallest first; a video's cover
 	Children      []Child   `json:"children,omitempty"` // carousel items
+	// Pinned: the owner pinned it, so it comes first whatever its date.
+	Pinned bool `json:"pinned,omitempty"`
 }
 
 // Child is one item of a carousel.

@@ -236,8 +236,10 @@ func page(posts []Post, q Query) ([]Post, *string, string) {
 			}
 		}
 		if !found {
+			// Pinned posts come first whatever their date: the page
+			// after a cursor continues among the others.
 			for i := range posts {
-				if posts[i].Timestamp.Before(time.Unix(q.after.ts, 0)) {
+				if !posts[i].Pinned && posts[i].Timestamp.Before(time.Unix(q.after.ts, 0)) {
 					start = i
 					break
 				}
