@@ -276,6 +276,9 @@ func TestCursorOfAHiddenPostSkipsThePins(t *testing.T) {
 	if ids(second) != "p3,p4,p5" {
 		t.Fatalf("second page after the cursor's post was hidden: %s, want p3,p4,p5", ids(second))
 	}
+	if !pinned[0].Pinned || pinned[1].Pinned {
+		t.Fatalf("pinned flags %v %v", pinned[0].Pinned, pinned[1].Pinned)
+	}
 }
 
 func ids(posts []Post) string {
