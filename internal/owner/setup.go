@@ -243,7 +243,7 @@ func (h *Handler) view(st Status) feedView {
 	}
 	switch st.Status {
 	case model.StatusNeedsReauth:
-		v.Banner = "Instagram no longer accepts this feed's token: press Connect to reconnect. Visitors see the last posts meanwhile."
+		v.Banner = "Instagram no longer accepts this feed's token: reconnect to show new posts. Visitors see the last posts meanwhile."
 		if st.StatusReason != "" {
 			v.Banner += " (" + st.StatusReason + ")"
 		}
