@@ -317,6 +317,7 @@ func (s *Store) recomputeRefs(ctx context.Context, tx *sql.Tx, feedID string) er
 		`INSERT INTO media_refs (feed_id, key)
 			SELECT feed_id, avatar_key FROM accounts WHERE feed_id = ? AND coalesce(avatar_key, '') != ''
 			ON CONFLICT DO NOTHING`,
+		videoRefs,
 	} {
 		if _, err := tx.ExecContext(ctx, q, feedID); err != nil {
 			return err
