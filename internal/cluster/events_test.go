@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	tu "github.com/feedd/feedd/internal/testutil"
 )
 
 // testDatabase creates an empty PostgreSQL database on the server of
@@ -208,4 +212,29 @@ func TestListenerReconnectsAndDropsEverything(t *testing.T) {
 	terminate(t, db, "one") // the sender's connection, and the listener's
 	one.ev.Publish("bbbbbbbbbb")
 	waitFor(t, 5*time.Second, "event after both reconnected", func() bool { n, _ := two.rec.counts("bbbbbbbbbb"); return n == 1 })
+}
+
+// The database password never reaches a log line or an error, whether the
+// URL cannot be parsed or the server cannot be reached.
+func TestEventsNeverShowThePassword(t *testing.T) {
+	if _, err := NewEvents(EventsOptions{DatabaseURL: "postgres://feedd:hunter2@127.0.0.1:notaport/x", Instance: "one"}); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("bad URL: %v", err)
+	}
+	logs := &tu.SyncBuffer{}
+	ev, err := NewEvents(EventsOptions{DatabaseURL: "postgres://feedd:hunter2@127.0.0.1:1/x", Instance: "one",
+		Retry: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Publish("aaaaaaaaaa")
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	ev.Run(ctx)
+	out := logs.String()
+	if !strings.Contains(out, "reconnecting") || !strings.Contains(out, "sending a change") {
+		t.Fatalf("the failures were not logged:\n%s", out)
+	}
+	if strings.Contains(out, "hunter2") {
+		t.Errorf("the password is in the log:\n%s", out)
+	}
 }
