@@ -72,6 +72,7 @@ func (s *Service) buildSnapshot(ctx context.Context, f model.Feed) (*snapshot, e
 			}
 		}
 	}
+	keys = append(keys, videoKeys(f.ID, records)...)
 	media, err := s.store.MediaByKeys(ctx, keys)
 	if err != nil {
 		return nil, err
@@ -106,6 +107,7 @@ func (s *Service) buildSnapshot(ctx context.Context, f model.Feed) (*snapshot, e
 	sn.posts = make([]Post, 0, len(records))
 	for i := range records {
 		if p, ok := s.buildPost(&records[i], media, username); ok {
+			s.attachVideo(&p, f.ID, media)
 			sn.posts = append(sn.posts, p)
 		}
 	}

@@ -33,6 +33,17 @@ type Store interface {
 	// DropUnreferenced deletes the media rows among keys that no feed
 	// references and returns their files.
 	DropUnreferenced(ctx context.Context, keys []string) ([]string, error)
+	// VideoSettings returns whether the feed stores videos, and its caps.
+	VideoSettings(ctx context.Context, feedID string) (model.VideoSettings, error)
+	// AttachVideo records a stored video file as the feed's video of a
+	// post, if the feed is still on connection gen, stores videos and shows
+	// the post; when refused it returns the files to delete.
+	AttachVideo(ctx context.Context, feedID string, gen int64, postID string, m model.Media) ([]string, error)
+	// DropVideos drops the feed's stored videos among keys and returns the
+	// files to delete.
+	DropVideos(ctx context.Context, feedID string, keys []string) ([]string, error)
+	// MediaUseByFeed returns the disk use of every feed's stored media.
+	MediaUseByFeed(ctx context.Context) (map[string]model.MediaUse, error)
 	// DueFeeds lists active feeds due for a poll and viewed since viewedSince.
 	DueFeeds(ctx context.Context, now, viewedSince time.Time) ([]model.Feed, error)
 	// MarkViewed records that the feed was requested.
@@ -53,6 +64,9 @@ type Graph interface {
 type Media interface {
 	// Fetch stores the image at url; the result has no Key yet.
 	Fetch(ctx context.Context, url string) (model.Media, error)
+	// FetchVideo stores the MP4 file at url, refused beyond maxBytes; the
+	// result has no Key yet.
+	FetchVideo(ctx context.Context, url string, maxBytes int64) (model.Media, error)
 	// Remove deletes stored files (missing ones are not an error).
 	Remove(files []string) error
 }

@@ -9,6 +9,7 @@ import (
 type metrics struct {
 	pollsTotal *prometheus.CounterVec
 	age        *ageCollector
+	mediaUse   *mediaUseCollector
 }
 
 func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
@@ -20,11 +21,12 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 		age: &ageCollector{s: s, desc: prometheus.NewDesc("feedd_feed_age_seconds",
 			"Seconds since the feed's last good snapshot.", []string{"feed"}, nil)},
 	}
+	m.mediaUse = newMediaUseCollector(s)
 	for _, o := range []string{"ok", "throttled", "error", "needs_reauth"} {
 		m.pollsTotal.WithLabelValues(o)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.pollsTotal, m.age} {
+		for _, c := range []prometheus.Collector{m.pollsTotal, m.age, m.mediaUse} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -60,6 +60,9 @@ type Post struct {
 	Color         string    `json:"color,omitempty"`    // dominant colour, #rrggbb
 	Images        []Image   `json:"images"`             // smallest first; a video's cover
 	Children      []Child   `json:"children,omitempty"` // carousel items
+	// Video is the stored video file of a video or reel, when its feed
+	// stores videos and this one fitted the caps; absent otherwise.
+	Video *Video `json:"video,omitempty"`
 	// Pinned: the owner pinned it, so it comes first whatever its date.
 	Pinned bool `json:"pinned,omitempty"`
 }
@@ -105,6 +108,9 @@ func (d *Doc) size() int {
 		}
 		if p.CommentsCount != nil {
 			n += 8
+		}
+		if p.Video != nil {
+			n += int(unsafe.Sizeof(*p.Video)) + len(p.Video.URL)
 		}
 		for j := range p.Children {
 			c := &p.Children[j]

@@ -358,6 +358,7 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 	if err := s.save(ctx, p, acctRec, posts, now); err != nil {
 		return s.failAfterGraph(ctx, p, err)
 	}
+	s.storeVideos(ctx, p, items)
 	next := now.Add(s.jittered(s.opts.FetchInterval))
 	wctx, cancel := s.writeContext()
 	defer cancel()

@@ -96,6 +96,9 @@ type Service struct {
 	viewed      map[string]time.Time    // last MarkViewed written, per feed
 	profileRead map[string]profileState // last Me call, per feed
 	ages        map[string]time.Time    // fetched_at per feed, for the age gauge
+	// videoRefused holds, per feed, the videos its source refused (see
+	// storeVideos).
+	videoRefused map[string]map[string]videoRefusal
 
 	closed   bool // under mu
 	bgCtx    context.Context
