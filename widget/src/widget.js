@@ -129,22 +129,33 @@ if (!W.feedd) {
       const h = +src.getAttribute('height')
       // Fit the box to the viewport before the file arrives: no jump.
       const s = Math.min(1, (innerWidth - 16) / w, (innerHeight * 0.78) / h)
-      const n = D.createElement('img')
-      for (const a of ['src', 'srcset', 'alt', 'width', 'height']) n.setAttribute(a, src.getAttribute(a) || '')
+      // A stored video plays here, its cover as poster; no autoplay.
+      const v = !j && li.dataset.video
+      const n = D.createElement(v ? 'video' : 'img')
+      if (v) {
+        n.src = v
+        n.poster = (src.getAttribute('srcset') || '').split(',').pop().trim().split(' ')[0] || src.src
+        n.controls = n.playsInline = true
+        n.preload = 'metadata'
+        n.ariaLabel = src.alt
+      } else for (const a of ['src', 'srcset', 'alt', 'width', 'height']) n.setAttribute(a, src.getAttribute(a) || '')
       n.sizes = Math.ceil(w * s) + 'px'
       n.style.width = w * s + 'px'
       n.style.height = h * s + 'px'
       const c = (src.dataset.color || li.dataset.color)
       if (c) n.style.backgroundColor = c
+      stop()
       img.replaceWith(n)
       img = n
-      const video = (src.dataset.type || li.dataset.type) == 'video'
+      const video = !v && (src.dataset.type || li.dataset.type) == 'video'
       go.textContent = video ? t.watch : t.view
       go.href = li.querySelector('a').href
       cap.textContent = (li.querySelector('.feedd-cap') || {}).textContent || ''
       num.textContent = k.length > 1 ? t.count.replace('{i}', j + 1).replace('{n}', k.length) : ''
       label()
     }
+    // A video taken out of the page would play on, unseen.
+    const stop = () => img.pause && img.pause()
     const nav = (step) => {
       const n = kids(items[i]).length
       if (j + step >= 0 && j + step < n) j += step
@@ -184,13 +195,14 @@ if (!W.feedd) {
       dlg.addEventListener('keydown', (e) => {
         // Right to left, the next post is on the left.
         const step = { ArrowRight: 1, ArrowLeft: -1 }[e.key] * (rtl ? -1 : 1)
-        if (step) {
+        // On a video, the arrows seek.
+        if (step && e.target != img) {
           e.preventDefault()
           nav(step)
         }
         // Tab wraps inside the dialog instead of leaving for the browser.
         if (e.key == 'Tab') {
-          const f = dlg.querySelectorAll('button,a[href]')
+          const f = dlg.querySelectorAll('video,button,a[href]')
           const a = dlg.getRootNode().activeElement
           if (a == f[e.shiftKey ? 0 : f.length - 1] || (e.shiftKey && a == dlg)) {
             e.preventDefault()
@@ -210,7 +222,10 @@ if (!W.feedd) {
         },
         { passive: true }
       )
-      dlg.addEventListener('close', () => items[i].querySelector('a').focus())
+      dlg.addEventListener('close', () => {
+        stop()
+        items[i].querySelector('a').focus()
+      })
     }
     list.addEventListener('click', (e) => {
       const a = e.target.closest('.feedd-tile')
