@@ -114,6 +114,9 @@ func TestBrowserSetupPagesAccessibleLightAndDark(t *testing.T) {
 				waitFor(t, ctx, "the connected feed's page with its whole preview", previewFitted,
 					`document.querySelector('[data-preview-frame]').clientHeight + ' ' + document.querySelector('[data-preview-frame]').contentDocument.documentElement.scrollHeight`)
 				check("a connected feed's page")
+				if whole, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(s => s.scrollHeight <= s.clientHeight)(document.querySelector('#snippet'))`)); err != nil || !whole {
+					t.Errorf("the snippet does not show whole (%v)", err)
+				}
 				shoot(t, ctx, fmt.Sprintf("setup-feed-%d-%s.png", width, scheme))
 
 				navigate(t, ctx, feedURL+"?columns=99")

@@ -53,12 +53,21 @@
     if (frame.contentDocument && frame.contentDocument.readyState === 'complete') fit(frame);
   }
 
+  // The snippet shows whole, however narrow the screen.
+  const snippet = document.getElementById('snippet');
+  const grow = () => {
+    if (!snippet) return;
+    snippet.style.height = 'auto';
+    snippet.style.height = (snippet.scrollHeight + snippet.offsetHeight - snippet.clientHeight) + 'px';
+  };
+  grow();
+  addEventListener('resize', grow);
+
   // Live options: the server builds the snippet and the preview's URL
   // (one rule, in Go); this only asks for them and shows them.
   const form = document.querySelector('form[data-preview]');
   if (!form) return;
   for (const b of form.querySelectorAll('[data-nojs]')) b.hidden = true;
-  const snippet = document.getElementById('snippet');
   const error = document.getElementById('options-error');
   const frame = document.querySelector('[data-preview-frame]');
   let timer = 0;
@@ -90,7 +99,10 @@
     error.hidden = true;
     error.textContent = '';
     form.removeAttribute('aria-invalid');
-    if (snippet) snippet.value = body.snippet;
+    if (snippet) {
+      snippet.value = body.snippet;
+      grow();
+    }
     if (frame && frame.getAttribute('src') !== body.preview) frame.src = body.preview;
     // Keep the options in the address, so a reload or a shared link shows them.
     const q = body.preview.includes('?') ? body.preview.slice(body.preview.indexOf('?')) : '';
