@@ -36,6 +36,10 @@ type Status struct {
 	Token          *TokenStatus   `json:"token"`
 	LastFetch      *LastFetch     `json:"last_fetch"`
 	PostCount      int            `json:"post_count"`
+	// Video and MediaBytes are in the status of one feed (GET and PATCH
+	// of /api/admin/feeds/{id}), not in the list.
+	Video      *VideoView  `json:"video,omitempty"`
+	MediaBytes *MediaBytes `json:"media_bytes,omitempty"`
 }
 
 // AccountStatus is the connected account in a Status.
@@ -65,8 +69,9 @@ type LastFetch struct {
 
 // Patch is a partial feed update; nil fields stay as they are.
 type Patch struct {
-	Name           *string   `json:"name"`
-	AllowedOrigins *[]string `json:"allowed_origins"`
+	Name           *string     `json:"name"`
+	AllowedOrigins *[]string   `json:"allowed_origins"`
+	Video          *VideoPatch `json:"video"`
 }
 
 const (
@@ -227,6 +232,7 @@ type Store interface {
 	DeleteFeed(ctx context.Context, id string) ([]string, error)
 	CurationStore
 	NotificationStore
+	VideoStore
 }
 
 // Invalidator drops a feed's cached answers (the feed service).
@@ -326,7 +332,11 @@ func (s *Service) Feed(ctx context.Context, id string) (Status, error) {
 	if err != nil {
 		return Status{}, clientErr(err)
 	}
-	return statusOf(f), nil
+	st := statusOf(f)
+	if err := s.withMedia(ctx, &st); err != nil {
+		return Status{}, err
+	}
+	return st, nil
 }
 
 // Feeds returns every feed's status.
@@ -342,7 +352,8 @@ func (s *Service) Feeds(ctx context.Context) ([]Status, error) {
 	return out, nil
 }
 
-// UpdateFeed renames a feed and/or replaces its allowed origins.
+// UpdateFeed renames a feed, replaces its allowed origins and/or changes
+// its video settings.
 func (s *Service) UpdateFeed(ctx context.Context, id string, p Patch) (Status, error) {
 	if !model.ValidFeedID(id) {
 		return Status{}, feedNotFound()
@@ -361,11 +372,24 @@ func (s *Service) UpdateFeed(ctx context.Context, id string, p Patch) (Status, e
 		}
 		p.AllowedOrigins = &o
 	}
+	// Every field is checked before anything is written.
+	var videos model.VideoSettings
+	if p.Video != nil {
+		var err error
+		if videos, err = s.nextVideos(ctx, id, *p.Video); err != nil {
+			return Status{}, err
+		}
+	}
 	if p.Name != nil || p.AllowedOrigins != nil {
 		if _, err := s.store.UpdateFeed(ctx, id, p.Name, p.AllowedOrigins); err != nil {
 			return Status{}, clientErr(err)
 		}
 		s.invalidate(id)
+	}
+	if p.Video != nil {
+		if err := s.setVideos(ctx, id, videos); err != nil {
+			return Status{}, err
+		}
 	}
 	return s.Feed(ctx, id)
 }

@@ -257,8 +257,10 @@ func jsonKind(k string) string {
 		return "a string"
 	case "slice":
 		return "an array of strings"
-	case "int":
+	case "int", "int64":
 		return "a whole number"
+	case "bool":
+		return "true or false"
 	case "ptr":
 		return "a string or null"
 	}

@@ -27,6 +27,7 @@ func (h *Handler) RegisterSetup(g Router) {
 	g.GET("/feeds/:id", h.setupFeed)
 	g.POST("/feeds/:id/rename", h.setupRename)
 	g.POST("/feeds/:id/origins", h.setupOrigins)
+	g.POST("/feeds/:id/videos", h.setupVideos)
 	g.GET("/feeds/:id/preview", h.setupPreview)
 	g.POST("/feeds/:id/connect", h.setupConnect)
 	g.GET("/feeds/:id/disconnect", h.confirmPage(disconnectConfirm))
