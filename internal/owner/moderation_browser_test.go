@@ -43,21 +43,22 @@ func TestBrowserModerationHidesAndPinsInTheWidget(t *testing.T) {
 	waitFor(t, ctx, "the setup page", `location.pathname == '/setup' && document.querySelector('a[href^="/setup/feeds/"]')`, `location.href`)
 	feedPath := eval[string](t, ctx, `document.querySelector('a[href^="/setup/feeds/"]').getAttribute('href')`)
 	navigate(t, ctx, base+feedPath)
-	waitFor(t, ctx, "the feed page", `document.readyState == 'complete'`, `location.href`)
+	waitFor(t, ctx, "the feed page's moderation link", `document.querySelector('a[href$="/moderation"]')`, `location.href`)
 	run(t, ctx, `document.querySelector('a[href$="/moderation"]').click()`)
-	waitFor(t, ctx, "the moderation page", `location.pathname.endsWith('/moderation') && document.querySelectorAll('.tile').length >= 12`,
+	waitFor(t, ctx, "the moderation page", `document.readyState == 'complete' && location.pathname.endsWith('/moderation') && document.querySelectorAll('.tile').length >= 12`,
 		`location.href + ' ' + document.querySelectorAll('.tile').length`)
 	axe(t, ctx, "the moderation page")
 
-	// The second newest post is hidden, the sixth pinned.
+	// The second newest post is hidden, the sixth pinned. Each wait also
+	// waits for the whole page: a half-parsed one lacks the last tiles.
 	const tileLinks = `[...document.querySelectorAll('.tile')].map(li => li.id.slice(5) + ' ' + li.querySelector('a').href)`
 	tiles := eval[[]string](t, ctx, tileLinks)
 	hidden, pinned := strings.Fields(tiles[1]), strings.Fields(tiles[5])
 	run(t, ctx, `document.querySelector('#post-`+hidden[0]+` button[value="hide"]').click()`)
-	waitFor(t, ctx, "the hidden post", `location.hash == '#post-`+hidden[0]+`' && document.querySelector('#post-`+hidden[0]+` button[value="show"]')`,
+	waitFor(t, ctx, "the hidden post", `document.readyState == 'complete' && location.hash == '#post-`+hidden[0]+`' && document.querySelector('#post-`+hidden[0]+` button[value="show"]')`,
 		`location.href + ' ' + document.body.innerText.slice(0, 300)`)
 	run(t, ctx, `document.querySelector('#post-`+pinned[0]+` button[value="pin"]').click()`)
-	waitFor(t, ctx, "the pinned post first", `location.hash == '#post-`+pinned[0]+`' && document.querySelector('.tile').id == 'post-`+pinned[0]+`'`,
+	waitFor(t, ctx, "the pinned post first", `document.readyState == 'complete' && location.hash == '#post-`+pinned[0]+`' && document.querySelector('.tile').id == 'post-`+pinned[0]+`'`,
 		`location.href + ' ' + document.querySelector('.tile').id`)
 	if state := eval[string](t, ctx, `document.querySelector('#post-`+hidden[0]+` .tile-state').textContent`); state != "Hidden" {
 		t.Fatalf("the hidden post's tile says %q", state)
