@@ -88,6 +88,8 @@ func TestBrowserLightboxPlaysStoredVideos(t *testing.T) {
 		t.Errorf("the lightbox link says %q", st.Go)
 	}
 
+	axe(t, ctx, "the lightbox with a video")
+
 	// Keyboard: Tab from the dialog reaches the video first.
 	if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Tab)); err != nil {
 		t.Fatal(err)
