@@ -142,22 +142,38 @@ func TestStoredVideosFollowTheirPostsAndTheSetting(t *testing.T) {
 	})
 }
 
-func TestDeletingAFeedDropsItsStoredVideos(t *testing.T) {
-	engines(t, func(t *testing.T, open opener) {
-		ctx := context.Background()
-		e := open(t)
-		a := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
-		connect(t, e.s, a.ID, "1", "IGAAa")
-		if _, _, err := e.s.SetVideoSettings(ctx, a.ID, model.VideoSettings{Enabled: true, MaxFileBytes: 1 << 20, MaxFeedBytes: 1 << 20}); err != nil {
-			t.Fatal(err)
-		}
-		must[[]string](t)(e.s.ReplacePosts(ctx, a.ID, e.gen(t, a.ID), nil, []model.Post{videoPost("1")}, t0))
-		if _, err := e.s.AttachVideo(ctx, a.ID, e.gen(t, a.ID), "1", videoFile("v1.mp4", 10)); err != nil {
-			t.Fatal(err)
-		}
-		files := must[[]string](t)(e.s.DeleteFeed(ctx, a.ID))
-		if !slices.Contains(files, "v1.mp4") {
-			t.Fatalf("deleting the feed left its video: files %v", files)
-		}
-	})
+func TestDisconnectAndDeleteDropStoredVideos(t *testing.T) {
+	for _, end := range []struct {
+		name string
+		do   func(s *Store, id string) ([]string, error)
+	}{
+		{"disconnect", func(s *Store, id string) ([]string, error) {
+			_, files, err := s.Disconnect(context.Background(), id)
+			return files, err
+		}},
+		{"delete", func(s *Store, id string) ([]string, error) { return s.DeleteFeed(context.Background(), id) }},
+	} {
+		t.Run(end.name, func(t *testing.T) {
+			engines(t, func(t *testing.T, open opener) {
+				ctx := context.Background()
+				e := open(t)
+				a := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
+				connect(t, e.s, a.ID, "1", "IGAAa")
+				if _, _, err := e.s.SetVideoSettings(ctx, a.ID, model.VideoSettings{Enabled: true, MaxFileBytes: 1 << 20, MaxFeedBytes: 1 << 20}); err != nil {
+					t.Fatal(err)
+				}
+				must[[]string](t)(e.s.ReplacePosts(ctx, a.ID, e.gen(t, a.ID), nil, []model.Post{videoPost("1")}, t0))
+				if _, err := e.s.AttachVideo(ctx, a.ID, e.gen(t, a.ID), "1", videoFile("v1.mp4", 10)); err != nil {
+					t.Fatal(err)
+				}
+				files := must[[]string](t)(end.do(e.s, a.ID))
+				if !slices.Contains(files, "v1.mp4") {
+					t.Fatalf("%s left the feed's video: files %v", end.name, files)
+				}
+				if ms := must[map[string]model.Media](t)(e.s.MediaByKeys(ctx, []string{model.VideoKey(a.ID, "1")})); len(ms) != 0 {
+					t.Fatalf("%s left the video's row", end.name)
+				}
+			})
+		})
+	}
 }
