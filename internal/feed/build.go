@@ -93,15 +93,17 @@ func (s *Service) buildSnapshot(ctx context.Context, f model.Feed) (*snapshot, e
 			FollowersCount: f.Account.FollowersCount,
 			MediaCount:     f.Account.MediaCount,
 		}
-		if m, ok := media[f.Account.AvatarKey]; ok && len(m.Variants) > 0 {
-			v := m.Variants[len(m.Variants)-1]
-			for _, c := range m.Variants {
-				if c.Width >= avatarMinWidth {
-					v = c
-					break
+		if m, ok := media[f.Account.AvatarKey]; ok {
+			if ims := s.images(m); len(ims) > 0 {
+				v := ims[len(ims)-1]
+				for _, c := range ims {
+					if c.Width >= avatarMinWidth {
+						v = c
+						break
+					}
 				}
+				doc.Account.Avatar = &v
 			}
-			doc.Account.Avatar = &Image{URL: s.mediaURL(v.File), Width: v.Width, Height: v.Height}
 		}
 	}
 	sn.posts = make([]Post, 0, len(records))
@@ -137,6 +139,7 @@ func (s *Service) buildPost(r *model.Post, media map[string]model.Media, usernam
 	}
 	if m, ok := media[r.MediaKey]; ok {
 		p.Images = s.images(m)
+		p.Sources = s.sources(m)
 		p.Color = m.Color
 	}
 	if p.Type == TypeCarousel {
@@ -154,10 +157,10 @@ func (s *Service) buildPost(r *model.Post, media map[string]model.Media, usernam
 			if alt == "" {
 				alt = p.Alt + " (" + itoa(i+1) + " of " + itoa(n) + ")"
 			}
-			p.Children = append(p.Children, Child{ID: c.ID, Type: typ, Alt: alt, Color: m.Color, Images: s.images(m)})
+			p.Children = append(p.Children, Child{ID: c.ID, Type: typ, Alt: alt, Color: m.Color, Images: s.images(m), Sources: s.sources(m)})
 		}
 		if len(p.Images) == 0 && len(p.Children) > 0 {
-			p.Images, p.Color = p.Children[0].Images, p.Children[0].Color
+			p.Images, p.Sources, p.Color = p.Children[0].Images, p.Children[0].Sources, p.Children[0].Color
 		}
 	}
 	if len(p.Images) == 0 {
@@ -166,10 +169,39 @@ func (s *Service) buildPost(r *model.Post, media map[string]model.Media, usernam
 	return p, true
 }
 
+// images lists m's JPEGs, smallest first.
 func (s *Service) images(m model.Media) []Image {
+	return s.imagesIn(m, "")
+}
+
+// sourceFormats are the formats listed in sources, in the order a browser
+// should prefer them: the smaller first.
+var sourceFormats = []string{model.FormatAVIF, model.FormatWebP}
+
+// sources lists m's other formats, each only when it has every size the
+// JPEGs have, so that a browser choosing it never gets a worse fit.
+func (s *Service) sources(m model.Media) []ImageSource {
+	var out []ImageSource
+	jpegs := 0
+	for _, v := range m.Variants {
+		if v.Format == "" {
+			jpegs++
+		}
+	}
+	for _, f := range sourceFormats {
+		if ims := s.imagesIn(m, f); len(ims) > 0 && len(ims) == jpegs {
+			out = append(out, ImageSource{Type: model.FormatType(f), Images: ims})
+		}
+	}
+	return out
+}
+
+func (s *Service) imagesIn(m model.Media, format string) []Image {
 	out := make([]Image, 0, len(m.Variants))
 	for _, v := range m.Variants {
-		out = append(out, Image{URL: s.mediaURL(v.File), Width: v.Width, Height: v.Height})
+		if v.Format == format {
+			out = append(out, Image{URL: s.mediaURL(v.File), Width: v.Width, Height: v.Height})
+		}
 	}
 	// Smallest first, whatever order the row came in.
 	for i := 1; i < len(out); i++ {

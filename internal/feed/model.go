@@ -39,6 +39,14 @@ type Image struct {
 	Height int    `json:"height"`
 }
 
+// ImageSource is the post's images in one more format than JPEG, for a
+// <picture> element's <source>: the same sizes as the post's images,
+// smallest first. Listed once the format is stored for every size.
+type ImageSource struct {
+	Type   string  `json:"type"` // image/avif or image/webp
+	Images []Image `json:"images"`
+}
+
 // Post types as they appear in the JSON "type" field.
 const (
 	TypeImage    = "image"
@@ -48,18 +56,19 @@ const (
 
 // Post is one Instagram post. Optional fields Instagram omits stay omitted.
 type Post struct {
-	ID            string    `json:"id"`
-	Type          string    `json:"type"` // image, video or carousel
-	IsReel        bool      `json:"is_reel"`
-	Permalink     string    `json:"permalink"`
-	Timestamp     time.Time `json:"timestamp"`
-	Caption       *string   `json:"caption,omitempty"`
-	Alt           string    `json:"alt"` // alt_text, or a caption-derived fallback
-	LikeCount     *int64    `json:"like_count,omitempty"`
-	CommentsCount *int64    `json:"comments_count,omitempty"`
-	Color         string    `json:"color,omitempty"`    // dominant colour, #rrggbb
-	Images        []Image   `json:"images"`             // smallest first; a video's cover
-	Children      []Child   `json:"children,omitempty"` // carousel items
+	ID            string        `json:"id"`
+	Type          string        `json:"type"` // image, video or carousel
+	IsReel        bool          `json:"is_reel"`
+	Permalink     string        `json:"permalink"`
+	Timestamp     time.Time     `json:"timestamp"`
+	Caption       *string       `json:"caption,omitempty"`
+	Alt           string        `json:"alt"` // alt_text, or a caption-derived fallback
+	LikeCount     *int64        `json:"like_count,omitempty"`
+	CommentsCount *int64        `json:"comments_count,omitempty"`
+	Color         string        `json:"color,omitempty"`    // dominant colour, #rrggbb
+	Images        []Image       `json:"images"`             // smallest first; a video's cover
+	Sources       []ImageSource `json:"sources,omitempty"`  // Images in AVIF, WebP: the preferred first
+	Children      []Child       `json:"children,omitempty"` // carousel items
 	// Video is the stored video file of a video or reel, when its feed
 	// stores videos and this one fitted the caps; absent otherwise.
 	Video *Video `json:"video,omitempty"`
@@ -74,6 +83,8 @@ type Child struct {
 	Alt    string  `json:"alt"`
 	Color  string  `json:"color,omitempty"`
 	Images []Image `json:"images"`
+	// Sources are Images in other formats, as in Post.
+	Sources []ImageSource `json:"sources,omitempty"`
 }
 
 // size is about the memory d holds, for the hot cache's bound.
@@ -99,7 +110,7 @@ func (d *Doc) size() int {
 	}
 	for i := range d.Posts {
 		p := &d.Posts[i]
-		n += int(unsafe.Sizeof(*p)) + len(p.ID) + len(p.Type) + len(p.Permalink) + len(p.Alt) + len(p.Color) + imagesSize(p.Images)
+		n += int(unsafe.Sizeof(*p)) + len(p.ID) + len(p.Type) + len(p.Permalink) + len(p.Alt) + len(p.Color) + imagesSize(p.Images) + sourcesSize(p.Sources)
 		if p.Caption != nil {
 			n += 16 + len(*p.Caption)
 		}
@@ -114,7 +125,7 @@ func (d *Doc) size() int {
 		}
 		for j := range p.Children {
 			c := &p.Children[j]
-			n += int(unsafe.Sizeof(*c)) + len(c.ID) + len(c.Type) + len(c.Alt) + len(c.Color) + imagesSize(c.Images)
+			n += int(unsafe.Sizeof(*c)) + len(c.ID) + len(c.Type) + len(c.Alt) + len(c.Color) + imagesSize(c.Images) + sourcesSize(c.Sources)
 		}
 	}
 	return n
@@ -124,6 +135,14 @@ func imagesSize(ims []Image) int {
 	n := 0
 	for _, im := range ims {
 		n += int(unsafe.Sizeof(im)) + len(im.URL)
+	}
+	return n
+}
+
+func sourcesSize(ss []ImageSource) int {
+	n := 0
+	for _, s := range ss {
+		n += int(unsafe.Sizeof(s)) + len(s.Type) + imagesSize(s.Images)
 	}
 	return n
 }

@@ -77,6 +77,7 @@ type text struct{ Key, Val string }
 type tile struct {
 	Post    *feed.Post
 	Img     *img
+	Sources []source // the image in AVIF, WebP; empty until stored
 	Sizes   string
 	Alt     string
 	Lazy    bool
@@ -97,6 +98,12 @@ type img struct {
 	Src    string
 	Srcset string
 	W, H   int
+}
+
+// source is a <source> of a tile's <picture>: one format's srcset.
+type source struct {
+	Type   string
+	Srcset string
 }
 
 func (r *Renderer) view(doc *feed.Doc, o Options) *view {
@@ -145,6 +152,11 @@ func (r *Renderer) view(doc *feed.Doc, o Options) *view {
 		}
 		if tl.Img != nil {
 			tl.Sizes = sizes(tl.Img, o.Columns)
+			for _, so := range p.Sources {
+				if k := pick(so.Images); k != nil {
+					tl.Sources = append(tl.Sources, source{Type: so.Type, Srcset: k.Srcset})
+				}
+			}
 		}
 		if p.Caption != nil {
 			tl.Caption = *p.Caption

@@ -52,10 +52,13 @@ if (!W.feedd) {
       if (!img) continue
       if (li.dataset.color) img.style.backgroundColor = li.dataset.color
       if (all || (img.loading == 'lazy' && !img.complete)) {
-        const b = img.parentNode
+        // The tile, also when a <picture> wraps the image.
+        const b = img.closest('a')
         const w = +img.getAttribute('width')
         const h = +img.getAttribute('height')
-        if (b.clientWidth && w && h) img.sizes = Math.ceil(Math.max(b.clientWidth, (b.clientHeight * w) / h)) + 'px'
+        // A <picture>'s <source>s choose by their own sizes.
+        if (b.clientWidth && w && h)
+          for (const e of li.querySelectorAll('a source,a img')) e.sizes = Math.ceil(Math.max(b.clientWidth, (b.clientHeight * w) / h)) + 'px'
       }
     }
   }
