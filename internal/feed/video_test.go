@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -317,5 +319,61 @@ func TestTurningVideosOffOrRemovingThePostRemovesTheFiles(t *testing.T) {
 		if _, ok := p["video"]; ok {
 			t.Error("a post names a video while videos are off")
 		}
+	}
+}
+
+// gatedVideos holds the first video download until release is closed.
+type gatedVideos struct {
+	Media
+	once             sync.Once
+	reached, release chan struct{}
+}
+
+func (m *gatedVideos) FetchVideo(ctx context.Context, rawURL string, maxBytes int64) (model.Media, error) {
+	m.once.Do(func() {
+		close(m.reached)
+		<-m.release
+	})
+	return m.Media.FetchVideo(ctx, rawURL, maxBytes)
+}
+
+func TestAVideoOfAnOlderConnectionIsNotKept(t *testing.T) {
+	gv := &gatedVideos{reached: make(chan struct{}), release: make(chan struct{})}
+	e, old := videoEnv(t, envOptions{media: func(m Media) Media { gv.Media = m; return gv }})
+	e.setVideos(model.VideoSettings{Enabled: true, MaxFileBytes: 1 << 20, MaxFeedBytes: 1 << 20})
+	done := make(chan error, 1)
+	go func() { done <- e.fetchNow() }()
+	<-gv.reached
+	// The owner connects another account while the first video downloads.
+	e.connect(e.id, sandbox.AccountBusiness)
+	close(gv.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	d := e.doc(t, "limit=100")
+	var want []string
+	for _, p := range d.Posts {
+		for _, o := range old {
+			if p.ID == o {
+				t.Fatalf("post %s of the previous account is served", o)
+			}
+		}
+		if p.Video != nil {
+			name, _ := strings.CutPrefix(p.Video.URL, "https://feeds.example.com/media/")
+			want = append(want, name)
+		}
+	}
+	downloaded := false
+	for p := range e.cdnPaths() {
+		downloaded = downloaded || strings.HasSuffix(p, ".mp4") && strings.Contains(p, "/"+old[0]+"_")
+	}
+	if !downloaded {
+		t.Fatal("the previous account's reel was never downloaded: the test did not race the reconnect")
+	}
+	got := e.storedVideoFiles()
+	slices.Sort(got)
+	slices.Sort(want)
+	if len(want) == 0 || !slices.Equal(got, want) {
+		t.Fatalf("video files on disk %v, want exactly the new account's served videos %v", got, want)
 	}
 }
