@@ -129,6 +129,19 @@ func (m *Main) wire(ctx context.Context) error {
 	}
 	m.Feeds = fs
 	m.OnClose(func() error { fs.Close(); return nil })
+	// AVIF and WebP beside the JPEGs, in the background: a feed shows its
+	// JPEGs until an image's formats are stored, then its cached documents
+	// are dropped so that they list them.
+	formats, err := ms.NewFormatWorker(m.Store, media.FormatOptions{
+		Formats:    cfg.MediaFormats,
+		Stored:     func(ids []string) { invalidateAll(fs, ids) },
+		Now:        m.Now,
+		Logger:     m.Logger,
+		Registerer: m.Registry,
+	})
+	if err != nil {
+		return fmt.Errorf("app: media formats: %w", err)
+	}
 	m.listen(events, fs)
 
 	cs.SetFeeds(fs)
@@ -185,6 +198,7 @@ func (m *Main) wire(ctx context.Context) error {
 	m.AddWorker("token_refresher", WorkerFunc(cs.Run))
 	m.AddWorker("notifications", WorkerFunc(cs.RunNotifications))
 	m.AddWorker("purge_expired", WorkerFunc(gate.Run))
+	m.AddWorker("media_formats", WorkerFunc(func(ctx context.Context) error { formats.Run(ctx); return nil }))
 	return nil
 }
 
@@ -273,4 +287,11 @@ func (m *Main) sweepMedia(ctx context.Context) error {
 		m.Logger.Info("removed orphaned media files", slog.Int("files", n), slog.Int64("bytes", bytes))
 	}
 	return nil
+}
+
+// invalidateAll drops the cached documents of the feeds ids.
+func invalidateAll(fs *feed.Service, ids []string) {
+	for _, id := range ids {
+		fs.Invalidate(id)
+	}
 }

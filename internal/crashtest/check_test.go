@@ -22,13 +22,15 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/feedd/feedd/internal/media"
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/secret"
 	"github.com/feedd/feedd/internal/store"
 )
 
-// mediaNameRE is a stored file's name: "<shard>/<32 hex of sha256>-<width>.jpg".
-var mediaNameRE = regexp.MustCompile(`^([0-9a-f]{2})/([0-9a-f]{32})-([1-9][0-9]*)\.jpg$`)
+// mediaNameRE is a stored image's name: "<shard>/<32 hex of
+// sha256>-<width>.<jpg|avif|webp>".
+var mediaNameRE = regexp.MustCompile(`^([0-9a-f]{2})/([0-9a-f]{32})-([1-9][0-9]*)\.(jpg|avif|webp)$`)
 
 // tempPrefix marks a media file being written (internal/media).
 const tempPrefix = ".tmp-"
@@ -45,6 +47,9 @@ type mediaDir struct {
 type deadState struct {
 	feeds map[string]model.Feed
 	media mediaDir
+	// pendingFormats counts the images still lacking the formats the
+	// background encoder makes: work the kill interrupted or left.
+	pendingFormats int
 }
 
 // checker runs the checks and remembers the files it has verified, so a
@@ -148,6 +153,9 @@ func (c *checker) checkDead(ctx context.Context, m *ledger) (*deadState, error) 
 		if _, ok := refs[f]; !ok {
 			ds.media.orphans = append(ds.media.orphans, f)
 		}
+	}
+	if ds.pendingFormats, err = st.CountPendingFormats(ctx, crashFormats, media.DefaultMaxFormatFailures); err != nil {
+		return nil, err
 	}
 	return ds, nil
 }

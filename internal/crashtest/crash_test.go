@@ -169,8 +169,23 @@ func TestCrashSafety(t *testing.T) {
 			report()
 		}
 		if i == kills {
+			// The encoder resumes what the kills interrupted: every image
+			// gets its formats, and the last stop leaves nothing behind.
+			if err := chk.formatsDone(ctx); err != nil {
+				t.Fatal(err)
+			}
+			report()
 			if err := p.kill(); err != nil {
 				t.Fatal(err)
+			}
+			ds, err := chk.checkDead(ctx, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			report()
+			if len(ds.media.orphans) > 0 || newTemps(ds, last) > 0 || ds.pendingFormats > 0 {
+				t.Fatalf("after the encoder finished: %d orphaned files (e.g. %v), %d new temp files, %d images lacking a format",
+					len(ds.media.orphans), ds.media.orphans[:min(3, len(ds.media.orphans))], newTemps(ds, last), ds.pendingFormats)
 			}
 			break
 		}
@@ -237,6 +252,10 @@ func TestCrashSafety(t *testing.T) {
 		if newTemps(ds, last) > 0 {
 			phases["media-write"]++
 			label += " (mid media write)"
+		}
+		if ds.pendingFormats > 0 {
+			phases["formats-pending"]++
+			label += fmt.Sprintf(" (%d images awaiting formats)", ds.pendingFormats)
 		}
 		t.Logf("kill %d/%d: %s into the work, in flight: %s; %d new temp, %d orphaned files", i+1, kills, delay.Round(time.Millisecond), label, newTemps(ds, last), len(ds.media.orphans))
 		tally(ds, last, &tempKills, &orphanKills, &temps, &orphans)

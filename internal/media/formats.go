@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,7 +41,7 @@ type FormatStore interface {
 // Defaults of FormatOptions.
 const (
 	DefaultMaxFormatFailures = 5
-	DefaultFormatIdle        = time.Minute
+	DefaultFormatIdle        = 30 * time.Second
 	formatRetryBase          = time.Minute
 	formatRetryMax           = 6 * time.Hour
 	formatBatch              = 16
@@ -145,6 +146,9 @@ func (s *Store) NewFormatWorker(db FormatStore, o FormatOptions) (*FormatWorker,
 	for _, f := range w.formats {
 		w.encodes.WithLabelValues(f, "ok")
 		w.encodes.WithLabelValues(f, "failed")
+	}
+	if len(w.formats) > 0 {
+		s.sources.enable()
 	}
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{w.encodes, w.seconds, w.queue} {
@@ -276,17 +280,21 @@ func (w *FormatWorker) one(ctx context.Context, m model.Media) error {
 		return err
 	}
 	slices.SortFunc(jpegs, func(a, b model.Variant) int { return a.Width - b.Width })
-	base, err := w.readJPEG(ctx, jpegs[len(jpegs)-1].File)
-	if err != nil {
-		return err
+	largest := jpegs[len(jpegs)-1]
+	base := w.s.sources.take(largest.File)
+	if base == nil || base.Rect.Dx() != largest.Width || base.Rect.Dy() != largest.Height {
+		var err error
+		if base, err = w.readJPEG(ctx, largest.File); err != nil {
+			return err
+		}
 	}
 	sizes := make([]image.Point, len(jpegs))
 	for i, v := range jpegs {
 		sizes[i] = image.Pt(v.Width, v.Height)
 	}
-	// The smaller sizes are scaled down from the largest JPEG, not decoded
-	// from their own files: scaling hides the larger one's artefacts where
-	// the small JPEGs have their own.
+	// The smaller sizes are scaled down from the largest, not decoded from
+	// their own JPEGs: scaling hides the larger one's artefacts where the
+	// small JPEGs have their own.
 	scaled := cascade(base, sizes)
 	base = nil
 	var added []model.Variant
@@ -391,4 +399,64 @@ func (w *FormatWorker) readJPEG(ctx context.Context, name string) (*image.RGBA, 
 	out := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
 	draw.Draw(out, out.Bounds(), src, b.Min, draw.Src)
 	return out, nil
+}
+
+// sourceKeep is how many downloads' pixels the store keeps for the
+// background encoder: a 1080×1350 image is 5.6 MiB.
+const sourceKeep = 4
+
+// sourceCache keeps the pixels of the last few downloads, by the name of
+// their largest JPEG, so that the background encoder starts from them
+// rather than from that JPEG: encoding a JPEG's artefacts again costs
+// bytes for no likeness to the original. It is empty until a FormatWorker
+// uses it; after a restart, or once a poll stored more images than it
+// keeps, the encoder decodes the JPEG instead.
+type sourceCache struct {
+	mu    sync.Mutex
+	on    bool
+	names []string // oldest first
+	pix   map[string]*image.RGBA
+}
+
+func (c *sourceCache) enable() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.on = true
+	c.pix = map[string]*image.RGBA{}
+}
+
+// keepSource remembers the pixels of m's largest JPEG.
+func (s *Store) keepSource(m model.Media, largest *image.RGBA) {
+	c := &s.sources
+	if largest == nil || len(m.Variants) == 0 {
+		return
+	}
+	name := m.Variants[len(m.Variants)-1].File
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.on {
+		return
+	}
+	if _, ok := c.pix[name]; ok {
+		return
+	}
+	if len(c.names) == sourceKeep {
+		delete(c.pix, c.names[0])
+		c.names = c.names[1:]
+	}
+	c.names = append(c.names, name)
+	c.pix[name] = largest
+}
+
+// take returns and forgets the pixels kept for the JPEG name, if any.
+func (c *sourceCache) take(name string) *image.RGBA {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	img, ok := c.pix[name]
+	if !ok {
+		return nil
+	}
+	delete(c.pix, name)
+	c.names = slices.DeleteFunc(c.names, func(n string) bool { return n == name })
+	return img
 }

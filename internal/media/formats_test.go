@@ -358,3 +358,34 @@ func TestNewFormatWorkerRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// A fresh download's pixels, not its stored JPEG, are what the worker
+// encodes: it still succeeds with the JPEG gone. Encoding the JPEG would
+// spend bytes on its artefacts.
+func TestFormatWorkerEncodesAFreshDownloadFromItsPixels(t *testing.T) {
+	e := newFormatEnv(t, 0)
+	src := newSource(t, false, serveBytes(pngBytes(t, gradientSeed(64, 48, 3))))
+	e.media = newStore(t, Options{Dir: e.dir, Widths: []int{24, 48}, Hosts: []HostPattern{hostOf(t, src.Server)}, AllowPrivate: true})
+	w := e.worker(e.db, FormatOptions{})
+	m, err := e.media.Fetch(context.Background(), src.URL+"/p.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Key = "fresh"
+	if err := e.db.PutMedia(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(e.dir, filepath.FromSlash(m.Variants[len(m.Variants)-1].File))); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := w.Drain(context.Background()); err != nil || n != 1 {
+		t.Fatalf("Drain = %d, %v; want the image encoded from the kept pixels", n, err)
+	}
+	if got := formatsOf(e.row("fresh")); len(got[model.FormatAVIF]) != 2 || len(got[model.FormatWebP]) != 2 {
+		t.Errorf("formats %v", got)
+	}
+	// Taken once: the pixels are not kept after their encode.
+	if img := e.media.sources.take(m.Variants[len(m.Variants)-1].File); img != nil {
+		t.Error("the pixels are still kept after the encode")
+	}
+}

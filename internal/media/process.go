@@ -37,6 +37,9 @@ type processed struct {
 	width, height int
 	color         string
 	variants      []encoded // smallest first
+	// largest is the pixels the largest variant was encoded from, which
+	// the background encoder prefers to decoding that JPEG.
+	largest *image.RGBA
 }
 
 type format struct {
@@ -115,6 +118,7 @@ func process(data []byte, l limits) (processed, error) {
 			hash: hex.EncodeToString(sum[:16]),
 		})
 	}
+	out.largest = scaled[len(scaled)-1]
 	smallest := scaled[0]
 	out.color = dominantColor(smallest)
 	return out, nil

@@ -106,7 +106,8 @@ type Options struct {
 // Store fetches, stores, removes and serves media files.
 type Store struct {
 	backend Backend
-	public  string // Options.PublicURL without a trailing slash
+	sources sourceCache // the pixels of recent downloads, for the FormatWorker
+	public  string      // Options.PublicURL without a trailing slash
 	grace   time.Duration
 	hosts   []HostPattern
 	opts    Options
@@ -369,6 +370,7 @@ func (s *Store) fetch(ctx context.Context, srcURL string) (model.Media, error) {
 	if err != nil {
 		return model.Media{}, fmt.Errorf("media: store %s: %w", safe, err)
 	}
+	s.keepSource(img, p.largest)
 	s.log.Debug("media stored", slog.String("host", u.Host), slog.String("path", u.EscapedPath()),
 		slog.Int("width", img.Width), slog.Int("height", img.Height), slog.Int("variants", len(img.Variants)))
 	return img, nil
