@@ -144,9 +144,27 @@ func TestBrowserLightboxPlaysStoredVideos(t *testing.T) {
 		t.Errorf("Range request: %d %q %v", resp.StatusCode, b, resp.Header)
 	}
 
+	// The metrics count the feed's disk use without a series per feed.
+	_, metrics := get(t, http.DefaultClient, base+"/metrics")
+	if !strings.Contains(metrics, "feedd_feed_media_bytes_count 1\n") || strings.Contains(metrics, `feedd_media_referenced_bytes{kind="videos"} 0`) ||
+		!strings.Contains(metrics, `feedd_media_referenced_bytes{kind="videos"}`) {
+		t.Errorf("disk-use metrics: %q", grepLines(metrics, "media"))
+	}
+
 	for _, u := range requests() {
 		if strings.Contains(u, ".mp4") && !strings.HasPrefix(u, base+"/media/") {
 			t.Errorf("the browser fetched a video from %s", u)
 		}
 	}
+}
+
+// grepLines returns the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
