@@ -128,7 +128,7 @@ type Store struct {
 }
 
 // Download outcomes, the values of feedd_media_downloads_total{outcome}.
-var outcomes = []string{"ok", "bad_url", "host_not_allowed", "private_address", "too_large", "bad_image", "upstream", "timeout", "error"}
+var outcomes = []string{"ok", "bad_url", "host_not_allowed", "private_address", "too_large", "bad_image", "not_video", "upstream", "timeout", "error"}
 
 // New opens the backend (a Local one on Dir when Options.Backend is nil),
 // totals the bytes already stored and returns a Store, which then owns the
@@ -333,6 +333,8 @@ func outcome(err error) string {
 		return "too_large"
 	case errors.Is(err, ErrBadImage):
 		return "bad_image"
+	case errors.Is(err, ErrNotVideo):
+		return "not_video"
 	case errors.Is(err, ErrUpstream):
 		return "upstream"
 	case errors.Is(err, ErrTimeout):

@@ -45,6 +45,12 @@ func validVideoName(rel string) bool {
 // only checked to start like an MP4 (ErrNotVideo otherwise). The result has
 // one variant, the file, with no pixel size, and no Key (the caller names it).
 func (s *Store) FetchVideo(ctx context.Context, srcURL string, maxBytes int64) (model.Media, error) {
+	m, err := s.fetchVideo(ctx, srcURL, maxBytes)
+	s.downloads.WithLabelValues(outcome(err)).Inc()
+	return m, err
+}
+
+func (s *Store) fetchVideo(ctx context.Context, srcURL string, maxBytes int64) (model.Media, error) {
 	u, err := url.Parse(srcURL)
 	if err != nil {
 		return model.Media{}, fmt.Errorf("media: fetch video: %w: unparsable", ErrBadURL)

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // mp4Body is n bytes shaped like an MP4 file: an ftyp box of the given
@@ -185,6 +187,9 @@ func TestFetchVideoRefusesWhatIsNotASmallEnoughMP4(t *testing.T) {
 			}
 			if files := videoFiles(t, dir); len(files) != 0 || s.BytesStored() != 0 {
 				t.Errorf("left behind: %v, %d bytes counted", files, s.BytesStored())
+			}
+			if n := testutil.ToFloat64(s.downloads.WithLabelValues(outcome(tt.want))); n != 1 {
+				t.Errorf("feedd_media_downloads_total{outcome=%q} = %v, want 1", outcome(tt.want), n)
 			}
 		})
 	}
