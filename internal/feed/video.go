@@ -93,7 +93,11 @@ func (s *Service) storeVideos(ctx context.Context, p *poll, items []graph.Media)
 			}
 			continue
 		}
-		files, err := s.store.AttachVideo(ctx, id, p.f.Generation, m.ID, v)
+		// Recorded even when the poll's time ran out meanwhile: the file
+		// is there.
+		wctx, cancel := s.writeContext()
+		files, err := s.store.AttachVideo(wctx, id, p.f.Generation, m.ID, v)
+		cancel()
 		s.removeOrphans(id, files)
 		if err != nil {
 			if s.connectionGone(err) {
@@ -106,7 +110,9 @@ func (s *Service) storeVideos(ctx context.Context, p *poll, items []graph.Media)
 	}
 	s.keepRefusals(id, kept)
 	if len(drop) > 0 {
-		files, err := s.store.DropVideos(ctx, id, drop)
+		wctx, cancel := s.writeContext()
+		defer cancel()
+		files, err := s.store.DropVideos(wctx, id, drop)
 		if err != nil {
 			s.log.Warn("drop videos over the feed's cap", slog.String("feed", id), slog.Any("error", err))
 			return
