@@ -249,24 +249,46 @@ func (s *Service) Posts(ctx context.Context, id string) ([]PostView, CurationVie
 	if err != nil {
 		return nil, CurationView{}, err
 	}
-	out := make([]PostView, 0, len(posts))
-	for _, pl := range feed.NewCurator(c).Explain(posts) {
-		p := &posts[pl.Index]
-		v := PostView{ID: p.ID, Type: feed.TypeOf(p.MediaType), IsReel: p.IsReel, Permalink: p.Permalink,
-			Timestamp: p.Timestamp.UTC(), Caption: p.Caption, Shown: pl.Shown, Pin: pl.Pin, Reason: pl.Reason, Rule: pl.Rule}
-		if m, ok := media[keys[pl.Index]]; ok && len(m.Variants) > 0 {
-			small := m.Variants[0]
-			for _, vr := range m.Variants[1:] {
-				if vr.Width < small.Width {
-					small = vr
-				}
-			}
-			v.Thumbnail = s.publicURL + "/media/" + strings.TrimLeft(small.File, "/")
-			v.thumbW, v.thumbH = small.Width, small.Height
+	// The feed leaves out a post none of whose images is stored yet (a
+	// later poll stores it): the curation places the others, as the feed
+	// does, and those come last.
+	var ready, waiting []model.Post
+	var readyKeys, waitingKeys []string
+	for i := range posts {
+		if m, ok := media[keys[i]]; ok && len(m.Variants) > 0 {
+			ready, readyKeys = append(ready, posts[i]), append(readyKeys, keys[i])
+		} else {
+			waiting, waitingKeys = append(waiting, posts[i]), append(waitingKeys, keys[i])
 		}
-		out = append(out, v)
+	}
+	out := make([]PostView, 0, len(posts))
+	for _, pl := range feed.NewCurator(c).Explain(ready) {
+		out = append(out, s.postView(&ready[pl.Index], media[readyKeys[pl.Index]], pl))
+	}
+	for i := range waiting {
+		out = append(out, s.postView(&waiting[i], media[waitingKeys[i]], feed.Placement{Reason: ReasonNoImage}))
 	}
 	return out, viewOf(c), nil
+}
+
+// ReasonNoImage: the post is not shown because none of its images is
+// stored yet.
+const ReasonNoImage = "no_image"
+
+func (s *Service) postView(p *model.Post, m model.Media, pl feed.Placement) PostView {
+	v := PostView{ID: p.ID, Type: feed.TypeOf(p.MediaType), IsReel: p.IsReel, Permalink: p.Permalink,
+		Timestamp: p.Timestamp.UTC(), Caption: p.Caption, Shown: pl.Shown, Pin: pl.Pin, Reason: pl.Reason, Rule: pl.Rule}
+	if len(m.Variants) > 0 {
+		small := m.Variants[0]
+		for _, vr := range m.Variants[1:] {
+			if vr.Width < small.Width {
+				small = vr
+			}
+		}
+		v.Thumbnail = s.publicURL + "/media/" + strings.TrimLeft(small.File, "/")
+		v.thumbW, v.thumbH = small.Width, small.Height
+	}
+	return v
 }
 
 // --- admin API ---
@@ -383,7 +405,11 @@ func (h *Handler) moderation(c *echo.Context) error {
 	}
 	for _, p := range posts {
 		t := tileView{PostView: p, Date: p.Timestamp.Format("2 Jan 2006"), W: p.thumbW, H: p.thumbH, Pins: pins}
-		t.Label = p.Type + " of " + t.Date
+		kind := p.Type
+		if p.IsReel {
+			kind = "reel"
+		}
+		t.Label = kind + " of " + t.Date
 		if p.Caption != nil {
 			t.Excerpt = excerpt(*p.Caption, 80)
 		}
@@ -405,6 +431,8 @@ func (h *Handler) moderation(c *echo.Context) error {
 			t.State = "Not shown: matches " + p.Rule
 		case p.Reason == feed.ReasonCap:
 			t.State = "Not shown: beyond the cap"
+		case p.Reason == ReasonNoImage:
+			t.State = "Not shown until its image is stored"
 		}
 		if p.Shown {
 			v.Shown++

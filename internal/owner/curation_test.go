@@ -127,6 +127,22 @@ func TestAdminAPICuration(t *testing.T) {
 		t.Fatalf("patch with a post no longer stored: %d %+v", code, v)
 	}
 
+	// A post none of whose images is stored yet is not shown, and the
+	// cap counts only the others, as in the feed.
+	ctx := context.Background()
+	f, _ := e.Store.Feed(ctx, id)
+	if _, err := e.Store.ReplacePosts(ctx, id, f.Generation, nil, []model.Post{
+		{ID: "p0", MediaType: model.MediaImage, Timestamp: e.Clock.Now().Add(time.Hour), MediaKey: "not-stored"},
+		{ID: "p1", MediaType: model.MediaImage, Timestamp: e.Clock.Now(), MediaKey: "img:p1"},
+		{ID: "p2", MediaType: model.MediaImage, Timestamp: e.Clock.Now().Add(-time.Hour), MediaKey: "img:p2"},
+	}, e.Clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.api("PATCH", "/api/admin/feeds/"+id+"/curation", `{"pinned":[],"max_posts":1}`, &v)
+	if got := e.shownIDs(id); got != "p1|p2:hidden,p0:no_image" {
+		t.Fatalf("with a post whose image is not stored: %s", got)
+	}
+
 	for _, path := range []string{"/curation", "/posts"} {
 		var ae apiError
 		if code := e.api("GET", "/api/admin/feeds/zzzzzzzzzz"+path, "", &ae); code != http.StatusNotFound {
