@@ -45,8 +45,8 @@ const encodeMemoryPages = 4096
 const (
 	DefaultAVIFQuality = 70
 	DefaultWebPQuality = 85
-	// avifSpeed trades encode time for size: 0 is slowest, 10 fastest; 6
-	// took three times as long for files a few per cent smaller.
+	// avifSpeed trades encode time for size: 0 is slowest, 10 fastest;
+	// libavif's default is 6. Encode costs are in docs/benchmarks.md.
 	avifSpeed = 8
 	// webpMethod trades encode time for size: 0 is fastest, 6 slowest.
 	webpMethod = 4

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/secret"
 	"github.com/feedd/feedd/internal/store"
@@ -125,10 +128,22 @@ func formatsOf(m model.Media) map[string][]int {
 func TestFormatWorkerStoresEverySizeInAVIFAndWebP(t *testing.T) {
 	e := newFormatEnv(t, 2)
 	var notified []string
-	w := e.worker(e.db, FormatOptions{Stored: func(ids []string) { notified = append(notified, ids...) }})
+	reg := prometheus.NewRegistry()
+	w := e.worker(e.db, FormatOptions{Registerer: reg, Stored: func(ids []string) { notified = append(notified, ids...) }})
 	n, err := w.Drain(context.Background())
 	if err != nil || n != 2 {
 		t.Fatalf("Drain = %d, %v; want 2 images", n, err)
+	}
+	for _, f := range []string{model.FormatAVIF, model.FormatWebP} {
+		if ok, failed := promtest.ToFloat64(w.encodes.WithLabelValues(f, "ok")), promtest.ToFloat64(w.encodes.WithLabelValues(f, "failed")); ok != 2 || failed != 0 {
+			t.Errorf("%s encodes: %v ok, %v failed; want 2, 0", f, ok, failed)
+		}
+	}
+	if q := promtest.ToFloat64(w.queue); q != 0 {
+		t.Errorf("queue %v after Drain, want 0", q)
+	}
+	if c := promtest.CollectAndCount(reg, "feedd_media_encode_seconds"); c != 2 {
+		t.Errorf("%d encode-time series, want one per format", c)
 	}
 	srv := httptest.NewServer(http.StripPrefix("/media", e.media.Handler()))
 	defer srv.Close()

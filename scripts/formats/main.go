@@ -275,7 +275,58 @@ func run(ctx context.Context, bin string, crops []*image.RGBA, maxRatio float64)
 			ok = false
 		}
 	}
+	// What the encoder cost the process that ran it, beside the one that
+	// did not: peak memory and CPU time, and the encoder's own metrics.
+	for _, in := range insts {
+		hwm, cpu := procStats(in.cmd.Process.Pid)
+		fmt.Printf("%-10s peak RSS %d MiB, CPU %.1f s\n", in.name, hwm>>20, cpu.Seconds())
+	}
+	fmt.Println(metrics(insts[1].base, "feedd_media_encode"))
 	return ok, nil
+}
+
+// procStats reads a process's peak resident memory (VmHWM) and its CPU
+// time so far (utime + stime, in clock ticks of 10 ms).
+func procStats(pid int) (int64, time.Duration) {
+	var hwm int64
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "VmHWM:") {
+				fmt.Sscanf(strings.TrimPrefix(line, "VmHWM:"), "%d", &hwm)
+				hwm <<= 10
+			}
+		}
+	}
+	var cpu time.Duration
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// Fields after the command's closing parenthesis: utime is the
+		// 12th, stime the 13th.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 12 {
+			var u, s int64
+			fmt.Sscan(f[11], &u)
+			fmt.Sscan(f[12], &s)
+			cpu = time.Duration(u+s) * 10 * time.Millisecond
+		}
+	}
+	return hwm, cpu
+}
+
+// metrics returns the lines of base's /metrics that start with prefix.
+func metrics(base, prefix string) string {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, prefix) && !strings.Contains(line, "_bucket") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // connect creates a feed, connects it to the sandbox's business account the
