@@ -288,3 +288,24 @@ func ids(posts []Post) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// The curation runs on every snapshot build (a cache miss): 50 posts with
+// long captions against the most rules a feed may have.
+func BenchmarkCuratorApplyMostRules(b *testing.B) {
+	var posts []Post
+	caption := strings.Repeat("Fresh sourdough and rye, baked at dawn. #bakery #bread ", 4)
+	for i := range 50 {
+		posts = append(posts, Post{ID: "p" + itoa(i), Type: TypeImage, Caption: &caption})
+	}
+	var rules []string
+	for i := range MaxRules {
+		rules = append(rules, "word"+itoa(i))
+	}
+	c := model.Curation{Exclude: rules[:MaxRules/2], Include: append(rules[MaxRules/2:MaxRules-1], "#bread"), Pinned: []string{"p7"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(NewCurator(c).Apply(posts)) != 50 {
+			b.Fatal("posts left out")
+		}
+	}
+}
