@@ -195,6 +195,7 @@ func (w *FormatWorker) Run(ctx context.Context) {
 // with back-off and, after MaxFailures, left with their JPEGs.
 func (w *FormatWorker) Drain(ctx context.Context) (int, error) {
 	done := 0
+	w.count(ctx)
 	defer w.count(ctx)
 	for {
 		batch, err := w.db.PendingFormats(ctx, w.formats, w.maxFail, w.now(), formatBatch)
@@ -215,6 +216,7 @@ func (w *FormatWorker) Drain(ctx context.Context) (int, error) {
 				w.failed(ctx, m.Key, err)
 				continue
 			}
+			w.queue.Dec()
 			done++
 		}
 	}

@@ -23,23 +23,27 @@ func lacksFormats(formats []string) (string, []any) {
 	conds := make([]string, len(formats))
 	args := make([]any, len(formats))
 	for i, f := range formats {
-		conds[i] = `(',' || formats || ',') NOT LIKE ?`
+		conds[i] = `(',' || m.formats || ',') NOT LIKE ?`
 		args[i] = "%," + f + ",%"
 	}
 	return "(" + strings.Join(conds, " OR ") + ")", args
 }
 
-// PendingFormats returns up to limit stored images, newest first, that lack
-// one of formats, have failed fewer than maxFailures times and are due for
-// another attempt at now.
+// PendingFormats returns up to limit stored images that lack one of
+// formats, have failed fewer than maxFailures times and are due for another
+// attempt at now: the newest first and, among those stored at once, the
+// covers of the posts a feed shows first (a grid's first row before its
+// last, covers before other carousel items).
 func (s *Store) PendingFormats(ctx context.Context, formats []string, maxFailures int, now time.Time, limit int) ([]model.Media, error) {
 	if len(formats) == 0 || limit <= 0 {
 		return nil, nil
 	}
 	cond, args := lacksFormats(formats)
 	args = append(args, maxFailures, unix(now), limit)
-	rows, err := s.r.QueryContext(ctx, mediaSelect+` WHERE `+cond+` AND format_failures < ? AND format_retry_at <= ?
-		ORDER BY created_at DESC, key LIMIT ?`, args...)
+	rows, err := s.r.QueryContext(ctx, `SELECT m.key, m.width, m.height, m.color, m.variants, m.bytes, m.created_at
+		FROM media m LEFT JOIN (SELECT media_key, min(position) AS pos FROM posts GROUP BY media_key) p ON p.media_key = m.key
+		WHERE `+cond+` AND m.format_failures < ? AND m.format_retry_at <= ?
+		ORDER BY m.created_at DESC, coalesce(p.pos, 1000000), m.key LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending formats: %w", err)
 	}
@@ -67,7 +71,7 @@ func (s *Store) CountPendingFormats(ctx context.Context, formats []string, maxFa
 	cond, args := lacksFormats(formats)
 	args = append(args, maxFailures)
 	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM media WHERE `+cond+` AND format_failures < ?`, args...).Scan(&n)
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM media m WHERE `+cond+` AND m.format_failures < ?`, args...).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: count pending formats: %w", err)
 	}

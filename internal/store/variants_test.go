@@ -106,3 +106,32 @@ func TestFormatFailuresDeferAndEnd(t *testing.T) {
 		}
 	})
 }
+
+// Among images stored at once, the covers of the posts shown first are
+// encoded first: a grid's first row gets its formats before its last.
+func TestPendingFormatsPutTheFirstPostsFirst(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := open(t)
+		f, err := e.s.CreateFeed(ctx, "f", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		connect(t, e.s, f.ID, "1", "IGAAfirst")
+		for _, k := range []string{"post:1", "post:2", "post:3"} {
+			if err := e.s.PutMedia(ctx, jpegMedia(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		posts := []model.Post{
+			{ID: "3", MediaType: model.MediaImage, Timestamp: t0, MediaKey: "post:3"},
+			{ID: "1", MediaType: model.MediaImage, Timestamp: t0.Add(-time.Hour), MediaKey: "post:1"},
+		}
+		if _, err := e.s.ReplacePosts(ctx, f.ID, e.gen(t, f.ID), nil, posts, t0); err != nil {
+			t.Fatal(err)
+		}
+		if got := pendingKeys(t, e.s, []string{model.FormatWebP}, t0); !slices.Equal(got, []string{"post:3", "post:1", "post:2"}) {
+			t.Errorf("pending %v, want the first post's cover, the second's, then the image no post shows", got)
+		}
+	})
+}
