@@ -48,6 +48,9 @@ type Options struct {
 	// Mount, when set, is called with the server before anything listens,
 	// to add routes of the caller's own (the demo's sandbox and front page).
 	Mount func(m *Main) error
+	// MediaSweepEvery is how often media storage shared with other
+	// instances is swept while running; 0 means mediaSweepInterval.
+	MediaSweepEvery time.Duration
 }
 
 // Worker is a background loop (poller, token refresher...). Run blocks
@@ -89,6 +92,9 @@ type Main struct {
 	workers []namedWorker
 	closers []func() error
 	closed  bool
+
+	// sweepEvery is Options.MediaSweepEvery with its default.
+	sweepEvery time.Duration
 }
 
 // New prepares the program: data dir (0700), secret key (generated into
@@ -97,7 +103,10 @@ type Main struct {
 // once when generated), metrics registry and HTTP server. Nothing listens
 // until Start or Run.
 func New(ctx context.Context, cfg config.Config, opts Options) (_ *Main, err error) {
-	m := &Main{Config: cfg, Logger: opts.Logger, Now: opts.Now, stdout: opts.Stdout}
+	m := &Main{Config: cfg, Logger: opts.Logger, Now: opts.Now, stdout: opts.Stdout, sweepEvery: opts.MediaSweepEvery}
+	if m.sweepEvery <= 0 {
+		m.sweepEvery = mediaSweepInterval
+	}
 	if m.Logger == nil {
 		m.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -282,3 +282,53 @@ func TestSweepGraceWhenStorageIsShared(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedMediaIsSweptWhileRunning: with a bucket, orphans older than the
+// grace period go while the program runs, not only at its next start, and
+// the sweeping loop ends with the program.
+func TestSharedMediaIsSweptWhileRunning(t *testing.T) {
+	st := mediatest.Storage(t)
+	bucket, err := media.OpenS3(context.Background(), mediatest.Options(st))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bucket.Close() })
+	cfg := testConfig(t, t.TempDir())
+	cfg.MediaStorage = st
+	clock := testutil.NewClock(time.Now().UTC())
+	m, err := New(context.Background(), cfg, Options{Stdout: io.Discard, Now: clock.Now, MediaSweepEvery: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := running(t, m)
+	orphan := "0f/0f" + strings.Repeat("d", 30) + "-640.jpg"
+	for _, n := range []string{orphan, "backup/notes.txt"} {
+		if _, err := bucket.Put(context.Background(), n, strings.NewReader("x"), 1, "text/plain"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(media.DefaultSweepGrace + time.Minute)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := bucket.Open(context.Background(), orphan); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the orphan is still there 10 s after it passed the grace period")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := bucket.Open(context.Background(), "backup/notes.txt"); err != nil {
+		t.Errorf("the sweep removed an object that is not feedd's: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- stop() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the program did not stop within 10 s")
+	}
+}

@@ -198,6 +198,9 @@ func (m *Main) wire(ctx context.Context) error {
 	m.AddWorker("token_refresher", WorkerFunc(cs.Run))
 	m.AddWorker("notifications", WorkerFunc(cs.RunNotifications))
 	m.AddWorker("purge_expired", WorkerFunc(gate.Run))
+	if m.sweepGrace() > 0 {
+		m.AddWorker("media_sweep", WorkerFunc(m.runMediaSweep))
+	}
 	m.AddWorker("media_formats", WorkerFunc(func(ctx context.Context) error { formats.Run(ctx); return nil }))
 	return nil
 }
