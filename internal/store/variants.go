@@ -31,9 +31,11 @@ func lacksFormats(formats []string) (string, []any) {
 
 // PendingFormats returns up to limit stored images that lack one of
 // formats, have failed fewer than maxFailures times and are due for another
-// attempt at now: the newest first and, among those stored at once, the
-// covers of the posts a feed shows first (a grid's first row before its
-// last, covers before other carousel items).
+// attempt at now: the covers of the posts feeds show first (a grid's first
+// row before its last; a new post, shown first, before older ones), then
+// other images (carousel items, avatars), newest first. Not the newest
+// first overall: a poll stores its newest post's images first, so they are
+// the oldest of that poll.
 func (s *Store) PendingFormats(ctx context.Context, formats []string, maxFailures int, now time.Time, limit int) ([]model.Media, error) {
 	if len(formats) == 0 || limit <= 0 {
 		return nil, nil
@@ -43,7 +45,7 @@ func (s *Store) PendingFormats(ctx context.Context, formats []string, maxFailure
 	rows, err := s.r.QueryContext(ctx, `SELECT m.key, m.width, m.height, m.color, m.variants, m.bytes, m.created_at
 		FROM media m LEFT JOIN (SELECT media_key, min(position) AS pos FROM posts GROUP BY media_key) p ON p.media_key = m.key
 		WHERE `+cond+` AND m.format_failures < ? AND m.format_retry_at <= ?
-		ORDER BY m.created_at DESC, coalesce(p.pos, 1000000), m.key LIMIT ?`, args...)
+		ORDER BY coalesce(p.pos, 1000000), m.created_at DESC, m.key LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending formats: %w", err)
 	}

@@ -107,8 +107,8 @@ func TestFormatFailuresDeferAndEnd(t *testing.T) {
 	})
 }
 
-// Among images stored at once, the covers of the posts shown first are
-// encoded first: a grid's first row gets its formats before its last.
+// The covers of the posts shown first are encoded first, whenever they
+// were stored: a grid's first row gets its formats before its last.
 func TestPendingFormatsPutTheFirstPostsFirst(t *testing.T) {
 	engines(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
@@ -118,10 +118,12 @@ func TestPendingFormatsPutTheFirstPostsFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		connect(t, e.s, f.ID, "1", "IGAAfirst")
-		for _, k := range []string{"post:1", "post:2", "post:3"} {
+		// Stored in the order a poll stores them: the first post's first.
+		for _, k := range []string{"post:3", "post:1", "post:2"} {
 			if err := e.s.PutMedia(ctx, jpegMedia(k)); err != nil {
 				t.Fatal(err)
 			}
+			e.clk.Advance(time.Second)
 		}
 		posts := []model.Post{
 			{ID: "3", MediaType: model.MediaImage, Timestamp: t0, MediaKey: "post:3"},
