@@ -200,7 +200,7 @@ func TestCurationChangeServesNewETagWithoutGraphCall(t *testing.T) {
 	}
 	calls := len(e.sb.Calls())
 
-	if _, err := e.st.SetCuration(ctx, e.id, model.Curation{Hidden: []string{e.idOf("102")}, Pinned: []string{e.idOf("105")},
+	if _, err := e.st.SetCuration(ctx, e.id, model.Curation{}, model.Curation{Hidden: []string{e.idOf("102")}, Pinned: []string{e.idOf("105")},
 		Exclude: []string{"#sea"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,13 @@
 package model
 
-import "time"
+import (
+	"errors"
+	"time"
+)
+
+// ErrCurationChanged: the feed's curation is no longer the one the caller
+// read (another change won the race); read it again and redo the change.
+var ErrCurationChanged = errors.New("model: curation changed since it was read")
 
 // Curation is what the owner chose a feed to show of its stored posts.
 // The zero value shows every post, newest first.

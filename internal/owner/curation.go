@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -26,7 +27,7 @@ import (
 // implements it.
 type CurationStore interface {
 	Curation(ctx context.Context, feedID string) (model.Curation, error)
-	SetCuration(ctx context.Context, feedID string, c model.Curation) (model.Curation, error)
+	SetCuration(ctx context.Context, feedID string, prev, next model.Curation) (model.Curation, error)
 	Posts(ctx context.Context, feedID string) ([]model.Post, error)
 	MediaByKeys(ctx context.Context, keys []string) (map[string]model.Media, error)
 }
@@ -108,13 +109,55 @@ func (s *Service) Curation(ctx context.Context, id string) (CurationView, error)
 // once. Hidden and pinned ids must name stored posts (or be hidden or
 // pinned already); ids of posts no longer stored are forgotten.
 func (s *Service) UpdateCuration(ctx context.Context, id string, p CurationPatch) (CurationView, error) {
+	return s.update(ctx, id, func(model.Curation, []model.Post) (CurationPatch, error) { return p, nil })
+}
+
+// maxCurationTries bounds the retries of a change that lost the race with
+// another change of the same feed's curation.
+const maxCurationTries = 16
+
+// update applies the patch that change makes of the curation as read, and
+// writes it only if the curation is still that one: a change made meanwhile
+// (another tab, a script) is read again and never lost.
+func (s *Service) update(ctx context.Context, id string, change func(cur model.Curation, posts []model.Post) (CurationPatch, error)) (CurationView, error) {
 	if err := s.feedExists(ctx, id); err != nil {
 		return CurationView{}, err
 	}
-	cur, err := s.store.Curation(ctx, id)
-	if err != nil {
-		return CurationView{}, err
+	for range maxCurationTries {
+		cur, err := s.store.Curation(ctx, id)
+		if err != nil {
+			return CurationView{}, err
+		}
+		posts, err := s.store.Posts(ctx, id)
+		if err != nil {
+			return CurationView{}, err
+		}
+		p, err := change(cur, posts)
+		if err != nil {
+			return CurationView{}, err
+		}
+		next, err := patched(cur, p, posts)
+		if err != nil {
+			return CurationView{}, err
+		}
+		saved, err := s.store.SetCuration(ctx, id, cur, next)
+		if errors.Is(err, model.ErrCurationChanged) {
+			continue
+		}
+		if err != nil {
+			return CurationView{}, clientErr(err)
+		}
+		s.invalidate(id)
+		s.log.Info("feed curation changed", slog.String("feed", id), slog.Int("hidden", len(saved.Hidden)),
+			slog.Int("pinned", len(saved.Pinned)), slog.Int("rules", len(saved.Include)+len(saved.Exclude)))
+		return viewOf(saved), nil
 	}
+	return CurationView{}, web.New(http.StatusConflict, "curation_changed", "the curation kept changing meanwhile; nothing was changed: try again")
+}
+
+// patched is cur with p applied, checked and normalised; posts are the
+// feed's stored posts, which hidden and pinned ids must name.
+func patched(cur model.Curation, p CurationPatch, posts []model.Post) (model.Curation, error) {
 	next := cur
 	for _, f := range []struct {
 		from *[]string
@@ -127,41 +170,30 @@ func (s *Service) UpdateCuration(ctx context.Context, id string, p CurationPatch
 	if p.MaxPosts != nil {
 		next.MaxPosts = *p.MaxPosts
 	}
-	if next, err = feed.NormalizeCuration(next); err != nil {
-		return CurationView{}, err
-	}
-	posts, err := s.store.Posts(ctx, id)
+	next, err := feed.NormalizeCuration(next)
 	if err != nil {
-		return CurationView{}, err
+		return model.Curation{}, err
 	}
 	stored := make(map[string]bool, len(posts))
 	for i := range posts {
 		stored[posts[i].ID] = true
 	}
 	for _, l := range []struct {
-		field    string
-		ids, was []string
-		dst      *[]string
-	}{{"hidden", next.Hidden, cur.Hidden, &next.Hidden}, {"pinned", next.Pinned, cur.Pinned, &next.Pinned}} {
-		kept := make([]string, 0, len(l.ids))
-		for i, pid := range l.ids {
+		field string
+		dst   *[]string
+	}{{"hidden", &next.Hidden}, {"pinned", &next.Pinned}} {
+		kept := make([]string, 0, len(*l.dst))
+		for i, pid := range *l.dst {
 			switch {
 			case stored[pid]:
 				kept = append(kept, pid)
 			case !slices.Contains(cur.Hidden, pid) && !slices.Contains(cur.Pinned, pid):
-				return CurationView{}, web.BadRequest("invalid_"+l.field, "%s[%d]: no stored post has the id %s", l.field, i, pid)
+				return model.Curation{}, web.BadRequest("invalid_"+l.field, "%s[%d]: no stored post has the id %s", l.field, i, pid)
 			}
 		}
 		*l.dst = kept
 	}
-	saved, err := s.store.SetCuration(ctx, id, next)
-	if err != nil {
-		return CurationView{}, clientErr(err)
-	}
-	s.invalidate(id)
-	s.log.Info("feed curation changed", slog.String("feed", id), slog.Int("hidden", len(saved.Hidden)),
-		slog.Int("pinned", len(saved.Pinned)), slog.Int("rules", len(saved.Include)+len(saved.Exclude)))
-	return viewOf(saved), nil
+	return next, nil
 }
 
 // Moderation actions on one post.
@@ -176,20 +208,16 @@ const (
 
 // Moderate applies one action to one post of the feed.
 func (s *Service) Moderate(ctx context.Context, id, postID, action string) (CurationView, error) {
-	if err := s.feedExists(ctx, id); err != nil {
-		return CurationView{}, err
-	}
-	cur, err := s.store.Curation(ctx, id)
-	if err != nil {
-		return CurationView{}, err
-	}
-	posts, err := s.store.Posts(ctx, id)
-	if err != nil {
-		return CurationView{}, err
-	}
+	return s.update(ctx, id, func(cur model.Curation, posts []model.Post) (CurationPatch, error) {
+		return moderated(cur, posts, postID, action)
+	})
+}
+
+// moderated is the patch of one action on one post.
+func moderated(cur model.Curation, posts []model.Post, postID, action string) (CurationPatch, error) {
 	if !slices.ContainsFunc(posts, func(p model.Post) bool { return p.ID == postID }) &&
 		!slices.Contains(cur.Hidden, postID) && !slices.Contains(cur.Pinned, postID) {
-		return CurationView{}, web.BadRequest("invalid_post", "post: no stored post has the id %s", strconv.Quote(excerpt(postID, 64)))
+		return CurationPatch{}, web.BadRequest("invalid_post", "post: no stored post has the id %s", strconv.Quote(excerpt(postID, 64)))
 	}
 	hidden := slices.DeleteFunc(slices.Clone(cur.Hidden), func(s string) bool { return s == postID })
 	pinned := slices.Clone(cur.Pinned)
@@ -211,15 +239,15 @@ func (s *Service) Moderate(ctx context.Context, id, postID, action string) (Cura
 			to = at + 1
 		}
 		if at < 0 {
-			return CurationView{}, web.BadRequest("invalid_post", "post: %s is not pinned", postID)
+			return CurationPatch{}, web.BadRequest("invalid_post", "post: %s is not pinned", postID)
 		}
 		if to >= 0 && to < len(pinned) {
 			pinned[at], pinned[to] = pinned[to], pinned[at]
 		}
 	default:
-		return CurationView{}, web.BadRequest("invalid_action", "action: must be one of hide, show, pin, unpin, up, down")
+		return CurationPatch{}, web.BadRequest("invalid_action", "action: must be one of hide, show, pin, unpin, up, down")
 	}
-	return s.UpdateCuration(ctx, id, CurationPatch{Hidden: &hidden, Pinned: &pinned})
+	return CurationPatch{Hidden: &hidden, Pinned: &pinned}, nil
 }
 
 // Posts lists the feed's stored posts, newest first, each with its place in

@@ -304,3 +304,29 @@ func TestModerationPageWorksWithoutJavaScript(t *testing.T) {
 		t.Fatalf("moderation page of an unknown feed: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
+
+// Owners acting at once (two tabs, a script) each change the curation as
+// they saw it: no change is lost.
+func TestConcurrentModerationLosesNoChange(t *testing.T) {
+	e := newEnv(t)
+	id := e.connectAPI("Bakery", sandbox.AccountBusiness)
+	ids := []string{"p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8"}
+	e.storePosts(id, nil, ids...)
+	ctx := context.Background()
+	errs := make(chan error, len(ids))
+	for _, pid := range ids {
+		go func() {
+			_, err := e.svc.Moderate(ctx, id, pid, ActHide)
+			errs <- err
+		}()
+	}
+	for range ids {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	v, err := e.svc.Curation(ctx, id)
+	if err != nil || len(v.Hidden) != len(ids) {
+		t.Fatalf("after %d concurrent hides: %v hidden, %v", len(ids), v.Hidden, err)
+	}
+}

@@ -21,7 +21,7 @@ func TestCurationIsStoredAndDeletedWithItsFeed(t *testing.T) {
 		}
 		want := model.Curation{Hidden: []string{"h1"}, Pinned: []string{"p2", "p1"}, Include: []string{"#cake", "chocolate cake"},
 			Exclude: []string{"ケーキ"}, Types: []string{"image", "reel"}, MaxPosts: 9}
-		got, err := e.s.SetCuration(ctx, f.ID, want)
+		got, err := e.s.SetCuration(ctx, f.ID, model.Curation{}, want)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,7 +35,12 @@ func TestCurationIsStoredAndDeletedWithItsFeed(t *testing.T) {
 
 		// A second write replaces the first as a whole; empty lists read back empty.
 		e.clk.Advance(60e9)
-		if _, err := e.s.SetCuration(ctx, f.ID, model.Curation{Pinned: []string{"p1"}}); err != nil {
+		// A write based on what the feed had before the first one is
+		// refused and changes nothing.
+		if _, err := e.s.SetCuration(ctx, f.ID, model.Curation{}, model.Curation{Pinned: []string{"p9"}}); !errors.Is(err, model.ErrCurationChanged) {
+			t.Fatalf("a write from a stale read: %v, want ErrCurationChanged", err)
+		}
+		if _, err := e.s.SetCuration(ctx, f.ID, got, model.Curation{Pinned: []string{"p1"}}); err != nil {
 			t.Fatal(err)
 		}
 		c = must[model.Curation](t)(e.s.Curation(ctx, f.ID))
@@ -44,7 +49,7 @@ func TestCurationIsStoredAndDeletedWithItsFeed(t *testing.T) {
 			t.Fatalf("after the second write: %+v", c)
 		}
 
-		if _, err := e.s.SetCuration(ctx, "nosuchfeed", want); !errors.Is(err, model.ErrNotFound) {
+		if _, err := e.s.SetCuration(ctx, "nosuchfeed", model.Curation{}, want); !errors.Is(err, model.ErrNotFound) {
 			t.Fatalf("curation of an unknown feed: %v, want ErrNotFound", err)
 		}
 		must[[]string](t)(e.s.DeleteFeed(ctx, f.ID))
@@ -80,7 +85,7 @@ func TestCurationForgetsPostsOfAnEndedConnection(t *testing.T) {
 			}
 		}
 		connect(model.Account{AppUserID: "u1", IGUserID: "1"}, tok)
-		must[model.Curation](t)(e.s.SetCuration(ctx, f.ID, set))
+		must[model.Curation](t)(e.s.SetCuration(ctx, f.ID, model.Curation{}, set))
 		// A reconnect of the same account keeps them.
 		connect(model.Account{AppUserID: "u1", IGUserID: "1"}, tok)
 		if c := must[model.Curation](t)(e.s.Curation(ctx, f.ID)); len(c.Hidden) != 1 || len(c.Pinned) != 1 {
@@ -89,7 +94,7 @@ func TestCurationForgetsPostsOfAnEndedConnection(t *testing.T) {
 		connect(model.Account{AppUserID: "u2", IGUserID: "2"}, tok)
 		check("a connect of another account", f.ID)
 
-		must[model.Curation](t)(e.s.SetCuration(ctx, f.ID, set))
+		must[model.Curation](t)(e.s.SetCuration(ctx, f.ID, must[model.Curation](t)(e.s.Curation(ctx, f.ID)), set))
 		if _, _, err := e.s.Disconnect(ctx, f.ID); err != nil {
 			t.Fatal(err)
 		}
