@@ -56,12 +56,7 @@ func (s *Store) SetCuration(ctx context.Context, feedID string, prev, next model
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		// The feed's row lock (PostgreSQL) makes concurrent changes of one
 		// feed's curation take turns; SQLite's writes always do.
-		var one int
-		err := tx.QueryRowContext(ctx, `SELECT 1 FROM feeds WHERE id = ?`+s.d.forUpdate, feedID).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return model.ErrNotFound
-		}
-		if err != nil {
+		if _, err := s.lockFeed(ctx, tx, feedID); err != nil {
 			return err
 		}
 		cur := make([]any, 6)

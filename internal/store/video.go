@@ -44,12 +44,7 @@ func (s *Store) SetVideoSettings(ctx context.Context, feedID string, v model.Vid
 	v.UpdatedAt = s.now().UTC().Truncate(time.Second)
 	var files []string
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var one int
-		err := tx.QueryRowContext(ctx, `SELECT 1 FROM feeds WHERE id = ?`+s.d.forUpdate, feedID).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return model.ErrNotFound
-		}
-		if err != nil {
+		if _, err := s.lockFeed(ctx, tx, feedID); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO video_settings (feed_id, enabled, max_file_bytes, max_feed_bytes, updated_at)
