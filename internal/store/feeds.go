@@ -51,7 +51,7 @@ const feedSelect = `SELECT f.id, f.name, f.allowed_origins, f.status, f.status_r
 	a.followers_count, a.follows_count, a.media_count, a.connected_at,
 	t.feed_id, t.obtained_at, t.expires_at, t.expiry_assumed, t.refreshed_at, t.next_refresh_at,
 	t.refresh_failures, t.last_refresh_error,
-	(SELECT count(*) FROM posts p WHERE p.feed_id = f.id)
+	(SELECT count(*) FROM posts p WHERE p.feed_id = f.id), f.header_source
 FROM feeds f
 LEFT JOIN accounts a ON a.feed_id = f.id
 LEFT JOIN tokens t ON t.feed_id = f.id`
@@ -74,7 +74,7 @@ func scanFeed(sc scanner) (model.Feed, error) {
 		&f.Generation, &viewed, &fetchAt, &fetchOK, &fetchErr, &fetched, &nextFetch, &f.FetchFailures,
 		&aFeed, &aApp, &aIG, &aUser, &aName, &aType, &aAvatar, &aFollowers, &aFollows, &aMedia, &aConnected,
 		&tFeed, &tObtained, &tExpires, &tAssumed, &tRefreshed, &tNext, &tFailers, &tLastErr,
-		&f.PostCount)
+		&f.PostCount, &f.HeaderSource)
 	if err != nil {
 		return model.Feed{}, err
 	}
@@ -323,7 +323,8 @@ func wrap(op string, err error) error {
 	}
 	if errors.Is(err, model.ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, model.ErrTokenChanged) || errors.Is(err, model.ErrNotConnected) ||
 		errors.Is(err, ErrConflict) || errors.Is(err, model.ErrConnectionChanged) || errors.Is(err, model.ErrStateNotFound) ||
-		errors.Is(err, model.ErrStateUsed) || errors.Is(err, model.ErrStateExpired) {
+		errors.Is(err, model.ErrStateUsed) || errors.Is(err, model.ErrStateExpired) ||
+		errors.Is(err, model.ErrSourceNotFound) || errors.Is(err, model.ErrSourceDuplicate) || errors.Is(err, model.ErrMainSource) {
 		return err
 	}
 	return fmt.Errorf("store: %s: %w", op, err)
