@@ -252,6 +252,7 @@ type OAuthState struct {
 	CreatedAt   time.Time
 	ExpiresAt   time.Time
 	UsedAt      time.Time // zero: unused
+	AddSource   bool      // the connect adds a further source to the feed
 }
 
 // Session is an admin session of the setup pages.

@@ -15,6 +15,8 @@ var (
 	// ErrMainSource: the feed's main source is not removed on its own; a
 	// disconnect ends the feed's connection as a whole.
 	ErrMainSource = errors.New("model: the main source is removed by disconnecting the feed")
+	// ErrTooManySources: the feed has MaxSources already.
+	ErrTooManySources = errors.New("model: too many sources")
 )
 
 // MainSource is the id of a feed's first source: the account the feed was

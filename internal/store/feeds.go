@@ -324,7 +324,8 @@ func wrap(op string, err error) error {
 	if errors.Is(err, model.ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, model.ErrTokenChanged) || errors.Is(err, model.ErrNotConnected) ||
 		errors.Is(err, ErrConflict) || errors.Is(err, model.ErrConnectionChanged) || errors.Is(err, model.ErrStateNotFound) ||
 		errors.Is(err, model.ErrStateUsed) || errors.Is(err, model.ErrStateExpired) ||
-		errors.Is(err, model.ErrSourceNotFound) || errors.Is(err, model.ErrSourceDuplicate) || errors.Is(err, model.ErrMainSource) {
+		errors.Is(err, model.ErrSourceNotFound) || errors.Is(err, model.ErrSourceDuplicate) || errors.Is(err, model.ErrMainSource) ||
+		errors.Is(err, model.ErrTooManySources) {
 		return err
 	}
 	return fmt.Errorf("store: %s: %w", op, err)

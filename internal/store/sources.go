@@ -112,14 +112,21 @@ func (s *Store) Source(ctx context.Context, feedID, sourceID string) (model.Sour
 // the feed's main source, or an active further source, is refused with
 // model.ErrSourceDuplicate; a further source that needs reconnecting gets
 // the new token, becomes active and moves to a new source generation,
-// keeping its id and posts. A feed without a main source gets
-// model.ErrNotConnected: it is connected first.
-func (s *Store) AddSource(ctx context.Context, feedID string, gen int64, acct model.Account, tok model.Token) (model.Source, error) {
+// keeping its id and posts. A new source gets the id newID ("" for a fresh
+// one). A feed without a main source gets model.ErrNotConnected: it is
+// connected first.
+func (s *Store) AddSource(ctx context.Context, feedID string, gen int64, newID string, acct model.Account, tok model.Token) (model.Source, error) {
 	if !model.ValidFeedID(feedID) {
 		return model.Source{}, model.ErrNotFound
 	}
 	if tok.AccessToken == "" || acct.IGUserID == "" {
 		return model.Source{}, fmt.Errorf("%w: a source needs an access token and an account id", ErrInvalid)
+	}
+	if newID == "" {
+		newID = model.NewSourceID()
+	}
+	if newID == model.MainSource || !model.ValidSourceID(newID) {
+		return model.Source{}, fmt.Errorf("%w: source id %q", ErrInvalid, newID)
 	}
 	now := s.now()
 	if acct.ConnectedAt.IsZero() {
@@ -167,9 +174,9 @@ func (s *Store) AddSource(ctx context.Context, feedID string, gen int64, acct mo
 			return err
 		}
 		if n+1 >= model.MaxSources {
-			return fmt.Errorf("%w: a feed has at most %d sources", ErrInvalid, model.MaxSources)
+			return fmt.Errorf("%w: a feed has at most %d", model.ErrTooManySources, model.MaxSources)
 		}
-		id = model.NewSourceID()
+		id = newID
 		sealed, err := s.box.Seal([]byte(tok.AccessToken), sourceAAD(feedID, id))
 		if err != nil {
 			return err

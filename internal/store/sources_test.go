@@ -42,7 +42,7 @@ func TestSourcesMergeNewestFirstAndReplaceOnlyTheirOwnPosts(t *testing.T) {
 		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "two", nil))
 		connect(t, e.s, f.ID, "main1", "IGAAmain")
 		gen := e.gen(t, f.ID)
-		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, srcAccount("second"), srcToken("IGAAsecond")))
+		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecond")))
 		if src.ID == model.MainSource || !model.ValidSourceID(src.ID) || src.Status != model.StatusActive || src.Account.Username != "user_second" {
 			t.Fatalf("added source %+v", src)
 		}
@@ -82,17 +82,17 @@ func TestSourceAddedTwiceOrOfAnotherFeedIsRefused(t *testing.T) {
 		ctx := context.Background()
 		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
 		other := must[model.Feed](t)(e.s.CreateFeed(ctx, "b", nil))
-		if _, err := e.s.AddSource(ctx, f.ID, AnyGeneration, srcAccount("x"), srcToken("IGAAx")); !errors.Is(err, model.ErrNotConnected) {
+		if _, err := e.s.AddSource(ctx, f.ID, AnyGeneration, "", srcAccount("x"), srcToken("IGAAx")); !errors.Is(err, model.ErrNotConnected) {
 			t.Fatalf("a source for a feed not connected: %v, want ErrNotConnected", err)
 		}
 		connect(t, e.s, f.ID, "main1", "IGAAmain")
 		connect(t, e.s, other.ID, "o1", "IGAAo")
 		gen := e.gen(t, f.ID)
-		if _, err := e.s.AddSource(ctx, f.ID, gen, srcAccount("main1"), srcToken("IGAAagain")); !errors.Is(err, model.ErrSourceDuplicate) {
+		if _, err := e.s.AddSource(ctx, f.ID, gen, "", srcAccount("main1"), srcToken("IGAAagain")); !errors.Is(err, model.ErrSourceDuplicate) {
 			t.Fatalf("the main account again: %v, want ErrSourceDuplicate", err)
 		}
-		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, srcAccount("second"), srcToken("IGAAsecond")))
-		if _, err := e.s.AddSource(ctx, f.ID, gen, srcAccount("second"), srcToken("IGAAsecond2")); !errors.Is(err, model.ErrSourceDuplicate) {
+		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecond")))
+		if _, err := e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecond2")); !errors.Is(err, model.ErrSourceDuplicate) {
 			t.Fatalf("an active source again: %v, want ErrSourceDuplicate", err)
 		}
 		// The main connection cannot move onto an account that is a source.
@@ -117,10 +117,10 @@ func TestSourceAddedTwiceOrOfAnotherFeedIsRefused(t *testing.T) {
 		}
 		// At most MaxSources in all.
 		for i := 2; i < model.MaxSources; i++ {
-			must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, srcAccount("n"+string(rune('a'+i))), srcToken("IGAAn")))
+			must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("n"+string(rune('a'+i))), srcToken("IGAAn")))
 		}
-		if _, err := e.s.AddSource(ctx, f.ID, gen, srcAccount("toomany"), srcToken("IGAAt")); !errors.Is(err, ErrInvalid) {
-			t.Fatalf("source %d: %v, want ErrInvalid", model.MaxSources+1, err)
+		if _, err := e.s.AddSource(ctx, f.ID, gen, "", srcAccount("toomany"), srcToken("IGAAt")); !errors.Is(err, model.ErrTooManySources) {
+			t.Fatalf("source %d: %v, want ErrTooManySources", model.MaxSources+1, err)
 		}
 	})
 }
@@ -134,7 +134,7 @@ func TestRemovedSourceTakesItsPostsAndImages(t *testing.T) {
 		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
 		connect(t, e.s, f.ID, "main1", "IGAAmain")
 		gen := e.gen(t, f.ID)
-		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, srcAccount("second"), srcToken("IGAAsecond")))
+		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecond")))
 		for _, m := range []model.Media{media("post:m", "m.jpg"), media("post:s", "s.jpg"), media("avatar:s", "av.jpg")} {
 			if err := e.s.PutMedia(ctx, m); err != nil {
 				t.Fatal(err)
@@ -181,7 +181,7 @@ func TestWritesOfAnOlderSourceConnectionAreRefused(t *testing.T) {
 		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
 		connect(t, e.s, f.ID, "main1", "IGAAmain")
 		gen := e.gen(t, f.ID)
-		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, srcAccount("second"), srcToken("IGAAsecond")))
+		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecond")))
 
 		// The token is rejected: the source needs reconnecting, the feed's
 		// own status is untouched.
@@ -201,7 +201,7 @@ func TestWritesOfAnOlderSourceConnectionAreRefused(t *testing.T) {
 
 		// Reconnected: same id and posts, new generation; the old poll's
 		// and the old token's writes are refused.
-		re := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, srcAccount("second"), srcToken("IGAAsecondnew")))
+		re := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecondnew")))
 		if re.ID != src.ID || re.Generation == src.Generation || re.Status != model.StatusActive {
 			t.Fatalf("reconnected source %+v (was %+v)", re, src)
 		}
@@ -247,7 +247,7 @@ func TestSourceTokensSurviveKeyRotation(t *testing.T) {
 		e := open(t)
 		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "f", nil))
 		connect(t, e.s, f.ID, "main1", "IGAAmain")
-		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, e.gen(t, f.ID), srcAccount("second"), srcToken("IGAAsecond")))
+		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, e.gen(t, f.ID), "", srcAccount("second"), srcToken("IGAAsecond")))
 		var sealed []byte
 		if err := e.s.r.QueryRowContext(ctx, `SELECT sealed FROM sources WHERE id = ?`, src.ID).Scan(&sealed); err != nil {
 			t.Fatal(err)

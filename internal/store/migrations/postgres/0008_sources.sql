@@ -39,3 +39,7 @@ CREATE INDEX sources_ig_user_id ON sources (ig_user_id);
 ALTER TABLE posts ADD COLUMN source_id TEXT NOT NULL DEFAULT 'main';
 
 ALTER TABLE feeds ADD COLUMN header_source TEXT NOT NULL DEFAULT 'main';
+
+-- A connect flow that adds a further source rather than (re)connecting the
+-- feed's main account.
+ALTER TABLE oauth_states ADD COLUMN add_source BIGINT NOT NULL DEFAULT 0;

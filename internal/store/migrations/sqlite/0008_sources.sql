@@ -43,3 +43,7 @@ ALTER TABLE posts ADD COLUMN source_id TEXT NOT NULL DEFAULT 'main';
 
 -- The source whose account the header shows; 'main' by default.
 ALTER TABLE feeds ADD COLUMN header_source TEXT NOT NULL DEFAULT 'main';
+
+-- A connect flow that adds a further source rather than (re)connecting the
+-- feed's main account.
+ALTER TABLE oauth_states ADD COLUMN add_source INTEGER NOT NULL DEFAULT 0;
