@@ -273,10 +273,13 @@ func (s *Store) RecordFetch(ctx context.Context, id string, gen int64, r model.F
 	return wrap("record fetch", err)
 }
 
-// DueFeeds lists active feeds whose next poll time has come (or was never
-// set) and that were viewed at or after viewedSince.
+// DueFeeds lists feeds with an active source (the main account active, or
+// a further one while the main one needs reconnecting) whose next poll time
+// has come (or was never set) and that were viewed at or after viewedSince.
 func (s *Store) DueFeeds(ctx context.Context, now, viewedSince time.Time) ([]model.Feed, error) {
-	return s.queryFeeds(ctx, `WHERE f.status = 'active' AND (f.next_fetch_at IS NULL OR f.next_fetch_at <= ?)
+	return s.queryFeeds(ctx, `WHERE (f.status = 'active' OR (f.status IN ('needs_reauth', 'error')
+			AND EXISTS (SELECT 1 FROM sources s WHERE s.feed_id = f.id AND s.status = 'active')))
+		AND (f.next_fetch_at IS NULL OR f.next_fetch_at <= ?)
 		AND f.last_viewed_at >= ? ORDER BY f.next_fetch_at`, unix(now), unix(viewedSince))
 }
 
