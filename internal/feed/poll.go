@@ -344,12 +344,33 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 			return mainErr
 		}
 	}
-	for _, src := range further {
-		if err := s.fetchSource(ctx, f, src); err != nil {
-			if errors.Is(err, errFeedGone) {
-				return model.ErrConnectionChanged
+	polled := map[string]int64{}
+	// A few rounds at most: an account reconnected again and again must
+	// not hold the poll.
+	for range 3 {
+		for _, src := range further {
+			polled[src.ID] = src.Generation
+			if err := s.fetchSource(ctx, f, src); err != nil {
+				if errors.Is(err, errFeedGone) {
+					return model.ErrConnectionChanged
+				}
+				s.log.Info("poll of a source failed", slog.String("feed", id), slog.String("source", src.ID), slog.Any("error", err))
 			}
-			s.log.Info("poll of a source failed", slog.String("feed", id), slog.String("source", src.ID), slog.Any("error", err))
+		}
+		// An account added or reconnected while this poll ran is polled
+		// now: whoever joined the poll (the add's first fetch) wants it.
+		further = further[:0]
+		srcs, err := s.store.Sources(ctx, id)
+		if err != nil {
+			break
+		}
+		for _, src := range srcs {
+			if gen, ok := polled[src.ID]; src.ID != model.MainSource && src.Status == model.StatusActive && (!ok || gen != src.Generation) {
+				further = append(further, src)
+			}
+		}
+		if len(further) == 0 {
+			break
 		}
 	}
 	if !mainActive {
@@ -367,7 +388,7 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 		}
 		s.metrics.polls("ok")
 	}
-	if len(further) > 0 {
+	if len(polled) > 0 {
 		s.Invalidate(id)
 	}
 	return mainErr

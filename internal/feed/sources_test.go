@@ -2,6 +2,7 @@ package feed
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -179,4 +180,55 @@ func TestRemovedSourceDropsItsPostsAndFiles(t *testing.T) {
 			t.Fatalf("file %s of the removed source is still on disk: %v", f, err)
 		}
 	}
+}
+
+// An account added while a poll runs is polled by that poll: the add's
+// first fetch joins it and must see the new account's posts.
+func TestSourceAddedDuringAPollIsPolledByIt(t *testing.T) {
+	env := newSandboxEnv(t, sandbox.AccountCreator, true)
+	gate := make(chan struct{})
+	env.conns.setGate(gate)
+	done := make(chan error, 1)
+	go func() { done <- env.fetchNow() }()
+	waitFor(t, func() bool { return env.conns.entered.Load() > 0 })
+	env.addSource(sandbox.AccountBusiness)
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if b := env.mediaCallsBy(sandbox.AccountBusiness); b != 1 {
+		t.Fatalf("%d media calls for the account added during the poll, want 1", b)
+	}
+	if got := usernamesAll(t, env); got[sandbox.AccountBusiness] == 0 {
+		t.Fatalf("posts by account: %v", got)
+	}
+}
+
+// usernamesAll counts the posts of every page by account.
+func usernamesAll(t *testing.T, env *env) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	after := ""
+	for range 10 {
+		q, err := NewQuery(MaxLimit, after, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		en, err := env.svc.Entry(context.Background(), env.id, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d Doc
+		if err := json.Unmarshal(en.JSON, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range d.Posts {
+			out[p.Username]++
+		}
+		if d.Next == nil {
+			break
+		}
+		after = *d.Next
+	}
+	return out
 }
