@@ -27,6 +27,12 @@ type SourceStore interface {
 	SourceTokensDue(ctx context.Context, now time.Time, window time.Duration) ([]model.Token, error)
 }
 
+// SourceRefreshClaims decides which of several instances refreshes a
+// further source's token; *cluster.Claims implements it.
+type SourceRefreshClaims interface {
+	RefreshSource(ctx context.Context, feedID, sourceID string, t model.TokenInfo) (_ context.Context, release func(), ok bool, err error)
+}
+
 // errNoSources: the configured store keeps no further sources.
 var errNoSources = errors.New("connection: the store keeps no further sources")
 
@@ -352,7 +358,23 @@ func (s *Service) refreshSource(ctx context.Context, ss SourceStore, old model.T
 		return s.sourceNeedsReauth(ctx, f.ID, src.ID, f.Generation, src.Generation, old.AccessToken,
 			"the token expired before it could be refreshed", byRefresh)
 	}
-	fresh, err := s.graph.Refresh(ctx, src.Account.IGUserID, old.AccessToken)
+	gctx := ctx
+	if s.claims != nil {
+		sc, ok := s.claims.(SourceRefreshClaims)
+		if !ok {
+			return errors.New("connection: the claims cannot claim a source's refresh")
+		}
+		lctx, release, ok, err := sc.RefreshSource(ctx, f.ID, src.ID, old.TokenInfo)
+		if err != nil {
+			return fmt.Errorf("connection: %w", err)
+		}
+		if !ok {
+			return nil // another instance refreshes this token, or already did
+		}
+		defer release() // after the new token's write
+		gctx = lctx
+	}
+	fresh, err := s.graph.Refresh(gctx, src.Account.IGUserID, old.AccessToken)
 	now = s.now()
 	switch {
 	case err == nil:

@@ -7,10 +7,16 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/feedd/feedd/internal/cluster"
 	"github.com/feedd/feedd/internal/model"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/testenv"
 	"github.com/feedd/feedd/internal/web"
 )
 
@@ -167,4 +173,75 @@ func isBadSource(err error) bool {
 	var we *web.Error
 	return errors.As(err, &we) && we.Status == http.StatusBadRequest && we.Code == "invalid_source" &&
 		strings.HasPrefix(we.Message, "source:")
+}
+
+// A further account's token is refreshed on its own, claimed once by one
+// of two instances, and a dead one moves that account (not the feed) to
+// needs_reauth.
+func TestSourceTokenRefreshedOnceAndItsDeathNamed(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		c, err := cluster.NewClaims(cluster.ClaimsOptions{Store: o.Store.(*testenv.FaultStore).Store, Instance: "a", Now: o.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Claims = c
+	})
+	id := e.connect("Shop", sandbox.AccountBusiness)
+	if err := e.addSource(id, sandbox.AccountCreator); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	before, _ := e.svc.SourceAccessToken(ctx, id, e.sources(id)[1].ID)
+	// A second instance on the same database, its own claims.
+	claimsB, err := cluster.NewClaims(cluster.ClaimsOptions{Store: e.Store.Store, Instance: "b", Now: e.Clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := New(Options{Store: e.Store, Graph: e.Graph, Files: e.Files, PublicURL: testPublicURL,
+		AppID: e.Sandbox.AppID(), AppSecret: e.Sandbox.AppSecret(), CheckInterval: time.Hour, RefreshWindow: 720 * time.Hour,
+		Now: e.Clock.Now, Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+		Logger: e.Logger(), Registerer: prometheus.NewRegistry(), Claims: claimsB})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+
+	e.Clock.Add(31 * 24 * time.Hour) // inside the refresh window
+	refreshes := func() int {
+		n := 0
+		for _, c := range e.Sandbox.Calls() {
+			if c.Endpoint == sandbox.EndpointRefresh && c.Account == sandbox.AccountCreator {
+				n++
+			}
+		}
+		return n
+	}
+	var wg sync.WaitGroup
+	for _, svc := range []*Service{e.svc, other} {
+		wg.Add(1)
+		go func() { defer wg.Done(); svc.CheckTokens(ctx) }()
+	}
+	wg.Wait()
+	after, _ := e.svc.SourceAccessToken(ctx, id, e.sources(id)[1].ID)
+	if n := refreshes(); n != 1 || after == before {
+		t.Fatalf("%d refreshes of the source's token by two instances (token changed: %v), want 1", n, after != before)
+	}
+	e.AddSecret(after)
+
+	e.Sandbox.RevokeTokens(sandbox.AccountCreator)
+	e.Clock.Add(31 * 24 * time.Hour)
+	if err := e.svc.CheckTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srcs := e.sources(id)
+	if srcs[0].Status != model.StatusActive || srcs[1].Status != model.StatusNeedsReauth {
+		t.Fatalf("after the revoked refresh: main %s, source %s", srcs[0].Status, srcs[1].Status)
+	}
+	var named bool
+	for _, ev := range e.webhookEvents() {
+		named = named || ev.Event == EventNeedsReauth && ev.Source == srcs[1].ID && ev.Username == sandbox.AccountCreator
+	}
+	if !named {
+		t.Fatal("no needs_reauth event naming the account")
+	}
 }

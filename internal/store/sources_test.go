@@ -267,3 +267,39 @@ func TestSourceTokensSurviveKeyRotation(t *testing.T) {
 		}
 	})
 }
+
+// Of two instances, one claims a source token's refresh slot; once the
+// refreshed token is stored, the old slot cannot be claimed again.
+func TestSourceRefreshIsClaimedOncePerSlot(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		e := open(t)
+		ctx := context.Background()
+		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
+		connect(t, e.s, f.ID, "main1", "IGAAmain")
+		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, e.gen(t, f.ID), "", srcAccount("second"), srcToken("IGAAsecond")))
+		until := t0.Add(time.Minute)
+		a := must[bool](t)(e.s.ClaimSourceRefresh(ctx, f.ID, src.ID, "a", src.Token, until))
+		b := must[bool](t)(e.s.ClaimSourceRefresh(ctx, f.ID, src.ID, "b", src.Token, until))
+		if !a || b {
+			t.Fatalf("claims: a %v, b %v; want a only", a, b)
+		}
+		if ok := must[bool](t)(e.s.RenewLease(ctx, model.LeaseSourceRefresh, f.ID+"/"+src.ID, "b", until)); ok {
+			t.Fatal("b renewed a's claim")
+		}
+		if ok := must[bool](t)(e.s.RenewLease(ctx, model.LeaseSourceRefresh, f.ID+"/"+src.ID, "a", until)); !ok {
+			t.Fatal("a could not renew its claim")
+		}
+		e.clk.Advance(time.Second)
+		fresh := model.Token{AccessToken: "IGAAfresh", TokenInfo: model.TokenInfo{ExpiresAt: t0.Add(60 * 24 * time.Hour)}} // obtained now
+		if err := e.s.ReplaceSourceToken(ctx, f.ID, src.ID, "IGAAsecond", fresh); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.s.ReleaseLease(ctx, model.LeaseSourceRefresh, f.ID+"/"+src.ID, "a"); err != nil {
+			t.Fatal(err)
+		}
+		// b read the token before the refresh: its slot is gone.
+		if ok := must[bool](t)(e.s.ClaimSourceRefresh(ctx, f.ID, src.ID, "b", src.Token, until)); ok {
+			t.Fatal("the refreshed slot was claimed again")
+		}
+	})
+}

@@ -43,3 +43,8 @@ ALTER TABLE feeds ADD COLUMN header_source TEXT NOT NULL DEFAULT 'main';
 -- A connect flow that adds a further source rather than (re)connecting the
 -- feed's main account.
 ALTER TABLE oauth_states ADD COLUMN add_source BIGINT NOT NULL DEFAULT 0;
+
+-- The claim of a further source's token refresh by one of several
+-- instances (see leases.go), like tokens.refresh_holder.
+ALTER TABLE sources ADD COLUMN refresh_holder TEXT;
+ALTER TABLE sources ADD COLUMN refresh_until BIGINT;
