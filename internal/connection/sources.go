@@ -25,6 +25,7 @@ type SourceStore interface {
 	ReplaceSourceToken(ctx context.Context, feedID, sourceID, oldAccessToken string, nt model.Token) error
 	RecordSourceRefreshFailure(ctx context.Context, feedID, sourceID, errText string, nextAt time.Time) error
 	SourceTokensDue(ctx context.Context, now time.Time, window time.Duration) ([]model.Token, error)
+	SourcesForInstagramUser(ctx context.Context, userID string) ([]model.Source, error)
 }
 
 // SourceRefreshClaims decides which of several instances refreshes a
@@ -179,12 +180,23 @@ func (s *Service) RemoveSource(ctx context.Context, feedID, sourceID string) err
 	if !model.ValidFeedID(feedID) {
 		return model.ErrNotFound
 	}
+	return sourceAPIErr(s.removeSource(ctx, feedID, sourceID, byOwner))
+}
+
+func (s *Service) removeSource(ctx context.Context, feedID, sourceID, by string) error {
 	ss, err := s.sourceStore()
 	if err != nil {
 		return err
 	}
-	err = s.transition(ctx, change{
-		feedID: feedID, to: model.StatusNotConnected, by: byOwner, source: sourceID,
+	// The event names the account; persist checks again in its write.
+	var username string
+	if srcs, err := ss.Sources(ctx, feedID); err == nil {
+		if src, ok := findSource(srcs, sourceID, ""); ok {
+			username = src.Account.Username
+		}
+	}
+	return s.transition(ctx, change{
+		feedID: feedID, to: model.StatusNotConnected, by: by, source: sourceID, username: username,
 		persist: func(ctx context.Context) (model.Feed, []string, error) {
 			f, err := s.store.Feed(ctx, feedID)
 			if err != nil {
@@ -206,12 +218,9 @@ func (s *Service) RemoveSource(ctx context.Context, feedID, sourceID string) err
 				return model.Feed{}, nil, err
 			}
 			f.Status = src.Status
-			acct := src.Account
-			f.Account = &acct // the event names the account removed
 			return f, files, nil
 		},
 	})
-	return sourceAPIErr(err)
 }
 
 // SourceAccessToken returns the current access token of one of the feed's
@@ -308,6 +317,12 @@ func sourceEventMessage(c change) string {
 	case model.StatusActive:
 		return who + " is connected to the feed"
 	case model.StatusNotConnected:
+		switch c.by {
+		case byMetaDeauthorize:
+			return who + " removed feedd's access on Instagram: its token, posts and images are deleted from the feed"
+		case byMetaDelete:
+			return "Instagram asked feedd to delete " + who + "'s data: its token, posts and images are deleted from the feed"
+		}
 		return who + " was removed from the feed: its token, posts and images are deleted"
 	}
 	return c.reason

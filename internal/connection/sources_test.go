@@ -245,3 +245,35 @@ func TestSourceTokenRefreshedOnceAndItsDeathNamed(t *testing.T) {
 		t.Fatal("no needs_reauth event naming the account")
 	}
 }
+
+// Meta's data deletion for an account that is a further source of a feed
+// removes that source with its token, posts and images; the feed and its
+// main account stay.
+func TestMetaDeletionRemovesTheUsersSources(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.connect("Shop", sandbox.AccountBusiness)
+	if err := e.addSource(id, sandbox.AccountCreator); err != nil {
+		t.Fatal(err)
+	}
+	acct, _ := e.Sandbox.Account(sandbox.AccountCreator)
+	payload := map[string]any{"algorithm": "HMAC-SHA256", "user_id": acct.UserID, "issued_at": e.Clock.Now().Unix()}
+	req, err := e.svc.MetaCallback(ctx, model.KindDelete, signed(e.Sandbox.AppSecret(), payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs := e.sources(id)
+	if len(srcs) != 1 || srcs[0].Account.Username != sandbox.AccountBusiness || e.feed(id).Status != model.StatusActive {
+		t.Fatalf("after Meta's deletion of the source's user: %+v", srcs)
+	}
+	if req.FeedsAffected != 1 {
+		t.Fatalf("feeds affected %d, want 1", req.FeedsAffected)
+	}
+	var removed bool
+	for _, ev := range e.webhookEvents() {
+		removed = removed || ev.Event == EventDisconnected && ev.Username == sandbox.AccountCreator && strings.Contains(ev.Message, "delete")
+	}
+	if !removed {
+		t.Fatal("no event naming the removed account")
+	}
+}
