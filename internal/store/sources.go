@@ -427,13 +427,13 @@ func (s *Store) RecordSourceRefreshFailure(ctx context.Context, feedID, sourceID
 }
 
 // SourceTokensDue returns the further sources' decrypted tokens to refresh
-// now, by the rule of TokensDue; sources that need reconnecting and feeds
-// that need reauthorization are skipped.
+// now, by the rule of TokensDue; sources that need reconnecting are
+// skipped (their tokens are dead), whatever the main account's status.
 func (s *Store) SourceTokensDue(ctx context.Context, now time.Time, window time.Duration) ([]model.Token, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT s.feed_id, s.id, s.sealed, s.obtained_at, s.expires_at, s.expiry_assumed,
 			s.refreshed_at, s.next_refresh_at, s.refresh_failures, s.last_refresh_error
-		FROM sources s JOIN feeds f ON f.id = s.feed_id
-		WHERE f.status != 'needs_reauth' AND s.status != 'needs_reauth' AND (
+		FROM sources s
+		WHERE s.status != 'needs_reauth' AND (
 			(s.next_refresh_at IS NOT NULL AND s.next_refresh_at <= ?)
 			OR (s.next_refresh_at IS NULL AND s.obtained_at <= ? AND s.expires_at <= ?))
 		ORDER BY s.expires_at`,

@@ -303,3 +303,23 @@ func TestSourceRefreshIsClaimedOncePerSlot(t *testing.T) {
 		}
 	})
 }
+
+// A further source's token is refreshed while the main account needs
+// reconnecting: the feed goes on showing that account.
+func TestSourceTokenIsDueWhileTheMainAccountNeedsReconnecting(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		e := open(t)
+		ctx := context.Background()
+		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
+		connect(t, e.s, f.ID, "main1", "IGAAmain")
+		gen := e.gen(t, f.ID)
+		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecond")))
+		if _, _, err := e.s.ChangeStatus(ctx, model.StatusChange{FeedID: f.ID, Generation: gen, To: model.StatusNeedsReauth}); err != nil {
+			t.Fatal(err)
+		}
+		due := must[[]model.Token](t)(e.s.SourceTokensDue(ctx, t0.Add(59*24*time.Hour), 7*24*time.Hour))
+		if len(due) != 1 || due[0].SourceID != src.ID || due[0].AccessToken != "IGAAsecond" {
+			t.Fatalf("due source tokens: %d", len(due))
+		}
+	})
+}
