@@ -50,6 +50,19 @@ type Source struct {
 	FetchedAt  time.Time // zero: never polled
 }
 
+// MainSourceOf is a connected feed's first account as a source.
+func MainSourceOf(f Feed) Source {
+	src := Source{ID: MainSource, FeedID: f.ID, Status: f.Status, StatusReason: f.StatusReason,
+		Generation: f.Generation, FetchedAt: f.FetchedAt}
+	if f.Account != nil {
+		src.Account = *f.Account
+	}
+	if f.Token != nil {
+		src.Token = *f.Token
+	}
+	return src
+}
+
 // SourceChange asks for a further source's status to become To, while the
 // feed is on FeedGeneration, the source on Generation and, when IfToken is
 // set, that is still the source's token.

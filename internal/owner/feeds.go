@@ -343,8 +343,12 @@ func (s *Service) Feed(ctx context.Context, id string) (Status, error) {
 	if err := s.withMedia(ctx, &st); err != nil {
 		return Status{}, err
 	}
-	if err := s.withSources(ctx, &st, f.HeaderSource); err != nil {
-		return Status{}, err
+	if f.Account != nil {
+		srcs, err := s.store.Sources(ctx, id)
+		if err != nil {
+			return Status{}, err
+		}
+		withSources(&st, srcs, f.HeaderSource)
 	}
 	return st, nil
 }
@@ -355,12 +359,14 @@ func (s *Service) Feeds(ctx context.Context) ([]Status, error) {
 	if err != nil {
 		return nil, err
 	}
+	further, err := s.store.FurtherSources(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Status, len(fs))
 	for i, f := range fs {
 		out[i] = statusOf(f)
-		if err := s.withSources(ctx, &out[i], f.HeaderSource); err != nil {
-			return nil, err
-		}
+		withSources(&out[i], append([]model.Source{model.MainSourceOf(f)}, further[f.ID]...), f.HeaderSource)
 	}
 	return out, nil
 }

@@ -17,6 +17,7 @@ import (
 // feed's Instagram accounts.
 type SourceStore interface {
 	Sources(ctx context.Context, feedID string) ([]model.Source, error)
+	FurtherSources(ctx context.Context) (map[string][]model.Source, error)
 	SetHeaderSource(ctx context.Context, feedID, sourceID string) error
 }
 
@@ -65,16 +66,12 @@ func sourceStatusOf(src model.Source, header string) SourceStatus {
 	return ss
 }
 
-// withSources lists the feed's accounts in st and makes its status the
-// worst of theirs: a further account that needs reconnecting shows as the
-// feed's status, its reason naming the account.
-func (s *Service) withSources(ctx context.Context, st *Status, header string) error {
+// withSources lists the feed's accounts (srcs, the main one first) in st
+// and makes its status the worst of theirs: a further account that needs
+// reconnecting shows as the feed's status, its reason naming the account.
+func withSources(st *Status, srcs []model.Source, header string) {
 	if st.Account == nil {
-		return nil
-	}
-	srcs, err := s.store.Sources(ctx, st.ID)
-	if err != nil {
-		return err
+		return
 	}
 	st.Sources = make([]SourceStatus, len(srcs))
 	for i, src := range srcs {
@@ -90,7 +87,6 @@ func (s *Service) withSources(ctx context.Context, st *Status, header string) er
 			st.StatusReason += ": " + w.StatusReason
 		}
 	}
-	return nil
 }
 
 // Sources lists the feed's Instagram accounts, the main one first.

@@ -100,6 +100,13 @@ func TestAdminAPISources(t *testing.T) {
 		st.Sources[0].Status != model.StatusActive || st.Sources[1].Status != model.StatusNeedsReauth {
 		t.Fatalf("status after the source's token was refused: %s %q %+v", st.Status, st.StatusReason, st.Sources)
 	}
+	var all struct{ Feeds []Status }
+	e.api("GET", "/api/admin/feeds", "", &all)
+	for _, f := range all.Feeds {
+		if f.ID == id && (f.Status != model.StatusNeedsReauth || f.StatusReason != st.StatusReason || len(f.Sources) != 2) {
+			t.Fatalf("the list shows %s %q with %d sources, the feed's status %s %q", f.Status, f.StatusReason, len(f.Sources), st.Status, st.StatusReason)
+		}
+	}
 
 	if code := e.api("DELETE", "/api/admin/feeds/"+id+"/sources/"+src.ID, "", nil); code != http.StatusNoContent {
 		t.Fatalf("remove: %d", code)

@@ -48,19 +48,6 @@ func scanSource(sc scanner) (model.Source, error) {
 	return src, nil
 }
 
-// mainSource is the view of a connected feed's first account as a source.
-func mainSource(f model.Feed) model.Source {
-	src := model.Source{ID: model.MainSource, FeedID: f.ID, Status: f.Status, StatusReason: f.StatusReason,
-		Generation: f.Generation, FetchedAt: f.FetchedAt}
-	if f.Account != nil {
-		src.Account = *f.Account
-	}
-	if f.Token != nil {
-		src.Token = *f.Token
-	}
-	return src
-}
-
 // Sources returns the feed's sources: the main one first (when the feed is
 // connected), then the further ones in the order they were added.
 func (s *Store) Sources(ctx context.Context, feedID string) ([]model.Source, error) {
@@ -72,7 +59,7 @@ func (s *Store) Sources(ctx context.Context, feedID string) ([]model.Source, err
 	if f.Account == nil {
 		return out, nil
 	}
-	out = append(out, mainSource(f))
+	out = append(out, model.MainSourceOf(f))
 	rows, err := s.r.QueryContext(ctx, sourceSelect+` WHERE feed_id = ? ORDER BY position`, feedID)
 	if err != nil {
 		return nil, fmt.Errorf("store: read sources: %w", err)
@@ -84,6 +71,29 @@ func (s *Store) Sources(ctx context.Context, feedID string) ([]model.Source, err
 			return nil, fmt.Errorf("store: read sources: %w", err)
 		}
 		out = append(out, src)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: read sources: %w", err)
+	}
+	return out, nil
+}
+
+// FurtherSources returns every feed's further sources (not the main
+// ones), by feed id, each feed's in the order they were added: one query
+// for a list of many feeds.
+func (s *Store) FurtherSources(ctx context.Context) (map[string][]model.Source, error) {
+	rows, err := s.r.QueryContext(ctx, sourceSelect+` ORDER BY feed_id, position`)
+	if err != nil {
+		return nil, fmt.Errorf("store: read sources: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]model.Source{}
+	for rows.Next() {
+		src, err := scanSource(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: read sources: %w", err)
+		}
+		out[src.FeedID] = append(out[src.FeedID], src)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: read sources: %w", err)
