@@ -6,15 +6,13 @@
 set -eu
 cd "$(dirname "$0")/.."
 FUZZTIME="${FUZZTIME:-5s}"
-targets="
-./internal/graph FuzzDecodeResponses
-./internal/connection FuzzParseSignedRequest
-./internal/connection FuzzSignedRequestVerify
-./internal/feed FuzzParseQuery
-./internal/feed FuzzCursor
-./internal/media FuzzProcess
-./internal/config FuzzLoad
-"
+# Every Fuzz function of the tree, found by name so a new one is never left out.
+targets=$(grep -rlE '^func Fuzz[A-Za-z0-9_]*\(f \*testing\.F\)' --include='*_test.go' internal cmd 2>/dev/null |
+	while read -r file; do
+		for t in $(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(f \*testing\.F\).*/\1/p' "$file"); do
+			echo "./$(dirname "$file") $t"
+		done
+	done | sort)
 echo "$targets" | while read -r pkg target; do
 	[ -n "$pkg" ] || continue
 	echo "== $pkg $target ($FUZZTIME)"

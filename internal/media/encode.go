@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"runtime/debug"
 	"sync"
 
 	"github.com/tetratelabs/wazero"
@@ -55,59 +56,71 @@ const (
 )
 
 // wasmCodec is one WebAssembly encoder. It is compiled on first use, not at
-// start-up: a process that never encodes (feedd version, doctor, a
-// deployment with the formats off) pays nothing for it.
+// start-up, and released when the worker has nothing left to do: a process
+// that never encodes (feedd version, doctor, a deployment with the formats
+// off) pays nothing for it, and an idle one gives the compiled code's
+// memory back.
 type wasmCodec struct {
 	name string
 	gz   []byte
 
-	once     sync.Once
+	mu       sync.Mutex
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
-	err      error
 }
 
-func (c *wasmCodec) init() error {
-	c.once.Do(func() {
-		ctx := context.Background()
-		zr, err := gzip.NewReader(bytes.NewReader(c.gz))
-		if err != nil {
-			c.err = fmt.Errorf("media: %s encoder: %w", c.name, err)
-			return
-		}
-		code, err := io.ReadAll(zr)
-		if err != nil {
-			c.err = fmt.Errorf("media: %s encoder: %w", c.name, err)
-			return
-		}
-		// CloseOnContextDone lets shutdown interrupt an encode in progress.
-		cfg := wazero.NewRuntimeConfig().WithMemoryLimitPages(encodeMemoryPages).WithCloseOnContextDone(true)
-		rt := wazero.NewRuntimeWithConfig(ctx, cfg)
-		if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
-			rt.Close(ctx)
-			c.err = fmt.Errorf("media: %s encoder: %w", c.name, err)
-			return
-		}
-		compiled, err := rt.CompileModule(ctx, code)
-		if err != nil {
-			rt.Close(ctx)
-			c.err = fmt.Errorf("media: %s encoder: %w", c.name, err)
-			return
-		}
-		c.rt, c.compiled = rt, compiled
-	})
-	return c.err
+// get compiles the encoder unless it is compiled already.
+func (c *wasmCodec) get() (wazero.Runtime, wazero.CompiledModule, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rt != nil {
+		return c.rt, c.compiled, nil
+	}
+	ctx := context.Background()
+	zr, err := gzip.NewReader(bytes.NewReader(c.gz))
+	if err != nil {
+		return nil, nil, fmt.Errorf("media: %s encoder: %w", c.name, err)
+	}
+	code, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("media: %s encoder: %w", c.name, err)
+	}
+	// CloseOnContextDone lets shutdown interrupt an encode in progress.
+	cfg := wazero.NewRuntimeConfig().WithMemoryLimitPages(encodeMemoryPages).WithCloseOnContextDone(true)
+	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, nil, fmt.Errorf("media: %s encoder: %w", c.name, err)
+	}
+	compiled, err := rt.CompileModule(ctx, code)
+	if err != nil {
+		rt.Close(ctx)
+		return nil, nil, fmt.Errorf("media: %s encoder: %w", c.name, err)
+	}
+	c.rt, c.compiled = rt, compiled
+	return rt, compiled, nil
+}
+
+// release frees the compiled encoder; the next use compiles it again.
+func (c *wasmCodec) release() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.rt != nil {
+		c.rt.Close(context.Background())
+		c.rt, c.compiled = nil, nil
+	}
 }
 
 // run instantiates a fresh module (so no memory outlives an encode), copies
 // the pixels in, calls encode with args built around the input and size
 // pointers, and returns a copy of the output.
 func (c *wasmCodec) run(ctx context.Context, img *image.RGBA, args func(in, sizePtr uint64) []uint64) ([]byte, error) {
-	if err := c.init(); err != nil {
+	rt, compiled, err := c.get()
+	if err != nil {
 		return nil, err
 	}
 	// Anonymous instances: several may exist at once without name clashes.
-	mod, err := c.rt.InstantiateModule(ctx, c.compiled, wazero.NewModuleConfig().WithName(""))
+	mod, err := rt.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName(""))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: instantiate: %w", ErrEncode, c.name, ctxErr(ctx, err))
 	}
@@ -184,6 +197,14 @@ func tightPix(img *image.RGBA) []byte {
 var encoders = struct{ avif, webp wasmCodec }{
 	avif: wasmCodec{name: "avif", gz: avifWasm},
 	webp: wasmCodec{name: "webp", gz: webpWasm},
+}
+
+// releaseEncoders frees both compiled encoders and returns the memory to
+// the operating system: the worker calls it when it runs out of work.
+func releaseEncoders() {
+	encoders.avif.release()
+	encoders.webp.release()
+	debug.FreeOSMemory()
 }
 
 // encodeImage encodes an opaque image in format (model.FormatAVIF or

@@ -178,7 +178,8 @@ func BenchmarkEncode(b *testing.B) {
 			// The first use compiles the encoder: once per process.
 			codec := map[string]*wasmCodec{model.FormatAVIF: &encoders.avif, model.FormatWebP: &encoders.webp}[f.format]
 			cpu0, rss0, start := cpuTime(), peakRSS(), time.Now()
-			if err := codec.init(); err != nil {
+			codec.release()
+			if _, _, err := codec.get(); err != nil {
 				b.Fatal(err)
 			}
 			b.Logf("%s: compiled in %s (%s CPU), peak RSS %d → %d MiB", f.format, time.Since(start).Round(time.Millisecond),

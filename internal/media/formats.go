@@ -194,7 +194,7 @@ func (w *FormatWorker) Run(ctx context.Context) {
 // finished (encoded or found complete). Failed images are counted, deferred
 // with back-off and, after MaxFailures, left with their JPEGs.
 func (w *FormatWorker) Drain(ctx context.Context) (int, error) {
-	done := 0
+	done, attempted := 0, false
 	w.count(ctx)
 	defer w.count(ctx)
 	for {
@@ -203,12 +203,18 @@ func (w *FormatWorker) Drain(ctx context.Context) (int, error) {
 			return done, err
 		}
 		if len(batch) == 0 {
+			if attempted {
+				// Idle until the next poll: the compiled encoders' memory
+				// (tens of MiB) goes back; compiling again takes seconds.
+				releaseEncoders()
+			}
 			return done, nil
 		}
 		for _, m := range batch {
 			if err := ctx.Err(); err != nil {
 				return done, err
 			}
+			attempted = true
 			if err := w.one(ctx, m); err != nil {
 				if ctx.Err() != nil {
 					return done, ctx.Err()

@@ -498,9 +498,9 @@ func measure(ctx context.Context, exe, u string, w, h int64, dpr float64, mobile
 	err = chromedp.Do(tctx,
 		chromedp.EmulateViewport(w, h, vopts...),
 		chromedp.Navigate(u),
-		poll(`document.querySelectorAll('.feedd-tile img').length >= `+fmt.Sprint(gridPosts)),
+		poll(tileImages+`.length >= `+fmt.Sprint(gridPosts)),
 		chromedp.Evaluate[chromedp.Void](`scrollTo(0, document.body.scrollHeight)`),
-		poll(`[...document.querySelectorAll('.feedd-tile img')].every(i => i.complete && i.naturalWidth > 0)`),
+		poll(tileImages+`.every(i => i.complete && i.naturalWidth > 0)`),
 		chromedp.Sleep(500*time.Millisecond),
 	)
 	if err != nil {
@@ -525,6 +525,10 @@ func measure(ctx context.Context, exe, u string, w, h int64, dpr float64, mobile
 	slices.Sort(ts)
 	return n, sum, strings.Join(ts, " "), nil
 }
+
+// tileImages is the grid's images, in the document or, once the widget
+// has moved the fragment there, in a shadow root.
+const tileImages = `[...document.querySelectorAll('.feedd-tile img'), ...[...document.querySelectorAll('*')].flatMap(e => e.shadowRoot ? [...e.shadowRoot.querySelectorAll('.feedd-tile img')] : [])]`
 
 // poll waits until the JS predicate holds.
 func poll(pred string) chromedp.Action[chromedp.Void] {
