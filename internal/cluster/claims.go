@@ -22,6 +22,7 @@ var ErrLeaseLost = errors.New("cluster: another instance took over the work")
 type Store interface {
 	ClaimPoll(ctx context.Context, feedID, holder string, slot time.Time, force bool, until time.Time) (bool, error)
 	ClaimRefresh(ctx context.Context, feedID, holder string, t model.TokenInfo, until time.Time) (bool, error)
+	ClaimSourceRefresh(ctx context.Context, feedID, sourceID, holder string, t model.TokenInfo, until time.Time) (bool, error)
 	RenewLease(ctx context.Context, kind model.LeaseKind, feedID, holder string, until time.Time) (bool, error)
 	ReleaseLease(ctx context.Context, kind model.LeaseKind, feedID, holder string) error
 }
@@ -105,6 +106,14 @@ func (c *Claims) Poll(ctx context.Context, feedID string, slot time.Time, force 
 func (c *Claims) Refresh(ctx context.Context, feedID string, t model.TokenInfo) (_ context.Context, release func(), ok bool, err error) {
 	return c.claim(ctx, model.LeaseRefresh, feedID, func(until time.Time) (bool, error) {
 		return c.store.ClaimRefresh(ctx, feedID, c.instance, t, until)
+	})
+}
+
+// RefreshSource claims the refresh of a further source's token as read
+// (t), like Refresh.
+func (c *Claims) RefreshSource(ctx context.Context, feedID, sourceID string, t model.TokenInfo) (_ context.Context, release func(), ok bool, err error) {
+	return c.claim(ctx, model.LeaseSourceRefresh, feedID+"/"+sourceID, func(until time.Time) (bool, error) {
+		return c.store.ClaimSourceRefresh(ctx, feedID, sourceID, c.instance, t, until)
 	})
 }
 

@@ -98,25 +98,37 @@ func (s *Service) appNotConfigured() *web.Error {
 // send the owner to. sessionHash binds the state to a browser session
 // (setup pages); nil binds it to the feed only (admin API).
 func (s *Service) Connect(ctx context.Context, feedID string, sessionHash []byte) (string, error) {
-	return s.connect(ctx, feedID, sessionHash, false)
+	return s.connect(ctx, feedID, sessionHash, false, false)
 }
 
 // ConnectOtherAccount is Connect for an owner who wants another account
 // than the one logged in on Instagram in this browser: Instagram shows its
 // login screen instead of approving for the logged-in account.
 func (s *Service) ConnectOtherAccount(ctx context.Context, feedID string, sessionHash []byte) (string, error) {
-	return s.connect(ctx, feedID, sessionHash, true)
+	return s.connect(ctx, feedID, sessionHash, true, false)
 }
 
-func (s *Service) connect(ctx context.Context, feedID string, sessionHash []byte, forceReauth bool) (string, error) {
+// ConnectSource is Connect for a further account of a connected feed: the
+// callback adds it as a source (or reconnects the source of that account).
+// Instagram shows its login screen, since the account logged in is most
+// likely one the feed has already.
+func (s *Service) ConnectSource(ctx context.Context, feedID string, sessionHash []byte) (string, error) {
+	return s.connect(ctx, feedID, sessionHash, true, true)
+}
+
+func (s *Service) connect(ctx context.Context, feedID string, sessionHash []byte, forceReauth, addSource bool) (string, error) {
 	if !model.ValidFeedID(feedID) {
 		return "", model.ErrNotFound
 	}
 	if !s.AppConfigured() {
 		return "", s.appNotConfigured()
 	}
-	if _, err := s.store.Feed(ctx, feedID); err != nil {
+	f, err := s.store.Feed(ctx, feedID)
+	if err != nil {
 		return "", err
+	}
+	if addSource && f.Account == nil {
+		return "", web.BadRequest("invalid_source", "source: the feed is not connected yet; connect its first account")
 	}
 	st, h, err := s.newState()
 	if err != nil {
@@ -124,7 +136,7 @@ func (s *Service) connect(ctx context.Context, feedID string, sessionHash []byte
 	}
 	now := s.now()
 	if err := s.store.CreateState(ctx, model.OAuthState{
-		Hash: h, FeedID: feedID, SessionHash: sessionHash, CreatedAt: now, ExpiresAt: now.Add(StateTTL),
+		Hash: h, FeedID: feedID, SessionHash: sessionHash, CreatedAt: now, ExpiresAt: now.Add(StateTTL), AddSource: addSource,
 	}); err != nil {
 		return "", err
 	}
@@ -217,10 +229,18 @@ func (s *Service) Callback(ctx context.Context, p CallbackParams, sessionHash []
 		tok.ExpiresAt, tok.ExpiryAssumed = now.Add(AssumedLifetime), true
 	}
 	acct := accountOf(prof, short.UserID, now)
+	if st.AddSource {
+		if _, err := s.addSource(ctx, prev.ID, prev.Generation, acct, tok, byOwner); err != nil {
+			return "", sourceFlowErr(st.FeedID, err)
+		}
+		return st.FeedID, nil
+	}
 	if err := s.connectFeed(ctx, prev.ID, prev.Generation, acct, tok, byOwner); err != nil {
 		switch {
 		case errors.Is(err, model.ErrNotFound):
 			return "", flowErr(http.StatusNotFound, "feed_gone", "The feed this sign-in was for has been deleted.", "Create a feed on the setup page and connect it.")
+		case errors.Is(err, model.ErrSourceDuplicate):
+			return "", sourceFlowErr(st.FeedID, err)
 		case errors.Is(err, model.ErrConnectionChanged):
 			return "", &FlowError{Status: http.StatusConflict, Code: "feed_changed", FeedID: st.FeedID, Err: err,
 				Title:  "The feed was connected or disconnected elsewhere while you signed in; this sign-in changed nothing.",
@@ -374,6 +394,9 @@ func (s *Service) PasteToken(ctx context.Context, feedID, token string) error {
 	}
 	acct := accountOf(prof, "", now)
 	if err := s.connectFeed(ctx, prev.ID, prev.Generation, acct, tok, byOwner); err != nil {
+		if errors.Is(err, model.ErrSourceDuplicate) {
+			return web.BadRequest("invalid_source", "access_token: @%s is already another source of this feed; remove that source first", acct.Username)
+		}
 		if moot(err) {
 			return err
 		}

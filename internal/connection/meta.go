@@ -196,11 +196,29 @@ func (s *Service) MetaCallback(ctx context.Context, kind, signedRequest string) 
 			return model.DeletionRequest{}, fmt.Errorf("connection: disconnect feed: %w", err)
 		}
 	}
-	req.CompletedAt, req.FeedsAffected = s.now(), len(feeds)
-	if err := s.store.CompleteDeletionRequest(ctx, code, req.CompletedAt, len(feeds)); err != nil {
+	affected := len(feeds)
+	// The user may also be a further account of other feeds: those
+	// accounts go, with their posts; the feeds stay.
+	if ss, err := s.sourceStore(); err == nil {
+		srcs, err := ss.SourcesForInstagramUser(ctx, sr.UserID)
+		if err != nil {
+			return model.DeletionRequest{}, fmt.Errorf("connection: sources for user: %w", err)
+		}
+		for _, src := range srcs {
+			err := s.removeSource(ctx, src.FeedID, src.ID, by)
+			if err != nil && !errors.Is(err, model.ErrNotFound) && !errors.Is(err, model.ErrSourceNotFound) {
+				return model.DeletionRequest{}, fmt.Errorf("connection: remove source: %w", err)
+			}
+			if err == nil {
+				affected++
+			}
+		}
+	}
+	req.CompletedAt, req.FeedsAffected = s.now(), affected
+	if err := s.store.CompleteDeletionRequest(ctx, code, req.CompletedAt, affected); err != nil {
 		return model.DeletionRequest{}, fmt.Errorf("connection: complete deletion request: %w", err)
 	}
-	s.log.Info("meta callback handled", slog.String("kind", kind), slog.Int("feeds", len(feeds)))
+	s.log.Info("meta callback handled", slog.String("kind", kind), slog.Int("feeds", affected))
 	return req, nil
 }
 

@@ -33,10 +33,13 @@ const (
 
 // Event is the JSON body posted to FEEDD_NOTIFY_WEBHOOK. It carries no secrets.
 type Event struct {
-	Event     string    `json:"event"`
-	FeedID    string    `json:"feed_id"`
-	FeedName  string    `json:"feed_name,omitempty"`
-	Username  string    `json:"username,omitempty"`
+	Event    string `json:"event"`
+	FeedID   string `json:"feed_id"`
+	FeedName string `json:"feed_name,omitempty"`
+	Username string `json:"username,omitempty"`
+	// Source is set when the event is about one further account of the
+	// feed (its source id); Username is then that account's.
+	Source    string    `json:"source,omitempty"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 	Message   string    `json:"message"`
 	SetupURL  string    `json:"setup_url"`

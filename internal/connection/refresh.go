@@ -118,6 +118,9 @@ func (s *Service) CheckTokens(ctx context.Context) error {
 		}
 		checked[id] = true
 	}
+	if err := s.refreshSources(ctx, now); err != nil {
+		return fmt.Errorf("connection: source tokens: %w", err)
+	}
 	if err := s.probeIdle(ctx, checked, now); err != nil {
 		return err
 	}

@@ -25,6 +25,9 @@ type change struct {
 	reconnects bool
 	username   string    // the account after the change, for the event
 	expiresAt  time.Time // the token's expiry after the change, for the event
+	// source is set for a change of one further source of the feed (its
+	// id); persist then returns the feed with that source's status before.
+	source string
 }
 
 // transition is the one way a feed's connection status changes. It stores
@@ -50,17 +53,24 @@ func (s *Service) transition(ctx context.Context, c change) error {
 		return nil
 	}
 	attrs := []any{feedAttr(c.feedID), slog.String("from", string(from)), slog.String("by", c.by)}
+	if c.source != "" {
+		attrs = append(attrs, slog.String("source", c.source))
+	}
 	if c.username != "" {
 		attrs = append(attrs, slog.String("username", c.username))
 	}
 	if c.reason != "" {
 		attrs = append(attrs, slog.String("reason", c.reason))
 	}
+	msg := statusMessage(c.to)
+	if c.source != "" {
+		msg = sourceStatusMessage(c.to)
+	}
 	switch c.to {
 	case model.StatusNeedsReauth, model.StatusError:
-		s.log.Warn(statusMessage(c.to), attrs...)
+		s.log.Warn(msg, attrs...)
 	default:
-		s.log.Info(statusMessage(c.to), attrs...)
+		s.log.Info(msg, attrs...)
 	}
 	if from == c.to {
 		return nil
@@ -68,8 +78,8 @@ func (s *Service) transition(ctx context.Context, c change) error {
 	s.metrics.changes.WithLabelValues(string(c.to)).Inc()
 	s.refreshGauges(ctx)
 	ev := Event{Event: eventName(from, c.to), FeedID: c.feedID, FeedName: prev.Name, Username: c.username,
-		ExpiresAt: c.expiresAt, Message: eventMessage(c)}
-	if ev.Username == "" && prev.Account != nil {
+		ExpiresAt: c.expiresAt, Message: eventMessage(c), Source: c.source}
+	if ev.Username == "" && prev.Account != nil && c.source == "" {
 		ev.Username = prev.Account.Username
 	}
 	s.notify(ev)
@@ -104,6 +114,9 @@ func eventName(from, to model.Status) string {
 }
 
 func eventMessage(c change) string {
+	if c.source != "" {
+		return sourceEventMessage(c)
+	}
 	switch c.to {
 	case model.StatusActive:
 		return "the feed is connected"

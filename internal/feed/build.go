@@ -58,9 +58,23 @@ func (s *Service) buildSnapshot(ctx context.Context, f model.Feed) (*snapshot, e
 	if err != nil {
 		return nil, err
 	}
+	srcs, err := s.store.Sources(ctx, f.ID)
+	if err != nil {
+		return nil, err
+	}
+	// The header shows the chosen source's account, the main one unless the
+	// owner chose another.
+	var header *model.Account
+	names := make(map[string]string, len(srcs))
+	for i := range srcs {
+		names[srcs[i].ID] = srcs[i].Account.Username
+		if srcs[i].ID == f.HeaderSource || header == nil && srcs[i].ID == model.MainSource {
+			header = &srcs[i].Account
+		}
+	}
 	keys := make([]string, 0, len(records)*2+1)
-	if f.Account != nil && f.Account.AvatarKey != "" {
-		keys = append(keys, f.Account.AvatarKey)
+	if header != nil && header.AvatarKey != "" {
+		keys = append(keys, header.AvatarKey)
 	}
 	for i := range records {
 		if k := records[i].MediaKey; k != "" {
@@ -82,18 +96,16 @@ func (s *Service) buildSnapshot(ctx context.Context, f model.Feed) (*snapshot, e
 	doc.Stale = !f.LastFetchAt.IsZero() && !f.LastFetchOK || s.outdated(f, s.now())
 	s.setAge(f.ID, f.FetchedAt)
 
-	username := ""
-	if f.Account != nil {
-		username = f.Account.Username
+	if header != nil {
 		doc.Account = &Account{
-			Username:   f.Account.Username,
-			Name:       f.Account.Name,
-			ProfileURL: "https://www.instagram.com/" + f.Account.Username + "/",
+			Username:   header.Username,
+			Name:       header.Name,
+			ProfileURL: "https://www.instagram.com/" + header.Username + "/",
 			// As of the last profile read; absent when Instagram gave none.
-			FollowersCount: f.Account.FollowersCount,
-			MediaCount:     f.Account.MediaCount,
+			FollowersCount: header.FollowersCount,
+			MediaCount:     header.MediaCount,
 		}
-		if m, ok := media[f.Account.AvatarKey]; ok {
+		if m, ok := media[header.AvatarKey]; ok {
 			if ims := s.images(m); len(ims) > 0 {
 				v := ims[len(ims)-1]
 				for _, c := range ims {
@@ -108,7 +120,12 @@ func (s *Service) buildSnapshot(ctx context.Context, f model.Feed) (*snapshot, e
 	}
 	sn.posts = make([]Post, 0, len(records))
 	for i := range records {
-		if p, ok := s.buildPost(&records[i], media, username); ok {
+		src := records[i].SourceID
+		if src == "" {
+			src = model.MainSource
+		}
+		if p, ok := s.buildPost(&records[i], media, names[src]); ok {
+			p.Username = names[src]
 			s.attachVideo(&p, f.ID, media)
 			sn.posts = append(sn.posts, p)
 		}

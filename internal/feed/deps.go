@@ -16,8 +16,15 @@ import (
 type Store interface {
 	// Feed returns the feed (model.ErrNotFound when unknown).
 	Feed(ctx context.Context, id string) (model.Feed, error)
-	// Posts returns the feed's snapshot, newest first.
+	// Posts returns the feed's snapshot, its sources merged newest first.
 	Posts(ctx context.Context, feedID string) ([]model.Post, error)
+	// Sources returns the feed's Instagram accounts, the main one first.
+	Sources(ctx context.Context, feedID string) ([]model.Source, error)
+	// ReplaceSourcePosts replaces one further source's posts (and profile
+	// when acct is not nil) while the feed is on feedGen and the source on
+	// srcGen (model.ErrConnectionChanged otherwise), leaving the other
+	// sources' posts; it returns the files to delete after commit.
+	ReplaceSourcePosts(ctx context.Context, feedID, sourceID string, feedGen, srcGen int64, acct *model.Account, posts []model.Post, at time.Time) ([]string, error)
 	// Curation returns what the owner chose the feed to show (the zero
 	// value when nothing).
 	Curation(ctx context.Context, feedID string) (model.Curation, error)
@@ -25,7 +32,7 @@ type Store interface {
 	MediaByKeys(ctx context.Context, keys []string) (map[string]model.Media, error)
 	// PutMedia stores an image under its key.
 	PutMedia(ctx context.Context, m model.Media) error
-	// ReplacePosts replaces the feed's snapshot as a whole (and the account
+	// ReplacePosts replaces the main source's posts (and the account
 	// profile when acct is not nil) if the feed is still on connection gen
 	// (model.ErrConnectionChanged otherwise), and returns the files no media
 	// row names any more, to delete after commit.
@@ -83,4 +90,11 @@ type Connections interface {
 	// and notified exactly once — unless the token or the connection
 	// changed meanwhile (model.ErrTokenChanged, model.ErrConnectionChanged).
 	TokenRejected(ctx context.Context, feedID string, gen int64, token, reason string) error
+	// SourceAccessToken returns the current access token of a further
+	// source of the feed.
+	SourceAccessToken(ctx context.Context, feedID, sourceID string) (string, error)
+	// SourceTokenRejected is TokenRejected for a further source polled on
+	// the feed's connection feedGen and the source's srcGen: the source,
+	// not the feed, moves to needs_reauth.
+	SourceTokenRejected(ctx context.Context, feedID, sourceID string, feedGen, srcGen int64, token, reason string) error
 }

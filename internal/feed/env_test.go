@@ -425,9 +425,9 @@ type conns struct {
 }
 
 type rejection struct {
-	feedID, token, reason string
-	gen                   int64
-	err                   error
+	feedID, source, token, reason string
+	gen                           int64
+	err                           error
 }
 
 func (c *conns) AccessToken(ctx context.Context, feedID string) (string, error) {
@@ -459,6 +459,20 @@ func (c *conns) TokenRejected(ctx context.Context, feedID string, gen int64, tok
 	_, _, err := c.st.ChangeStatus(ctx, model.StatusChange{FeedID: feedID, Generation: gen, To: model.StatusNeedsReauth, Reason: reason, IfToken: token})
 	c.mu.Lock()
 	c.rejected = append(c.rejected, rejection{feedID: feedID, token: token, reason: reason, gen: gen, err: err})
+	c.mu.Unlock()
+	return err
+}
+
+func (c *conns) SourceAccessToken(ctx context.Context, feedID, sourceID string) (string, error) {
+	t, err := c.st.SourceToken(ctx, feedID, sourceID)
+	return t.AccessToken, err
+}
+
+func (c *conns) SourceTokenRejected(ctx context.Context, feedID, sourceID string, feedGen, srcGen int64, token, reason string) error {
+	_, _, err := c.st.ChangeSourceStatus(ctx, model.SourceChange{FeedID: feedID, SourceID: sourceID, FeedGeneration: feedGen,
+		Generation: srcGen, To: model.StatusNeedsReauth, Reason: reason, IfToken: token})
+	c.mu.Lock()
+	c.rejected = append(c.rejected, rejection{feedID: feedID, source: sourceID, token: token, reason: reason, gen: srcGen, err: err})
 	c.mu.Unlock()
 	return err
 }

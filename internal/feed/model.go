@@ -74,6 +74,9 @@ type Post struct {
 	Video *Video `json:"video,omitempty"`
 	// Pinned: the owner pinned it, so it comes first whatever its date.
 	Pinned bool `json:"pinned,omitempty"`
+	// Username is the Instagram account the post came from: a feed may
+	// show several.
+	Username string `json:"username,omitempty"`
 }
 
 // Child is one item of a carousel.
@@ -110,7 +113,7 @@ func (d *Doc) size() int {
 	}
 	for i := range d.Posts {
 		p := &d.Posts[i]
-		n += int(unsafe.Sizeof(*p)) + len(p.ID) + len(p.Type) + len(p.Permalink) + len(p.Alt) + len(p.Color) + imagesSize(p.Images) + sourcesSize(p.Sources)
+		n += int(unsafe.Sizeof(*p)) + len(p.ID) + len(p.Type) + len(p.Permalink) + len(p.Alt) + len(p.Color) + len(p.Username) + imagesSize(p.Images) + sourcesSize(p.Sources)
 		if p.Caption != nil {
 			n += 16 + len(*p.Caption)
 		}

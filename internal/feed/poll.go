@@ -305,12 +305,30 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 	if err != nil {
 		return err
 	}
-	if f.Status != model.StatusActive || f.Account == nil {
+	if f.Account == nil {
+		return model.ErrNotConnected
+	}
+	srcs, err := s.store.Sources(ctx, id)
+	if err != nil {
+		return err
+	}
+	// The further accounts that can be polled; one that needs
+	// reconnecting keeps its last posts.
+	var further []model.Source
+	for _, src := range srcs {
+		if src.ID != model.MainSource && src.Status == model.StatusActive {
+			further = append(further, src)
+		}
+	}
+	mainActive := f.Status == model.StatusActive
+	if !mainActive && len(further) == 0 {
 		return model.ErrNotConnected
 	}
 	if !force && f.NextFetchAt.After(s.now()) {
 		return errNotDue
 	}
+	// One claim covers every source of the feed: each slot's Graph calls
+	// are made by one instance.
 	ctx, release, err := s.claim(ctx, f, force)
 	if errors.Is(err, errJoinedElsewhere) {
 		return nil
@@ -319,6 +337,68 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 		return err
 	}
 	defer release() // after the poll's last write
+	var mainErr error
+	if mainActive {
+		mainErr = s.fetchMain(ctx, f)
+		if s.connectionGone(mainErr) || errors.Is(ctx.Err(), context.Canceled) {
+			return mainErr
+		}
+	}
+	polled := map[string]int64{}
+	// A few rounds at most: an account reconnected again and again must
+	// not hold the poll.
+	for range 3 {
+		for _, src := range further {
+			polled[src.ID] = src.Generation
+			if err := s.fetchSource(ctx, f, src); err != nil {
+				if errors.Is(err, errFeedGone) {
+					return model.ErrConnectionChanged
+				}
+				s.log.Info("poll of a source failed", slog.String("feed", id), slog.String("source", src.ID), slog.Any("error", err))
+			}
+		}
+		// An account added or reconnected while this poll ran is polled
+		// now: whoever joined the poll (the add's first fetch) wants it.
+		further = further[:0]
+		srcs, err := s.store.Sources(ctx, id)
+		if err != nil {
+			break
+		}
+		for _, src := range srcs {
+			if gen, ok := polled[src.ID]; src.ID != model.MainSource && src.Status == model.StatusActive && (!ok || gen != src.Generation) {
+				further = append(further, src)
+			}
+		}
+		if len(further) == 0 {
+			break
+		}
+	}
+	if !mainActive {
+		// The main account needs reconnecting; the others' poll schedules
+		// the next.
+		now := s.now()
+		wctx, cancel := s.writeContext()
+		defer cancel()
+		err := s.store.RecordFetch(wctx, id, f.Generation, model.FetchResult{At: now, OK: true, NextFetchAt: now.Add(s.jittered(s.opts.FetchInterval))})
+		if s.connectionGone(err) {
+			return err
+		}
+		if err != nil {
+			s.log.Warn("record fetch", slog.String("feed", id), slog.Any("error", err))
+		}
+		s.metrics.polls("ok")
+	}
+	if len(polled) > 0 {
+		s.Invalidate(id)
+	}
+	return mainErr
+}
+
+// fetchMain polls the feed's main account: one Graph media call, downloads
+// of images not yet stored, the replacement of its posts, orphan removal,
+// the poll's outcome and cache invalidation.
+func (s *Service) fetchMain(ctx context.Context, f model.Feed) error {
+	id := f.ID
 	token, err := s.conns.AccessToken(ctx, id)
 	if err != nil {
 		return fmt.Errorf("feed: read token: %w", err)
@@ -327,7 +407,7 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 	if err != nil {
 		return s.recordFailure(ctx, f, token, err)
 	}
-	profile := s.readProfile(ctx, f, token)
+	profile := s.readProfile(ctx, f.ID, f.Generation, *f.Account, token)
 	p := &poll{f: f}
 
 	posts, sources := convert(items)
@@ -344,7 +424,7 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 		if err != nil {
 			return s.failAfterGraph(ctx, p, err)
 		}
-		if err := s.save(ctx, p, s.account(f, profile, stored, false), posts, s.now()); err != nil {
+		if err := s.save(ctx, p, s.account(*f.Account, f.ID, profile, stored, false), posts, s.now()); err != nil {
 			return s.failAfterGraph(ctx, p, err)
 		}
 		s.Invalidate(id)
@@ -353,7 +433,7 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 	if err != nil {
 		return s.failAfterGraph(ctx, p, err)
 	}
-	acctRec := s.account(f, profile, stored, true)
+	acctRec := s.account(*f.Account, f.ID, profile, stored, true)
 	now := s.now()
 	if err := s.save(ctx, p, acctRec, posts, now); err != nil {
 		return s.failAfterGraph(ctx, p, err)
@@ -373,6 +453,72 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 	s.Invalidate(id)
 	s.metrics.polls("ok")
 	s.log.Debug("feed polled", slog.String("feed", id), slog.Int("posts", len(posts)))
+	return nil
+}
+
+// errFeedGone: the feed's connection changed while one of its further
+// sources was polled; the whole poll ends.
+var errFeedGone = errors.New("feed: connection changed during a source's poll")
+
+// fetchSource polls one further account of the feed under its own rate
+// budget and replaces only that account's posts. Its failures are its own:
+// the other accounts' posts stay served, the token's refusal moves this
+// source (not the feed) to needs_reauth, and what a failed poll stored is
+// dropped again.
+func (s *Service) fetchSource(ctx context.Context, f model.Feed, src model.Source) error {
+	token, err := s.conns.SourceAccessToken(ctx, f.ID, src.ID)
+	if err != nil {
+		return fmt.Errorf("feed: read source token: %w", err)
+	}
+	items, err := s.graph.Media(ctx, src.Account.IGUserID, token, s.opts.KeepPosts)
+	if err != nil {
+		if graph.NeedsReauth(err) {
+			reason := "Instagram no longer accepts the access token: reconnect the account."
+			if errors.Is(err, graph.ErrPermission) {
+				reason = "The access token lacks the instagram_business_basic permission: reconnect the account."
+			}
+			wctx, cancel := s.writeContext()
+			defer cancel()
+			if rerr := s.conns.SourceTokenRejected(wctx, f.ID, src.ID, f.Generation, src.Generation, token, reason); rerr != nil {
+				s.log.Error("report rejected token", slog.String("feed", f.ID), slog.String("source", src.ID), slog.Any("error", rerr))
+			}
+			s.metrics.polls("needs_reauth")
+		} else {
+			s.metrics.polls("error")
+		}
+		return err
+	}
+	key := f.ID + "/" + src.ID
+	profile := s.readProfile(ctx, key, src.Generation, src.Account, token)
+	p := &poll{f: f}
+	posts, sources := convert(items)
+	if profile != nil && profile.ProfilePictureURL != "" {
+		sources = append(sources, source{key: avatarKey(profile.ProfilePictureURL), url: profile.ProfilePictureURL})
+	}
+	stored, err := s.download(ctx, p, sources)
+	if err != nil {
+		s.abandon(p)
+		s.metrics.polls("error")
+		return err
+	}
+	wctx, cancel := s.writeContext()
+	defer cancel()
+	orphans, err := s.store.ReplaceSourcePosts(wctx, f.ID, src.ID, f.Generation, src.Generation,
+		s.account(src.Account, key, profile, stored, true), posts, s.now())
+	if err != nil {
+		s.abandon(p)
+		if s.connectionGone(err) {
+			// Either the source was removed or reconnected (its own
+			// affair) or the feed's connection changed (the whole poll's).
+			if cur, ferr := s.store.Feed(wctx, f.ID); ferr != nil || cur.Generation != f.Generation {
+				return errFeedGone
+			}
+		}
+		s.metrics.polls("error")
+		return err
+	}
+	s.removeOrphans(f.ID, orphans)
+	s.metrics.polls("ok")
 	return nil
 }
 
@@ -566,14 +712,15 @@ func (s *Service) removeOrphans(id string, files []string) {
 // images for before publishing the snapshot (then it stores the rest).
 const FirstPublish = 12
 
-// account is the account record a poll saves: the stored one updated from
-// a fresh profile read, with the avatar only once its image is stored. Only
-// the final call of a poll schedules the retry of a failed avatar.
-func (s *Service) account(f model.Feed, profile *graph.Profile, stored map[string]bool, final bool) *model.Account {
+// account is the account record a poll saves: base (the stored one)
+// updated from a fresh profile read, with the avatar only once its image is
+// stored. Only the final call of a poll schedules the retry of a failed
+// avatar. key names the account's profile reads (see readProfile).
+func (s *Service) account(base model.Account, key string, profile *graph.Profile, stored map[string]bool, final bool) *model.Account {
 	if profile == nil {
 		return nil
 	}
-	a := *f.Account
+	a := base
 	if profile.Username != "" {
 		a.Username = profile.Username
 	}
@@ -587,7 +734,7 @@ func (s *Service) account(f model.Feed, profile *graph.Profile, stored map[strin
 	if k := avatarKey(profile.ProfilePictureURL); profile.ProfilePictureURL != "" && stored[k] {
 		a.AvatarKey = k
 	} else if profile.ProfilePictureURL != "" && final {
-		s.profileFailed(f.ID) // keep the old avatar; try again soon
+		s.profileFailed(key) // keep the old avatar; try again soon
 	}
 	return &a
 }
@@ -621,19 +768,21 @@ type profileState struct {
 	ok  bool
 }
 
-// readProfile re-reads the account profile (an extra Graph call) when the
+// readProfile re-reads an account's profile (an extra Graph call) when its
 // avatar is not stored yet or the last read is older than ProfileEvery.
-// Failures are logged and do not fail the poll: the posts are what matters.
-func (s *Service) readProfile(ctx context.Context, f model.Feed, token string) *graph.Profile {
+// key names the account's reads (the feed id for its main account, feed
+// id/source id for a further one), gen its connection. Failures are logged
+// and do not fail the poll: the posts are what matters.
+func (s *Service) readProfile(ctx context.Context, key string, gen int64, acct model.Account, token string) *graph.Profile {
 	now := s.now()
 	s.mu.Lock()
-	st, ok := s.profileRead[f.ID]
-	ok = ok && st.gen == f.Generation
-	if !ok && f.Account.AvatarKey != "" {
+	st, ok := s.profileRead[key]
+	ok = ok && st.gen == gen
+	if !ok && acct.AvatarKey != "" {
 		// After a restart, read it on a later poll rather than alongside
 		// this one: one Graph call per poll in the common case.
-		st = profileState{gen: f.Generation, at: now.Add(-s.opts.ProfileEvery / 2), ok: true}
-		s.profileRead[f.ID] = st
+		st = profileState{gen: gen, at: now.Add(-s.opts.ProfileEvery / 2), ok: true}
+		s.profileRead[key] = st
 		ok = true
 	}
 	s.mu.Unlock()
@@ -646,12 +795,12 @@ func (s *Service) readProfile(ctx context.Context, f model.Feed, token string) *
 			return nil
 		}
 	}
-	p, err := s.graph.Me(ctx, f.Account.IGUserID, token)
+	p, err := s.graph.Me(ctx, acct.IGUserID, token)
 	s.mu.Lock()
-	s.profileRead[f.ID] = profileState{gen: f.Generation, at: now, ok: err == nil}
+	s.profileRead[key] = profileState{gen: gen, at: now, ok: err == nil}
 	s.mu.Unlock()
 	if err != nil {
-		s.log.Info("read profile", slog.String("feed", f.ID), slog.Any("error", err))
+		s.log.Info("read profile", slog.String("feed", key), slog.Any("error", err))
 		return nil
 	}
 	return &p

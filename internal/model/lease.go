@@ -10,4 +10,7 @@ type LeaseKind string
 const (
 	LeasePoll    LeaseKind = "poll"
 	LeaseRefresh LeaseKind = "refresh"
+	// LeaseSourceRefresh is the refresh of a further source's token; its
+	// leases are named "feed id/source id".
+	LeaseSourceRefresh LeaseKind = "source_refresh"
 )

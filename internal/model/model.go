@@ -112,6 +112,9 @@ type Feed struct {
 	Account        *Account   // nil when not connected
 	Token          *TokenInfo // nil when not connected
 	PostCount      int
+	// HeaderSource is the id of the source whose account the header
+	// shows (MainSource unless the owner chose another).
+	HeaderSource string
 }
 
 // Account is the Instagram professional account a feed is connected to.
@@ -142,6 +145,7 @@ type TokenInfo struct {
 // only: the store seals it, and it never reaches a log or a response.
 type Token struct {
 	FeedID      string
+	SourceID    string // "" or MainSource: the feed's main token
 	AccessToken string
 	TokenInfo
 }
@@ -167,6 +171,7 @@ type Post struct {
 	CommentsCount *int64
 	MediaKey      string // the cover image; "" when none; may have no media row yet
 	Children      []Child
+	SourceID      string // the source it came from; "" is read as MainSource
 }
 
 // Child is one item of a carousel, stored as JSON with its post.
@@ -247,6 +252,7 @@ type OAuthState struct {
 	CreatedAt   time.Time
 	ExpiresAt   time.Time
 	UsedAt      time.Time // zero: unused
+	AddSource   bool      // the connect adds a further source to the feed
 }
 
 // Session is an admin session of the setup pages.

@@ -40,6 +40,10 @@ type Status struct {
 	// of /api/admin/feeds/{id}), not in the list.
 	Video      *VideoView  `json:"video,omitempty"`
 	MediaBytes *MediaBytes `json:"media_bytes,omitempty"`
+	// Sources are the feed's Instagram accounts, the main one first
+	// (absent while it is not connected). Status and StatusReason are the
+	// worst of theirs.
+	Sources []SourceStatus `json:"sources,omitempty"`
 }
 
 // AccountStatus is the connected account in a Status.
@@ -125,6 +129,8 @@ func clientErr(err error) error {
 		return web.New(http.StatusConflict, "not_connected", "feed is not connected: connect an Instagram account first")
 	case errors.Is(err, model.ErrConnectionChanged):
 		return web.New(http.StatusConflict, "feed_changed", "the feed was connected or disconnected meanwhile; nothing was changed: try again")
+	case errors.Is(err, model.ErrSourceNotFound):
+		return web.BadRequest(codeBadSource, "source: the feed has no source with this id")
 	case errors.Is(err, connection.ErrNoFeeds):
 		return web.New(http.StatusServiceUnavailable, "unavailable", "fetching is not available")
 	}
@@ -233,6 +239,7 @@ type Store interface {
 	CurationStore
 	NotificationStore
 	VideoStore
+	SourceStore
 }
 
 // Invalidator drops a feed's cached answers (the feed service).
@@ -336,6 +343,13 @@ func (s *Service) Feed(ctx context.Context, id string) (Status, error) {
 	if err := s.withMedia(ctx, &st); err != nil {
 		return Status{}, err
 	}
+	if f.Account != nil {
+		srcs, err := s.store.Sources(ctx, id)
+		if err != nil {
+			return Status{}, err
+		}
+		withSources(&st, srcs, f.HeaderSource)
+	}
 	return st, nil
 }
 
@@ -345,9 +359,14 @@ func (s *Service) Feeds(ctx context.Context) ([]Status, error) {
 	if err != nil {
 		return nil, err
 	}
+	further, err := s.store.FurtherSources(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Status, len(fs))
 	for i, f := range fs {
 		out[i] = statusOf(f)
+		withSources(&out[i], append([]model.Source{model.MainSourceOf(f)}, further[f.ID]...), f.HeaderSource)
 	}
 	return out, nil
 }

@@ -94,6 +94,7 @@ func (h *Handler) RegisterAdmin(g Router) {
 	g.DELETE("/feeds/:id/token", h.apiDisconnect)
 	g.GET("/feeds/:id/notifications", h.apiNotifications)
 	h.registerCuration(g)
+	h.registerSources(g)
 }
 
 // sessionBinding is the value connect states are bound to: a hash of the

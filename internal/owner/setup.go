@@ -41,6 +41,7 @@ func (h *Handler) RegisterSetup(g Router) {
 		return nil
 	})
 	h.registerModeration(g)
+	h.registerSourcePages(g)
 }
 
 const flashCookie = "feedd_flash"
@@ -166,7 +167,12 @@ type feedView struct {
 	// Times preformatted for the page.
 	ExpiresAtText, RefreshedAtText, LastFetchText string
 	Banner                                        string // loud status line, empty when all is well
-	Notifications                                 *notificationsView
+	// BannerSource: the banner is about a further account, reconnected
+	// through the add-an-account flow.
+	BannerSource bool
+	// Accounts are the feed's sources with their status in words.
+	Accounts      []sourceView
+	Notifications *notificationsView
 }
 
 // page starts an owner page: the flash message and the CSRF token.
@@ -207,9 +213,15 @@ func (h *Handler) snippet(id string, opts render.Options) (snippet, preview stri
 }
 
 func (h *Handler) view(st Status) feedView {
+	// The page's connect controls are the main account's; a further
+	// account's trouble has its own banner and actions.
+	main := st.Status
+	if len(st.Sources) > 0 {
+		main = st.Sources[0].Status
+	}
 	v := feedView{
 		Status:      st,
-		State:       string(st.Status),
+		State:       string(main),
 		StateLabel:  stateLabel(st.Status),
 		Opts:        render.DefaultOptions,
 		OriginsText: strings.Join(st.AllowedOrigins, "\n"),
@@ -242,6 +254,14 @@ func (h *Handler) view(st Status) feedView {
 			v.ExpiresIn += " (estimated)"
 		}
 	}
+	for _, src := range st.Sources {
+		v.Accounts = append(v.Accounts, sourceView{SourceStatus: src, Label: stateLabel(src.Status)})
+	}
+	if main != st.Status {
+		v.Banner = "One of this feed's accounts needs you: " + st.StatusReason + ". Its last posts stay shown meanwhile; the other accounts' posts keep coming."
+		v.BannerSource = true
+		return v
+	}
 	switch st.Status {
 	case model.StatusNeedsReauth:
 		v.Banner = "Instagram no longer accepts this feed's token: reconnect to show new posts. Visitors see the last posts meanwhile."
@@ -256,6 +276,12 @@ func (h *Handler) view(st Status) feedView {
 		}
 	}
 	return v
+}
+
+// sourceView is one of a feed's accounts on its page.
+type sourceView struct {
+	SourceStatus
+	Label string // the status in words
 }
 
 // stateLabel is a feed status in the owner's words.

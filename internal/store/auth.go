@@ -25,8 +25,9 @@ func (s *Store) CreateState(ctx context.Context, st model.OAuthState) error {
 		if _, err := s.lockFeed(ctx, tx, st.FeedID); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO oauth_states (state_hash, feed_id, session_hash, created_at, expires_at)
-			VALUES (?, ?, ?, ?, ?)`, st.Hash, st.FeedID, nullBytes(st.SessionHash), unix(st.CreatedAt), unix(st.ExpiresAt))
+		_, err := tx.ExecContext(ctx, `INSERT INTO oauth_states (state_hash, feed_id, session_hash, created_at, expires_at, add_source)
+			VALUES (?, ?, ?, ?, ?, ?)`, st.Hash, st.FeedID, nullBytes(st.SessionHash), unix(st.CreatedAt), unix(st.ExpiresAt),
+			boolInt(st.AddSource))
 		if isConstraint(err) {
 			return ErrConflict
 		}
@@ -41,11 +42,12 @@ func (s *Store) CreateState(ctx context.Context, st model.OAuthState) error {
 func (s *Store) ConsumeState(ctx context.Context, stateHash []byte, now time.Time) (model.OAuthState, error) {
 	var st model.OAuthState
 	err := s.write(ctx, func(tx *sql.Tx) error {
-		var created, expires int64
+		var created, expires, addSource int64
 		var used sql.NullInt64
-		err := tx.QueryRowContext(ctx, `SELECT state_hash, feed_id, session_hash, created_at, expires_at, used_at
+		err := tx.QueryRowContext(ctx, `SELECT state_hash, feed_id, session_hash, created_at, expires_at, used_at, add_source
 			FROM oauth_states WHERE state_hash = ?`+s.d.forUpdate, stateHash).
-			Scan(&st.Hash, &st.FeedID, &st.SessionHash, &created, &expires, &used)
+			Scan(&st.Hash, &st.FeedID, &st.SessionHash, &created, &expires, &used, &addSource)
+		st.AddSource = addSource != 0
 		if errors.Is(err, sql.ErrNoRows) {
 			return model.ErrStateNotFound
 		}

@@ -51,7 +51,7 @@ const feedSelect = `SELECT f.id, f.name, f.allowed_origins, f.status, f.status_r
 	a.followers_count, a.follows_count, a.media_count, a.connected_at,
 	t.feed_id, t.obtained_at, t.expires_at, t.expiry_assumed, t.refreshed_at, t.next_refresh_at,
 	t.refresh_failures, t.last_refresh_error,
-	(SELECT count(*) FROM posts p WHERE p.feed_id = f.id)
+	(SELECT count(*) FROM posts p WHERE p.feed_id = f.id), f.header_source
 FROM feeds f
 LEFT JOIN accounts a ON a.feed_id = f.id
 LEFT JOIN tokens t ON t.feed_id = f.id`
@@ -74,7 +74,7 @@ func scanFeed(sc scanner) (model.Feed, error) {
 		&f.Generation, &viewed, &fetchAt, &fetchOK, &fetchErr, &fetched, &nextFetch, &f.FetchFailures,
 		&aFeed, &aApp, &aIG, &aUser, &aName, &aType, &aAvatar, &aFollowers, &aFollows, &aMedia, &aConnected,
 		&tFeed, &tObtained, &tExpires, &tAssumed, &tRefreshed, &tNext, &tFailers, &tLastErr,
-		&f.PostCount)
+		&f.PostCount, &f.HeaderSource)
 	if err != nil {
 		return model.Feed{}, err
 	}
@@ -273,10 +273,13 @@ func (s *Store) RecordFetch(ctx context.Context, id string, gen int64, r model.F
 	return wrap("record fetch", err)
 }
 
-// DueFeeds lists active feeds whose next poll time has come (or was never
-// set) and that were viewed at or after viewedSince.
+// DueFeeds lists feeds with an active source (the main account active, or
+// a further one while the main one needs reconnecting) whose next poll time
+// has come (or was never set) and that were viewed at or after viewedSince.
 func (s *Store) DueFeeds(ctx context.Context, now, viewedSince time.Time) ([]model.Feed, error) {
-	return s.queryFeeds(ctx, `WHERE f.status = 'active' AND (f.next_fetch_at IS NULL OR f.next_fetch_at <= ?)
+	return s.queryFeeds(ctx, `WHERE (f.status = 'active' OR (f.status IN ('needs_reauth', 'error')
+			AND EXISTS (SELECT 1 FROM sources s WHERE s.feed_id = f.id AND s.status = 'active')))
+		AND (f.next_fetch_at IS NULL OR f.next_fetch_at <= ?)
 		AND f.last_viewed_at >= ? ORDER BY f.next_fetch_at`, unix(now), unix(viewedSince))
 }
 
@@ -323,7 +326,9 @@ func wrap(op string, err error) error {
 	}
 	if errors.Is(err, model.ErrNotFound) || errors.Is(err, ErrInvalid) || errors.Is(err, model.ErrTokenChanged) || errors.Is(err, model.ErrNotConnected) ||
 		errors.Is(err, ErrConflict) || errors.Is(err, model.ErrConnectionChanged) || errors.Is(err, model.ErrStateNotFound) ||
-		errors.Is(err, model.ErrStateUsed) || errors.Is(err, model.ErrStateExpired) {
+		errors.Is(err, model.ErrStateUsed) || errors.Is(err, model.ErrStateExpired) ||
+		errors.Is(err, model.ErrSourceNotFound) || errors.Is(err, model.ErrSourceDuplicate) || errors.Is(err, model.ErrMainSource) ||
+		errors.Is(err, model.ErrTooManySources) {
 		return err
 	}
 	return fmt.Errorf("store: %s: %w", op, err)

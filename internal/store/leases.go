@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/feedd/feedd/internal/model"
@@ -42,9 +43,34 @@ func (s *Store) ClaimRefresh(ctx context.Context, feedID, holder string, t model
 		holder, unix(until), feedID, unix(s.now()), holder, unix(t.ObtainedAt), slotUnix(t.NextRefreshAt))
 }
 
+// ClaimSourceRefresh is ClaimRefresh for a further source's token.
+func (s *Store) ClaimSourceRefresh(ctx context.Context, feedID, sourceID, holder string, t model.TokenInfo, until time.Time) (bool, error) {
+	return s.claim(ctx, "claim source refresh", `UPDATE sources SET refresh_holder = ?, refresh_until = ?
+		WHERE feed_id = ? AND id = ? AND (refresh_until IS NULL OR refresh_until <= ? OR refresh_holder = ?)
+		AND obtained_at = ? AND coalesce(next_refresh_at, 0) = ?`,
+		holder, unix(until), feedID, sourceID, unix(s.now()), holder, unix(t.ObtainedAt), slotUnix(t.NextRefreshAt))
+}
+
+// sourceLease splits a LeaseSourceRefresh lease's name.
+func sourceLease(name string) (feedID, sourceID string, err error) {
+	feedID, sourceID, ok := strings.Cut(name, "/")
+	if !ok {
+		return "", "", fmt.Errorf("%w: source lease %q", ErrInvalid, name)
+	}
+	return feedID, sourceID, nil
+}
+
 // RenewLease moves holder's claim of kind on feedID on to until. It
 // reports false when the claim is no longer holder's.
 func (s *Store) RenewLease(ctx context.Context, kind model.LeaseKind, feedID, holder string, until time.Time) (bool, error) {
+	if kind == model.LeaseSourceRefresh {
+		f, src, err := sourceLease(feedID)
+		if err != nil {
+			return false, err
+		}
+		return s.claim(ctx, "renew lease", `UPDATE sources SET refresh_until = ? WHERE feed_id = ? AND id = ? AND refresh_holder = ?`,
+			unix(until), f, src, holder)
+	}
 	q, err := leaseQuery(kind, `UPDATE feeds SET poll_until = ? WHERE id = ? AND poll_holder = ?`,
 		`UPDATE tokens SET refresh_until = ? WHERE feed_id = ? AND refresh_holder = ?`)
 	if err != nil {
@@ -56,6 +82,15 @@ func (s *Store) RenewLease(ctx context.Context, kind model.LeaseKind, feedID, ho
 // ReleaseLease ends holder's claim of kind on feedID (another holder's is
 // left alone).
 func (s *Store) ReleaseLease(ctx context.Context, kind model.LeaseKind, feedID, holder string) error {
+	if kind == model.LeaseSourceRefresh {
+		f, src, err := sourceLease(feedID)
+		if err != nil {
+			return err
+		}
+		_, err = s.claim(ctx, "release lease", `UPDATE sources SET refresh_holder = NULL, refresh_until = NULL
+			WHERE feed_id = ? AND id = ? AND refresh_holder = ?`, f, src, holder)
+		return err
+	}
 	q, err := leaseQuery(kind, `UPDATE feeds SET poll_holder = NULL, poll_until = NULL WHERE id = ? AND poll_holder = ?`,
 		`UPDATE tokens SET refresh_holder = NULL, refresh_until = NULL WHERE feed_id = ? AND refresh_holder = ?`)
 	if err != nil {
@@ -73,7 +108,10 @@ func (s *Store) ClearLeases(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE feeds SET poll_holder = NULL, poll_until = NULL WHERE poll_holder IS NOT NULL`); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE tokens SET refresh_holder = NULL, refresh_until = NULL WHERE refresh_holder IS NOT NULL`)
+		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET refresh_holder = NULL, refresh_until = NULL WHERE refresh_holder IS NOT NULL`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE sources SET refresh_holder = NULL, refresh_until = NULL WHERE refresh_holder IS NOT NULL`)
 		return err
 	})
 	return wrap("clear leases", err)

@@ -13,8 +13,8 @@ import (
 	"github.com/feedd/feedd/internal/model"
 )
 
-// ReplacePosts replaces the feed's snapshot with posts (newest first) and,
-// when acct is not nil, its account profile (username, name, type, avatar,
+// ReplacePosts replaces the main source's posts (newest first) and, when
+// acct is not nil, its account profile (username, name, type, avatar,
 // counts), and sets fetched_at to at, in one transaction. It returns the
 // files of images no feed references any more, to delete after commit.
 // The write applies only while the feed is still on connection gen: after
@@ -45,10 +45,6 @@ func (s *Store) ReplacePosts(ctx context.Context, feedID string, gen int64, acct
 		if _, err := tx.ExecContext(ctx, `UPDATE feeds SET fetched_at = ? WHERE id = ?`, unix(at), feedID); err != nil {
 			return err
 		}
-		cands, err := feedRefs(ctx, tx, feedID)
-		if err != nil {
-			return err
-		}
 		if acct != nil {
 			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET username = ?, name = ?, account_type = ?, avatar_key = ?,
 				followers_count = ?, follows_count = ?, media_count = ? WHERE feed_id = ?`,
@@ -57,51 +53,66 @@ func (s *Store) ReplacePosts(ctx context.Context, feedID string, gen int64, acct
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM posts WHERE feed_id = ?`, feedID); err != nil {
-			return err
-		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO posts (feed_id, id, position, media_type, is_reel, permalink,
-			timestamp, caption, alt_text, like_count, comments_count, media_key, children)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		seen := make(map[string]bool, len(posts))
-		pos := 0
-		for _, p := range posts {
-			if p.ID == "" || seen[p.ID] {
-				continue // Instagram may repeat a post across pages
-			}
-			seen[p.ID] = true
-			children := p.Children
-			if children == nil {
-				children = []model.Child{}
-			}
-			cj, err := json.Marshal(children)
-			if err != nil {
-				return err
-			}
-			if _, err := stmt.ExecContext(ctx, feedID, p.ID, pos, p.MediaType, boolInt(p.IsReel), p.Permalink,
-				unix(p.Timestamp), nullPtrString(p.Caption), nullPtrString(p.AltText), nullInt(p.LikeCount),
-				nullInt(p.CommentsCount), nullString(p.MediaKey), string(cj)); err != nil {
-				return err
-			}
-			pos++
-		}
-		if err := s.recomputeRefs(ctx, tx, feedID); err != nil {
-			return err
-		}
-		files, err = s.dropOrphans(ctx, tx, cands)
+		files, err = s.putSourcePosts(ctx, tx, feedID, model.MainSource, posts)
 		return err
 	})
 	return files, wrap("replace posts", err)
 }
 
-// Posts returns the feed's snapshot, newest first (the order it was stored in).
+// putSourcePosts replaces one source's posts, keeps the feed's media_refs
+// and drops the images no feed references any more, returning their files.
+func (s *Store) putSourcePosts(ctx context.Context, tx *sql.Tx, feedID, sourceID string, posts []model.Post) ([]string, error) {
+	cands, err := feedRefs(ctx, tx, feedID)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM posts WHERE feed_id = ? AND source_id = ?`, feedID, sourceID); err != nil {
+		return nil, err
+	}
+	// Post ids are Instagram's, unique across accounts; one stored under
+	// another source of this feed stays with that source.
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO posts (feed_id, id, position, media_type, is_reel, permalink,
+		timestamp, caption, alt_text, like_count, comments_count, media_key, children, source_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (feed_id, id) DO NOTHING`)
+	if err != nil {
+		return nil, err
+	}
+	defer stmt.Close()
+	seen := make(map[string]bool, len(posts))
+	pos := 0
+	for _, p := range posts {
+		if p.ID == "" || seen[p.ID] {
+			continue // Instagram may repeat a post across pages
+		}
+		seen[p.ID] = true
+		children := p.Children
+		if children == nil {
+			children = []model.Child{}
+		}
+		cj, err := json.Marshal(children)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := stmt.ExecContext(ctx, feedID, p.ID, pos, p.MediaType, boolInt(p.IsReel), p.Permalink,
+			unix(p.Timestamp), nullPtrString(p.Caption), nullPtrString(p.AltText), nullInt(p.LikeCount),
+			nullInt(p.CommentsCount), nullString(p.MediaKey), string(cj), sourceID); err != nil {
+			return nil, err
+		}
+		pos++
+	}
+	if err := s.recomputeRefs(ctx, tx, feedID); err != nil {
+		return nil, err
+	}
+	return s.dropOrphans(ctx, tx, cands)
+}
+
+// Posts returns the feed's snapshot: each source's posts in the order they
+// were stored (Instagram's, newest first), merged newest first across
+// sources.
 func (s *Store) Posts(ctx context.Context, feedID string) ([]model.Post, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT id, media_type, is_reel, permalink, timestamp, caption, alt_text,
-		like_count, comments_count, media_key, children FROM posts WHERE feed_id = ? ORDER BY position`, feedID)
+		like_count, comments_count, media_key, children, source_id FROM posts WHERE feed_id = ?
+		ORDER BY source_id, position`, feedID)
 	if err != nil {
 		return nil, fmt.Errorf("store: read posts: %w", err)
 	}
@@ -115,7 +126,7 @@ func (s *Store) Posts(ctx context.Context, feedID string) ([]model.Post, error) 
 			likes, comments   sql.NullInt64
 			children          string
 		)
-		if err := rows.Scan(&p.ID, &p.MediaType, &reel, &p.Permalink, &ts, &caption, &alt, &likes, &comments, &key, &children); err != nil {
+		if err := rows.Scan(&p.ID, &p.MediaType, &reel, &p.Permalink, &ts, &caption, &alt, &likes, &comments, &key, &children, &p.SourceID); err != nil {
 			return nil, fmt.Errorf("store: read posts: %w", err)
 		}
 		p.IsReel, p.Timestamp = reel != 0, fromUnix(ts)
@@ -131,7 +142,49 @@ func (s *Store) Posts(ctx context.Context, feedID string) ([]model.Post, error) 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: read posts: %w", err)
 	}
-	return out, nil
+	return mergeSources(out), nil
+}
+
+// mergeSources merges posts grouped by source, each group in its stored
+// order, newest first; a post keeps its place within its source, so one
+// source's posts come out exactly as stored.
+func mergeSources(posts []model.Post) []model.Post {
+	var groups [][]model.Post
+	for i := 0; i < len(posts); {
+		j := i + 1
+		for j < len(posts) && posts[j].SourceID == posts[i].SourceID {
+			j++
+		}
+		groups = append(groups, posts[i:j])
+		i = j
+	}
+	if len(groups) < 2 {
+		return posts
+	}
+	// The main source first among posts of the same second.
+	slices.SortStableFunc(groups, func(a, b []model.Post) int {
+		if a[0].SourceID == model.MainSource {
+			return -1
+		}
+		if b[0].SourceID == model.MainSource {
+			return 1
+		}
+		return 0
+	})
+	out := make([]model.Post, 0, len(posts))
+	for len(groups) > 0 {
+		best := 0
+		for g := 1; g < len(groups); g++ {
+			if groups[g][0].Timestamp.After(groups[best][0].Timestamp) {
+				best = g
+			}
+		}
+		out = append(out, groups[best][0])
+		if groups[best] = groups[best][1:]; len(groups[best]) == 0 {
+			groups = slices.Delete(groups, best, best+1)
+		}
+	}
+	return out
 }
 
 const mediaSelect = `SELECT key, width, height, color, variants, bytes, created_at FROM media`
@@ -316,6 +369,9 @@ func (s *Store) recomputeRefs(ctx context.Context, tx *sql.Tx, feedID string) er
 		s.d.childRefs,
 		`INSERT INTO media_refs (feed_id, key)
 			SELECT feed_id, avatar_key FROM accounts WHERE feed_id = ? AND coalesce(avatar_key, '') != ''
+			ON CONFLICT DO NOTHING`,
+		`INSERT INTO media_refs (feed_id, key)
+			SELECT feed_id, avatar_key FROM sources WHERE feed_id = ? AND coalesce(avatar_key, '') != ''
 			ON CONFLICT DO NOTHING`,
 		videoRefs,
 	} {

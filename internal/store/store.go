@@ -388,8 +388,57 @@ func (s *Store) rotateTokens(ctx context.Context, tx *sql.Tx) error {
 		}
 		n++
 	}
-	s.log.Info("tokens re-encrypted with the current key", slog.Int("tokens", n))
+	m, err := s.rotateSourceTokens(ctx, tx)
+	if err != nil {
+		return err
+	}
+	s.log.Info("tokens re-encrypted with the current key", slog.Int("tokens", n+m))
 	return nil
+}
+
+// rotateSourceTokens re-seals the further sources' tokens with the current
+// key, as rotateTokens does the main ones.
+func (s *Store) rotateSourceTokens(ctx context.Context, tx *sql.Tx) (int, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT feed_id, id, sealed FROM sources`)
+	if err != nil {
+		return 0, err
+	}
+	type row struct {
+		feed, id string
+		sealed   []byte
+	}
+	var todo []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.feed, &r.id, &r.sealed); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		if s.box.NeedsRotation(r.sealed) {
+			todo = append(todo, r)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range todo {
+		pt, err := s.box.Open(r.sealed, sourceAAD(r.feed, r.id))
+		if err != nil {
+			s.log.Warn("token cannot be decrypted; the source must be reconnected", slog.String("feed", r.feed), slog.String("source", r.id))
+			continue
+		}
+		v, err := s.box.Seal(pt, sourceAAD(r.feed, r.id))
+		if err != nil {
+			return 0, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE sources SET sealed = ? WHERE feed_id = ? AND id = ?`, v, r.feed, r.id); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // write runs fn in one transaction: all of it commits or none of it does.

@@ -53,9 +53,17 @@ func (s *Store) Connect(ctx context.Context, feedID string, gen int64, acct mode
 		if err != nil {
 			return err
 		}
+		var dup int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sources WHERE feed_id = ? AND ig_user_id = ?`,
+			feedID, acct.IGUserID).Scan(&dup); err != nil {
+			return err
+		}
+		if dup > 0 {
+			return model.ErrSourceDuplicate
+		}
 		if old := prev.Account; old != nil {
 			if old.IGUserID != acct.IGUserID {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM posts WHERE feed_id = ?`, feedID); err != nil {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM posts WHERE feed_id = ? AND source_id = ?`, feedID, model.MainSource); err != nil {
 					return err
 				}
 				if _, err := tx.ExecContext(ctx, `UPDATE curations SET hidden = '[]', pinned = '[]' WHERE feed_id = ?`, feedID); err != nil {
@@ -263,7 +271,7 @@ func (s *Store) TokensDue(ctx context.Context, now time.Time, window time.Durati
 	return out, nil
 }
 
-// Disconnect removes the feed's token, account and posts and marks it
+// Disconnect removes the feed's token, account, further sources and posts and marks it
 // not_connected, in one transaction that moves the feed to a new
 // connection generation (so a poll still running cannot write back). It
 // returns the feed as it was before, and the files of images no feed
@@ -290,6 +298,7 @@ func (s *Store) Disconnect(ctx context.Context, feedID string) (prev model.Feed,
 		for _, q := range []string{
 			`DELETE FROM tokens WHERE feed_id = ?`,
 			`DELETE FROM accounts WHERE feed_id = ?`,
+			`DELETE FROM sources WHERE feed_id = ?`,
 			`DELETE FROM posts WHERE feed_id = ?`,
 			`DELETE FROM media_refs WHERE feed_id = ?`,
 			// The ids of the posts the owner hid or pinned go with the
