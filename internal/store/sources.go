@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/feedd/feedd/internal/model"
@@ -448,23 +447,7 @@ func (s *Store) SourceTokensDue(ctx context.Context, now time.Time, window time.
 			OR (s.next_refresh_at IS NULL AND s.obtained_at <= ? AND s.expires_at <= ?))
 		ORDER BY s.expires_at`,
 		unix(now), unix(now.Add(-24*time.Hour)), unix(now.Add(window)))
-	if err != nil {
-		return nil, fmt.Errorf("store: source tokens due: %w", err)
-	}
-	defer rows.Close()
-	out := []model.Token{}
-	for rows.Next() {
-		t, err := s.scanSourceToken(rows)
-		if err != nil {
-			s.log.Warn("skip token that cannot be read", slog.Any("error", err))
-			continue
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: source tokens due: %w", err)
-	}
-	return out, nil
+	return s.readTokens(rows, err, s.scanSourceToken, "source tokens due")
 }
 
 // ChangeSourceStatus sets a further source's status and owner-facing

@@ -252,13 +252,19 @@ func (s *Store) TokensDue(ctx context.Context, now time.Time, window time.Durati
 			OR (t.next_refresh_at IS NULL AND t.obtained_at <= ? AND t.expires_at <= ?))
 		ORDER BY t.expires_at`,
 		unix(now), unix(now.Add(-24*time.Hour)), unix(now.Add(window)))
+	return s.readTokens(rows, err, s.scanToken, "tokens due")
+}
+
+// readTokens reads the tokens of a query's rows, skipping (with a warning)
+// those that cannot be opened, so one bad row never stops every refresh.
+func (s *Store) readTokens(rows *sql.Rows, err error, scan func(scanner) (model.Token, error), what string) ([]model.Token, error) {
 	if err != nil {
-		return nil, fmt.Errorf("store: tokens due: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
 	defer rows.Close()
 	out := []model.Token{}
 	for rows.Next() {
-		t, err := s.scanToken(rows)
+		t, err := scan(rows)
 		if err != nil {
 			s.log.Warn("skip token that cannot be read", slog.Any("error", err))
 			continue
@@ -266,7 +272,7 @@ func (s *Store) TokensDue(ctx context.Context, now time.Time, window time.Durati
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: tokens due: %w", err)
+		return nil, fmt.Errorf("store: %s: %w", what, err)
 	}
 	return out, nil
 }
