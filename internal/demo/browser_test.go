@@ -83,11 +83,19 @@ func waitFor(t *testing.T, ctx context.Context, what, pred, show string) {
 
 func run(t *testing.T, ctx context.Context, js string) {
 	t.Helper()
+	eval[any](t, ctx, js)
+}
+
+// eval evaluates js on the page and returns its value.
+func eval[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
 	c, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(c, chromedp.Evaluate[any](js)); err != nil {
+	v, err := chromedp.Run(c, chromedp.Evaluate[T](js))
+	if err != nil {
 		t.Fatalf("%s: %v", js, err)
 	}
+	return v
 }
 
 // The demo as a newcomer sees it: the widget renders the demo feed on the
