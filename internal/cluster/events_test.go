@@ -2,12 +2,8 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,51 +13,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/feedd/feedd/internal/store/storetest"
 	tu "github.com/feedd/feedd/internal/testutil"
 )
 
-// testDatabase creates an empty PostgreSQL database on the server of
-// FEEDD_TEST_DATABASE_URL and returns its URL. Without the variable the
-// test is skipped, unless CI is set: then it fails.
-func testDatabase(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("FEEDD_TEST_DATABASE_URL")
-	if base == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI is set but FEEDD_TEST_DATABASE_URL is not: the PostgreSQL tests must run")
-		}
-		t.Skip("FEEDD_TEST_DATABASE_URL not set: no PostgreSQL to test against")
-	}
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to FEEDD_TEST_DATABASE_URL: %v", err)
-	}
-	defer admin.Close(ctx)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "feedd_cluster_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Errorf("drop test database: %v", err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database: %v", err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	return u.String()
-}
+// testDatabase is an empty PostgreSQL database of the test's own (see
+// storetest.PostgresURL: skipped without a server, failing under CI).
+func testDatabase(t *testing.T) string { return storetest.PostgresURL(t) }
 
 // recorder is an instance's cache as the events see it.
 type recorder struct {

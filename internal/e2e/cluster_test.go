@@ -3,9 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,6 +28,7 @@ import (
 
 	"github.com/feedd/feedd/internal/media/mediatest"
 	"github.com/feedd/feedd/internal/sandbox"
+	"github.com/feedd/feedd/internal/store/storetest"
 	"github.com/feedd/feedd/internal/testutil"
 )
 
@@ -40,51 +39,19 @@ const (
 	clusterLease    = 5 * time.Second // the lease that interval gives (app.leaseTTL)
 )
 
-// clusterDatabase creates an empty PostgreSQL database on the server of
-// FEEDD_TEST_DATABASE_URL, dropped after the test. Without the variable the
-// test is skipped, unless CI is set: then it fails.
+// clusterDatabase is an empty PostgreSQL database of the test's own and a
+// connection to it (see storetest.PostgresURL: skipped without a server,
+// failing under CI).
 func clusterDatabase(t *testing.T) (dbURL string, db *pgx.Conn) {
 	t.Helper()
-	base := os.Getenv("FEEDD_TEST_DATABASE_URL")
-	if base == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("CI is set but FEEDD_TEST_DATABASE_URL is not: the multi-instance test must run")
-		}
-		t.Skip("FEEDD_TEST_DATABASE_URL not set: no PostgreSQL for the multi-instance test")
-	}
+	dbURL = storetest.PostgresURL(t)
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to FEEDD_TEST_DATABASE_URL: %v", err)
-	}
-	defer admin.Close(ctx)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	name := "feedd_e2e_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err != nil {
-			t.Errorf("drop test database: %v", err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database: %v", err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.Path = "/" + name
-	if db, err = pgx.Connect(ctx, u.String()); err != nil {
+	var err error
+	if db, err = pgx.Connect(ctx, dbURL); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close(context.Background()) })
-	return u.String(), db
+	return dbURL, db
 }
 
 // clusterBucket is FEEDD_MEDIA_URL for the instances: a fresh prefix on
