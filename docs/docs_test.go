@@ -244,6 +244,16 @@ func otherEnvVars(t *testing.T) map[string]bool {
 		}
 		for _, f := range parseDir(t, dir, true) {
 			ast.Inspect(f, func(n ast.Node) bool {
+				// A constant naming a variable (const EnvURL = "FEEDD_X"),
+				// read through its name: os.Getenv(EnvURL).
+				if vs, ok := n.(*ast.ValueSpec); ok {
+					for _, v := range vs.Values {
+						if s, ok := strLit(v); ok && varNameRE.MatchString(s) {
+							out[s] = true
+						}
+					}
+					return true
+				}
 				ce, ok := n.(*ast.CallExpr)
 				if !ok || len(ce.Args) == 0 {
 					return true
