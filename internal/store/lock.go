@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrLocked reports that another process holds the instance lock of a
@@ -34,23 +35,30 @@ func lockInstance(path string) (*instanceLock, error) {
 		}
 		return nil, fmt.Errorf("%w (data dir %s%s)", ErrLocked, filepath.Dir(path), holder(path))
 	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	// Written over the old id, then cut to length: the file is never empty
+	// once a holder has written it.
+	id := []byte(strconv.Itoa(os.Getpid()) + "\n")
+	if _, err := f.WriteAt(id, 0); err == nil {
+		_ = f.Truncate(int64(len(id)))
 	}
 	return &instanceLock{f: f}, nil
 }
 
-// holder names the process that holds the lock, when its file says.
+// holder names the process that holds the lock, when its file says. A
+// process that has just taken the lock may not have written its id yet:
+// it is read again for a moment before the message goes without it.
 func holder(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
+	for range 20 {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return ""
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+			return ", held by pid " + strconv.Itoa(pid)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return ""
-	}
-	return ", held by pid " + strconv.Itoa(pid)
+	return ""
 }
 
 func (l *instanceLock) release() error {
