@@ -388,34 +388,10 @@ func (s *Store) ReplaceSourceToken(ctx context.Context, feedID, sourceID, oldAcc
 	if nt.AccessToken == "" {
 		return fmt.Errorf("%w: empty access token", ErrInvalid)
 	}
-	sealed, err := s.box.Seal([]byte(nt.AccessToken), sourceAAD(feedID, sourceID))
-	if err != nil {
-		return err
-	}
-	if nt.ObtainedAt.IsZero() {
-		nt.ObtainedAt = s.now()
-	}
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := s.lockFeed(ctx, tx, feedID); err != nil {
-			return err
-		}
-		cur, err := s.scanSourceToken(tx.QueryRowContext(ctx, sourceTokenSelect+` WHERE feed_id = ? AND id = ?`, feedID, sourceID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return model.ErrSourceNotFound
-		}
-		if err != nil {
-			return err
-		}
-		if subtle.ConstantTimeCompare([]byte(cur.AccessToken), []byte(oldAccessToken)) != 1 {
-			return model.ErrTokenChanged
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE sources SET sealed = ?, obtained_at = ?, expires_at = ?, expiry_assumed = ?,
-			refreshed_at = ?, next_refresh_at = ?, refresh_failures = 0, last_refresh_error = NULL WHERE feed_id = ? AND id = ?`,
-			sealed, unix(nt.ObtainedAt), unix(nt.ExpiresAt), boolInt(nt.ExpiryAssumed),
-			nullUnix(nt.RefreshedAt), nullUnix(nt.NextRefreshAt), feedID, sourceID)
-		return err
+	return s.swapToken(ctx, feedID, oldAccessToken, nt, tokenPlace{
+		what: "replace source token", aad: sourceAAD(feedID, sourceID), sel: sourceTokenSelect, scan: s.scanSourceToken,
+		missing: model.ErrSourceNotFound, table: "sources", where: "feed_id = ? AND id = ?", args: []any{feedID, sourceID},
 	})
-	return wrap("replace source token", err)
 }
 
 // RecordSourceRefreshFailure counts a further source's failed refresh,

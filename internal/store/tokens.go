@@ -199,7 +199,30 @@ func (s *Store) ReplaceToken(ctx context.Context, feedID, oldAccessToken string,
 	if nt.AccessToken == "" {
 		return fmt.Errorf("%w: empty access token", ErrInvalid)
 	}
-	sealed, err := s.box.Seal([]byte(nt.AccessToken), tokenAAD(feedID))
+	return s.swapToken(ctx, feedID, oldAccessToken, nt, tokenPlace{
+		what: "replace token", aad: tokenAAD(feedID), sel: tokenSelect, scan: s.scanToken, missing: model.ErrNotFound,
+		table: "tokens", where: "feed_id = ?", args: []any{feedID},
+	})
+}
+
+// tokenPlace is where a token is stored: the feed's main token or a
+// further source's.
+type tokenPlace struct {
+	what    string // the operation, for errors
+	aad     []byte // the sealing's additional data
+	sel     string // the SELECT that scan reads
+	scan    func(scanner) (model.Token, error)
+	missing error // when no row is there
+	table   string
+	where   string
+	args    []any
+}
+
+// swapToken replaces the token at p if it is still oldAccessToken
+// (model.ErrTokenChanged otherwise), under the feed's row lock, clearing
+// refresh failures.
+func (s *Store) swapToken(ctx context.Context, feedID, oldAccessToken string, nt model.Token, p tokenPlace) error {
+	sealed, err := s.box.Seal([]byte(nt.AccessToken), p.aad)
 	if err != nil {
 		return err
 	}
@@ -210,9 +233,9 @@ func (s *Store) ReplaceToken(ctx context.Context, feedID, oldAccessToken string,
 		if _, err := s.lockFeed(ctx, tx, feedID); err != nil {
 			return err
 		}
-		cur, err := s.scanToken(tx.QueryRowContext(ctx, tokenSelect+` WHERE feed_id = ?`, feedID))
+		cur, err := p.scan(tx.QueryRowContext(ctx, p.sel+` WHERE `+p.where, p.args...))
 		if errors.Is(err, sql.ErrNoRows) {
-			return model.ErrNotFound
+			return p.missing
 		}
 		if err != nil {
 			return err
@@ -220,13 +243,13 @@ func (s *Store) ReplaceToken(ctx context.Context, feedID, oldAccessToken string,
 		if subtle.ConstantTimeCompare([]byte(cur.AccessToken), []byte(oldAccessToken)) != 1 {
 			return model.ErrTokenChanged
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE tokens SET sealed = ?, obtained_at = ?, expires_at = ?, expiry_assumed = ?,
-			refreshed_at = ?, next_refresh_at = ?, refresh_failures = 0, last_refresh_error = NULL WHERE feed_id = ?`,
-			sealed, unix(nt.ObtainedAt), unix(nt.ExpiresAt), boolInt(nt.ExpiryAssumed),
-			nullUnix(nt.RefreshedAt), nullUnix(nt.NextRefreshAt), feedID)
+		_, err = tx.ExecContext(ctx, `UPDATE `+p.table+` SET sealed = ?, obtained_at = ?, expires_at = ?, expiry_assumed = ?,
+			refreshed_at = ?, next_refresh_at = ?, refresh_failures = 0, last_refresh_error = NULL WHERE `+p.where,
+			append([]any{sealed, unix(nt.ObtainedAt), unix(nt.ExpiresAt), boolInt(nt.ExpiryAssumed),
+				nullUnix(nt.RefreshedAt), nullUnix(nt.NextRefreshAt)}, p.args...)...)
 		return err
 	})
-	return wrap("replace token", err)
+	return wrap(p.what, err)
 }
 
 // RecordRefreshFailure counts a failed refresh, keeps its owner-facing
