@@ -80,9 +80,12 @@ func (f *fakeSource) Doc(ctx context.Context, id string, limit int, after string
 func testAccount(base string) *feed.Account {
 	return &feed.Account{
 		Username: "acme", Name: "Acme <Studio>", ProfileURL: "https://www.instagram.com/acme/",
-		Avatar: &feed.Image{URL: base + "/media/avatar-150.png", Width: 150, Height: 150},
+		Avatar:         &feed.Image{URL: base + "/media/avatar-150.png", Width: 150, Height: 150},
+		FollowersCount: ptr(int64(12840)), MediaCount: ptr(int64(60)),
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // ratios cycles through the shapes Instagram allows: square, portrait 4:5,
 // landscape 1.91:1.

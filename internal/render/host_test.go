@@ -66,11 +66,16 @@ func snippet(attrs string) string {
 // phone and a desktop, with the pictures arriving later still.
 func TestBrowserHostPageDoesNotShift(t *testing.T) {
 	for _, layout := range []string{"grid", "carousel"} {
-		for _, header := range []bool{true, false} {
+		// The header with the account's counts on its second line keeps
+		// the header's height.
+		for _, header := range []string{"true", "false", "counts"} {
 			for _, width := range []int64{375, 1280} {
 				name := fmt.Sprintf("%s/header=%v/%d", layout, header, width)
 				t.Run(name, func(t *testing.T) {
-					attrs := fmt.Sprintf(` data-columns="4" data-limit="8" data-layout="%s" data-header="%v"`, layout, header)
+					attrs := fmt.Sprintf(` data-columns="4" data-limit="8" data-layout="%s" data-header="%v"`, layout, header != "false")
+					if header == "counts" {
+						attrs += ` data-counts="true"`
+					}
 					s := newSite(t)
 					u := s.bakery("/", snippet(attrs))
 					tb := newTab(t, width, 900)
@@ -92,6 +97,11 @@ func TestBrowserHostPageDoesNotShift(t *testing.T) {
 					tb.wait("the pictures in view", fmt.Sprintf(`[...%s.querySelectorAll('.feedd-tile img')].filter(i => i.complete && i.naturalWidth > 0).length >= %d`, sr("#feed"), n))
 					got := eval[struct{ Host, Feed float64 }](tb, `({host: document.querySelector('#feed').getBoundingClientRect().height,
 						feed: `+sr("#feed")+`.querySelector('.feedd').getBoundingClientRect().height})`)
+					if header == "counts" {
+						if name := eval[string](tb, sr("#feed")+`.querySelector('.feedd-name').textContent`); !strings.Contains(name, "12,840") {
+							t.Errorf("the header shows %q, without the followers count", name)
+						}
+					}
 					t.Logf("reserved %.1f px; the feed is %.1f px", before, got.Feed)
 					if got.Host != before {
 						t.Errorf("the element was %.1f px high before the feed and %.1f px after", before, got.Host)
