@@ -428,7 +428,9 @@ func (p *parser) publicURL(name string) {
 // credentials, query and fragment, which may carry secrets.
 func display(v string) string {
 	u, err := url.Parse(v)
-	if err != nil || u.Scheme == "" {
+	// An opaque value such as "a:://user:pw@" has no User for net/url but
+	// still reads as credentials to a person.
+	if err != nil || u.Scheme == "" || u.Opaque != "" {
 		return cutSecrets(v)
 	}
 	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery {
