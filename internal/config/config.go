@@ -428,17 +428,17 @@ func (p *parser) publicURL(name string) {
 // credentials, query and fragment, which may carry secrets.
 func display(v string) string {
 	u, err := url.Parse(v)
-	// An opaque value such as "a:://user:pw@" has no User for net/url but
-	// still reads as credentials to a person.
-	if err != nil || u.Scheme == "" || u.Opaque != "" {
+	if err != nil || u.Scheme == "" {
 		return cutSecrets(v)
 	}
 	if u.User == nil && u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery {
-		return v
+		// Values such as "a:://user:pw@" or "a:/://user:pw@" have no
+		// User for net/url but still read as credentials to a person.
+		return cutSecrets(v)
 	}
 	c := *u
 	c.User, c.RawQuery, c.Fragment, c.ForceQuery = nil, "", "", false
-	return c.String() + "…"
+	return strings.TrimSuffix(cutSecrets(c.String()), "…") + "…"
 }
 
 // cutSecrets shortens a value that does not parse as a URL the way display
