@@ -449,14 +449,22 @@ func cutSecrets(v string) string {
 	if i := strings.IndexAny(v, "?#"); i >= 0 {
 		v, cut = v[:i], true
 	}
+	// The authority starts after the first "://", or at once after a
+	// leading "//" (a URL without a scheme).
+	start := -1
 	if i := strings.Index(v, "://"); i >= 0 {
-		rest := v[i+3:]
+		start = i + 3
+	} else if strings.HasPrefix(v, "//") {
+		start = 2
+	}
+	if start >= 0 {
+		rest := v[start:]
 		end := len(rest)
 		if j := strings.IndexByte(rest, '/'); j >= 0 {
 			end = j
 		}
 		if at := strings.LastIndexByte(rest[:end], '@'); at >= 0 {
-			v, cut = v[:i+3]+rest[at+1:], true
+			v, cut = v[:start]+rest[at+1:], true
 		}
 	}
 	if cut {

@@ -210,8 +210,16 @@ func FuzzMediaURL(f *testing.F) {
 				t.Fatalf("error %q shows the secret key", msg)
 			}
 			if u, err := url.Parse(raw); err == nil && u.User != nil {
+				// Shown only if the same value with another password says
+				// it fewer times (the password may also be the host).
 				if pw, _ := u.User.Password(); len(pw) >= 4 && strings.Contains(msg, pw) {
-					t.Fatalf("error %q shows the URL's password", msg)
+					u.User = url.UserPassword(u.User.Username(), unlike(pw))
+					_, _, err := Load(env(map[string]string{
+						"FEEDD_MEDIA_URL": u.String(), "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": secret,
+					}))
+					if err == nil || strings.Count(err.Error(), pw) < strings.Count(msg, pw) {
+						t.Fatalf("error %q shows the URL's password", msg)
+					}
 				}
 			}
 			return
