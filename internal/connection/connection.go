@@ -50,6 +50,7 @@ type Store interface {
 	AddNotifications(ctx context.Context, ns []model.Notification, maxPending int) (dropped int, err error)
 	ClaimNotification(ctx context.Context, now, until time.Time) (model.Notification, error)
 	FinishNotification(ctx context.Context, n model.Notification) error
+	ClaimExpiryWarning(ctx context.Context, feedID string, now time.Time, every time.Duration) (bool, error)
 }
 
 // Graph is the part of the Instagram client the service calls; *graph.Client implements it.
@@ -144,10 +145,9 @@ type Service struct {
 	bgWG     sync.WaitGroup
 
 	mu      sync.Mutex
-	warned  map[string]time.Time // feed → last token_expiring event
-	pending map[string]*pending  // feed → issued token not stored yet
-	sending bool                 // a goroutine is delivering notifications
-	again   bool                 // notifications were queued since that goroutine last looked
+	pending map[string]*pending // feed → issued token not stored yet
+	sending bool                // a goroutine is delivering notifications
+	again   bool                // notifications were queued since that goroutine last looked
 }
 
 // Defaults and rules of the token lifecycle.
@@ -177,7 +177,7 @@ func New(opts Options) (*Service, error) {
 		appID: opts.AppID, appSecret: opts.AppSecret,
 		interval: opts.CheckInterval, window: opts.RefreshWindow, jitter: opts.Jitter,
 		webhook: opts.NotifyWebhook, notifySecret: opts.NotifySecret, mailer: opts.Mailer, hc: opts.HTTPClient, now: opts.Now, sleep: opts.Sleep,
-		rand: opts.Rand, log: opts.Logger, guard: opts.Guard, warned: map[string]time.Time{},
+		rand: opts.Rand, log: opts.Logger, guard: opts.Guard,
 		pending: map[string]*pending{}, claims: opts.Claims,
 	}
 	s.bg, s.bgCancel = context.WithCancel(context.Background())
@@ -288,7 +288,6 @@ func (s *Service) removeFiles(files []string) {
 func (s *Service) Forget(feedID string) {
 	s.metrics.forget(feedID)
 	s.mu.Lock()
-	delete(s.warned, feedID)
 	delete(s.pending, feedID)
 	s.mu.Unlock()
 }

@@ -22,6 +22,7 @@ type env struct {
 	reg  *prometheus.Registry
 	hook *testenv.Webhook[Event]
 	svc  *Service
+	opts Options
 }
 
 func newEnv(t *testing.T, mod ...func(*Options)) *env {
@@ -43,9 +44,24 @@ func newEnv(t *testing.T, mod ...func(*Options)) *env {
 		t.Fatal(err)
 	}
 	svc.SetFeeds(e.Feeds)
-	e.svc = svc
+	e.svc, e.opts = svc, o
 	t.Cleanup(e.svc.Close)
 	return e
+}
+
+// another is a second service on the same store, as another instance (or
+// the same one after a restart) would run.
+func (e *env) another() *Service {
+	e.t.Helper()
+	o := e.opts
+	o.Registerer = prometheus.NewRegistry()
+	svc, err := New(o)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	svc.SetFeeds(e.Feeds)
+	e.t.Cleanup(svc.Close)
+	return svc
 }
 
 // settle waits for the fetches and deliveries the service started.

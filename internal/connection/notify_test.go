@@ -374,7 +374,7 @@ func TestTokenExpiringIsMailed(t *testing.T) {
 	f := e.feed(id)
 	f.Token.ExpiresAt = time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 	f.Token.LastRefreshError = "Instagram could not be reached"
-	e.svc.warnExpiring(f, 19*24*time.Hour)
+	e.svc.warnExpiring(context.Background(), f, 19*24*time.Hour)
 	e.settle()
 	msgs := srv.Messages()
 	if len(msgs) != 1 || !strings.Contains(string(msgs[0].Data), `Subject: feedd: the Instagram connection of "Corner Bakery" expires on 20 November 2026`) ||
@@ -389,7 +389,7 @@ func TestWrongSMTPPasswordIsInTheDeliveryLogWithoutThePassword(t *testing.T) {
 	e := envWith(t, nil, mailerFor(t, srv, wrong))
 	e.secretsOf(wrong, smtpPassword)
 	id := e.connect("Bakery", sandbox.AccountBusiness)
-	e.svc.warnExpiring(e.feed(id), time.Hour)
+	e.svc.warnExpiring(context.Background(), e.feed(id), time.Hour)
 	log := e.deliveries(id)
 	if len(log) != 1 || log[0].Channel != model.ChannelEmail || log[0].State != model.DeliveryPending ||
 		!strings.Contains(log[0].LastError, "refused the username or password") {
@@ -405,7 +405,7 @@ func TestSMTPServerWithoutSTARTTLSIsRefusedAndLogged(t *testing.T) {
 	e := envWith(t, nil, mailerFor(t, srv, smtpPassword))
 	e.secretsOf(smtpPassword)
 	id := e.connect("Bakery", sandbox.AccountBusiness)
-	e.svc.warnExpiring(e.feed(id), time.Hour)
+	e.svc.warnExpiring(context.Background(), e.feed(id), time.Hour)
 	log := e.deliveries(id)
 	if len(log) != 1 || !strings.Contains(log[0].LastError, "does not offer STARTTLS") {
 		t.Fatalf("delivery log %+v", log)

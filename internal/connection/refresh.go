@@ -19,8 +19,10 @@ import (
 const (
 	// ExpiringSoon is when a token that could not be refreshed is announced as expiring.
 	ExpiringSoon = 7 * 24 * time.Hour
-	maxBackoff   = 6 * time.Hour
-	baseBackoff  = 5 * time.Minute
+	// expiryWarningEvery spaces the token_expiring reminders of one feed.
+	expiryWarningEvery = 24 * time.Hour
+	maxBackoff         = 6 * time.Hour
+	baseBackoff        = 5 * time.Minute
 )
 
 const reauthReason = "Instagram no longer accepts the token (password changed, access removed or expired): reconnect"
@@ -200,7 +202,7 @@ func (s *Service) updateGauges(ctx context.Context) error {
 		s.metrics.setExpiry(f.ID, left)
 		// Refreshable tokens are handled by the refresher; warn only when it keeps failing or cannot run.
 		if left < ExpiringSoon && f.Status != model.StatusNeedsReauth && (f.Token.RefreshFailures > 0 || left <= 0) {
-			s.warnExpiring(f, left)
+			s.warnExpiring(ctx, f, left)
 		}
 	}
 	s.metrics.reauth.Set(float64(reauth))
@@ -213,16 +215,18 @@ func (s *Service) refreshGauges(ctx context.Context) {
 	}
 }
 
-func (s *Service) warnExpiring(f model.Feed, left time.Duration) {
-	now := s.now()
-	s.mu.Lock()
-	last, ok := s.warned[f.ID]
-	if ok && now.Sub(last) < 24*time.Hour {
-		s.mu.Unlock()
+// warnExpiring sends the token_expiring event, at most once a day per feed
+// whatever the number of instances and restarts (the store keeps when the
+// last one went).
+func (s *Service) warnExpiring(ctx context.Context, f model.Feed, left time.Duration) {
+	ok, err := s.store.ClaimExpiryWarning(ctx, f.ID, s.now(), expiryWarningEvery)
+	if err != nil {
+		s.logCheckError("claiming the token_expiring reminder", f.ID, err)
 		return
 	}
-	s.warned[f.ID] = now
-	s.mu.Unlock()
+	if !ok {
+		return
+	}
 	s.log.Warn("token expiring and not refreshable", feedAttr(f.ID), slog.Duration("left", left.Round(time.Minute)),
 		slog.String("last_error", f.Token.LastRefreshError))
 	s.notify(Event{Event: EventTokenExpiring, FeedID: f.ID, FeedName: f.Name, ExpiresAt: f.Token.ExpiresAt,

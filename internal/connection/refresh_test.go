@@ -221,6 +221,45 @@ func TestFailedRefreshBacksOffAndWarnsBeforeExpiry(t *testing.T) {
 	}
 }
 
+// Two instances, and one restarted, send one token_expiring reminder a day
+// between them, not one each.
+func TestTokenExpiringIsSentOnceADayAcrossInstances(t *testing.T) {
+	e := newEnv(t)
+	id := e.connect("Reminders", sandbox.AccountBusiness)
+	ctx := context.Background()
+	e.Clock.Advance(54 * 24 * time.Hour)
+	e.Sandbox.SetOutage(true)
+	second := e.another()
+	count := func() int {
+		e.settle()
+		second.Wait()
+		n := 0
+		for _, ev := range e.webhookEvents() {
+			if ev.Event == EventTokenExpiring && ev.FeedID == id {
+				n++
+			}
+		}
+		return n
+	}
+	for _, svc := range []*Service{e.svc, second, e.another()} {
+		if err := svc.CheckTokens(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d token_expiring events from three instances, want 1", n)
+	}
+	e.Clock.Advance(25 * time.Hour)
+	for _, svc := range []*Service{second, e.svc} {
+		if err := svc.CheckTokens(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d token_expiring events after a day, want 2", n)
+	}
+}
+
 func TestBackoffIsCappedExponential(t *testing.T) {
 	want := []time.Duration{5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 40 * time.Minute}
 	for i, w := range want {

@@ -44,9 +44,6 @@ func (s *Service) transition(ctx context.Context, c change) error {
 	s.invalidate(c.feedID)
 	if c.reconnects {
 		s.dropPending(c.feedID)
-		s.mu.Lock()
-		delete(s.warned, c.feedID)
-		s.mu.Unlock()
 	}
 	from := prev.Status
 	if from == c.to && !c.reconnects {

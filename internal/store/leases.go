@@ -51,6 +51,17 @@ func (s *Store) ClaimSourceRefresh(ctx context.Context, feedID, sourceID, holder
 		holder, unix(until), feedID, sourceID, unix(s.now()), holder, unix(t.ObtainedAt), slotUnix(t.NextRefreshAt))
 }
 
+// ClaimExpiryWarning reports whether the caller is the one to send
+// feedID's token_expiring reminder now: it records now as the last reminder
+// unless one was recorded less than every ago, so several instances, or
+// one restarted, send one reminder per period between them. A reconnect
+// (Connect) clears the record.
+func (s *Store) ClaimExpiryWarning(ctx context.Context, feedID string, now time.Time, every time.Duration) (bool, error) {
+	return s.claim(ctx, "claim expiry warning", `UPDATE tokens SET expiry_warned_at = ?
+		WHERE feed_id = ? AND (expiry_warned_at IS NULL OR expiry_warned_at <= ?)`,
+		unix(now), feedID, unix(now.Add(-every)))
+}
+
 // sourceLease splits a LeaseSourceRefresh lease's name.
 func sourceLease(name string) (feedID, sourceID string, err error) {
 	feedID, sourceID, ok := strings.Cut(name, "/")

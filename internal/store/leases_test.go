@@ -197,3 +197,47 @@ func TestClearLeasesFreesEveryClaim(t *testing.T) {
 		}
 	})
 }
+
+// The token_expiring reminder is claimed once a day between instances,
+// racing or one after another, and again at once after a reconnect.
+func TestExpiryWarningIsClaimedOnceADay(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e, f := leaseEnv(t, open)
+		day := 24 * time.Hour
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ok, err := e.s.ClaimExpiryWarning(ctx, f.ID, e.clk.Now(), day)
+				if err != nil {
+					t.Error(err)
+				}
+				if ok {
+					wins.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if n := wins.Load(); n != 1 {
+			t.Fatalf("%d instances claimed one reminder, want 1", n)
+		}
+		e.clk.Advance(23 * time.Hour)
+		if must[bool](t)(e.s.ClaimExpiryWarning(ctx, f.ID, e.clk.Now(), day)) {
+			t.Fatal("a second reminder within the day")
+		}
+		e.clk.Advance(time.Hour)
+		if !must[bool](t)(e.s.ClaimExpiryWarning(ctx, f.ID, e.clk.Now(), day)) {
+			t.Fatal("no reminder a day after the last")
+		}
+		connect(t, e.s, f.ID, "1", "IGAAreconnected")
+		if !must[bool](t)(e.s.ClaimExpiryWarning(ctx, f.ID, e.clk.Now(), day)) {
+			t.Fatal("a reconnected token's reminder waits for the old one's day")
+		}
+		if must[bool](t)(e.s.ClaimExpiryWarning(ctx, "no-such-feed", e.clk.Now(), day)) {
+			t.Fatal("claimed a reminder of a feed without a token")
+		}
+	})
+}
