@@ -50,7 +50,7 @@ type Store interface {
 	AddNotifications(ctx context.Context, ns []model.Notification, maxPending int) (dropped int, err error)
 	ClaimNotification(ctx context.Context, now, until time.Time) (model.Notification, error)
 	FinishNotification(ctx context.Context, n model.Notification) error
-	ClaimExpiryWarning(ctx context.Context, feedID string, now time.Time, every time.Duration) (bool, error)
+	ClaimTokenTask(ctx context.Context, feedID string, task model.TokenTask, now time.Time, every time.Duration) (bool, error)
 }
 
 // Graph is the part of the Instagram client the service calls; *graph.Client implements it.

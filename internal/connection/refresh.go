@@ -133,7 +133,7 @@ func (s *Service) CheckTokens(ctx context.Context) error {
 // since the last check (no refresh now, no good poll within the interval),
 // so a token killed early (password change, app removed) flips the feed to
 // needs_reauth within one check even when nobody views it. That is at most
-// one call per idle feed per check.
+// one call per idle feed per check interval, however many instances run.
 func (s *Service) probeIdle(ctx context.Context, skip map[string]bool, now time.Time) error {
 	feeds, err := s.store.Feeds(ctx)
 	if err != nil {
@@ -144,6 +144,14 @@ func (s *Service) probeIdle(ctx context.Context, skip map[string]bool, now time.
 			continue
 		}
 		if f.LastFetchOK && now.Sub(f.LastFetchAt) < s.interval {
+			continue
+		}
+		// One probe per interval between all instances (a tenth off, so
+		// one instance's next check is never refused by its own last).
+		if ok, err := s.store.ClaimTokenTask(ctx, f.ID, model.TaskProbe, now, s.interval*9/10); err != nil || !ok {
+			if err != nil {
+				s.logCheckError("claiming the token probe", f.ID, err)
+			}
 			continue
 		}
 		tok, err := s.AccessToken(ctx, f.ID)
@@ -219,7 +227,7 @@ func (s *Service) refreshGauges(ctx context.Context) {
 // whatever the number of instances and restarts (the store keeps when the
 // last one went).
 func (s *Service) warnExpiring(ctx context.Context, f model.Feed, left time.Duration) {
-	ok, err := s.store.ClaimExpiryWarning(ctx, f.ID, s.now(), expiryWarningEvery)
+	ok, err := s.store.ClaimTokenTask(ctx, f.ID, model.TaskExpiryWarning, s.now(), expiryWarningEvery)
 	if err != nil {
 		s.logCheckError("claiming the token_expiring reminder", f.ID, err)
 		return

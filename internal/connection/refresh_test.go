@@ -260,6 +260,31 @@ func TestTokenExpiringIsSentOnceADayAcrossInstances(t *testing.T) {
 	}
 }
 
+// An idle feed's token is probed once per check interval between all
+// instances, not once by each.
+func TestIdleProbeIsSharedByInstances(t *testing.T) {
+	e := newEnv(t)
+	id := e.connect("Idle", sandbox.AccountBusiness)
+	ctx := context.Background()
+	others := []*Service{e.another(), e.another()}
+	e.Clock.Advance(2 * time.Hour)
+	e.Sandbox.ResetCalls()
+	for hour := range 5 {
+		for _, svc := range append([]*Service{e.svc}, others...) {
+			if err := svc.CheckTokens(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := e.GraphCalls(sandbox.EndpointMe); got != hour+1 {
+			t.Fatalf("%d /me probes of an idle feed after %d hourly checks of three instances, want %d", got, hour+1, hour+1)
+		}
+		e.Clock.Advance(time.Hour)
+	}
+	if s := e.feed(id); s.Status != model.StatusActive {
+		t.Fatalf("status %s", s.Status)
+	}
+}
+
 func TestBackoffIsCappedExponential(t *testing.T) {
 	want := []time.Duration{5 * time.Minute, 10 * time.Minute, 20 * time.Minute, 40 * time.Minute}
 	for i, w := range want {

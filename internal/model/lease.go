@@ -14,3 +14,14 @@ const (
 	// leases are named "feed id/source id".
 	LeaseSourceRefresh LeaseKind = "source_refresh"
 )
+
+// TokenTask names a periodic job about a feed's token that one instance
+// claims for a period (store.ClaimTokenTask).
+type TokenTask string
+
+const (
+	// TaskExpiryWarning is the token_expiring reminder.
+	TaskExpiryWarning TokenTask = "expiry_warning"
+	// TaskProbe is the check that an idle token still works.
+	TaskProbe TokenTask = "probe"
+)

@@ -51,14 +51,23 @@ func (s *Store) ClaimSourceRefresh(ctx context.Context, feedID, sourceID, holder
 		holder, unix(until), feedID, sourceID, unix(s.now()), holder, unix(t.ObtainedAt), slotUnix(t.NextRefreshAt))
 }
 
-// ClaimExpiryWarning reports whether the caller is the one to send
-// feedID's token_expiring reminder now: it records now as the last reminder
-// unless one was recorded less than every ago, so several instances, or
-// one restarted, send one reminder per period between them. A reconnect
-// (Connect) clears the record.
-func (s *Store) ClaimExpiryWarning(ctx context.Context, feedID string, now time.Time, every time.Duration) (bool, error) {
-	return s.claim(ctx, "claim expiry warning", `UPDATE tokens SET expiry_warned_at = ?
-		WHERE feed_id = ? AND (expiry_warned_at IS NULL OR expiry_warned_at <= ?)`,
+// ClaimTokenTask reports whether the caller is the one to do task for
+// feedID's token now: it records now as the task's last run unless one was
+// recorded less than every ago, so several instances, or one restarted,
+// do it once per period between them. A reconnect (Connect) clears the
+// records.
+func (s *Store) ClaimTokenTask(ctx context.Context, feedID string, task model.TokenTask, now time.Time, every time.Duration) (bool, error) {
+	var col string
+	switch task {
+	case model.TaskExpiryWarning:
+		col = "expiry_warned_at"
+	case model.TaskProbe:
+		col = "probed_at"
+	default:
+		return false, fmt.Errorf("%w: token task %q", ErrInvalid, task)
+	}
+	return s.claim(ctx, "claim token task", `UPDATE tokens SET `+col+` = ?
+		WHERE feed_id = ? AND (`+col+` IS NULL OR `+col+` <= ?)`,
 		unix(now), feedID, unix(now.Add(-every)))
 }
 

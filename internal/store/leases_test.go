@@ -211,7 +211,7 @@ func TestExpiryWarningIsClaimedOnceADay(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ok, err := e.s.ClaimExpiryWarning(ctx, f.ID, e.clk.Now(), day)
+				ok, err := e.s.ClaimTokenTask(ctx, f.ID, model.TaskExpiryWarning, e.clk.Now(), day)
 				if err != nil {
 					t.Error(err)
 				}
@@ -225,19 +225,40 @@ func TestExpiryWarningIsClaimedOnceADay(t *testing.T) {
 			t.Fatalf("%d instances claimed one reminder, want 1", n)
 		}
 		e.clk.Advance(23 * time.Hour)
-		if must[bool](t)(e.s.ClaimExpiryWarning(ctx, f.ID, e.clk.Now(), day)) {
+		if must[bool](t)(e.s.ClaimTokenTask(ctx, f.ID, model.TaskExpiryWarning, e.clk.Now(), day)) {
 			t.Fatal("a second reminder within the day")
 		}
 		e.clk.Advance(time.Hour)
-		if !must[bool](t)(e.s.ClaimExpiryWarning(ctx, f.ID, e.clk.Now(), day)) {
+		if !must[bool](t)(e.s.ClaimTokenTask(ctx, f.ID, model.TaskExpiryWarning, e.clk.Now(), day)) {
 			t.Fatal("no reminder a day after the last")
 		}
 		connect(t, e.s, f.ID, "1", "IGAAreconnected")
-		if !must[bool](t)(e.s.ClaimExpiryWarning(ctx, f.ID, e.clk.Now(), day)) {
+		if !must[bool](t)(e.s.ClaimTokenTask(ctx, f.ID, model.TaskExpiryWarning, e.clk.Now(), day)) {
 			t.Fatal("a reconnected token's reminder waits for the old one's day")
 		}
-		if must[bool](t)(e.s.ClaimExpiryWarning(ctx, "no-such-feed", e.clk.Now(), day)) {
+		if must[bool](t)(e.s.ClaimTokenTask(ctx, "no-such-feed", model.TaskExpiryWarning, e.clk.Now(), day)) {
 			t.Fatal("claimed a reminder of a feed without a token")
+		}
+	})
+}
+
+// The idle-token probe is claimed per period like the reminder, apart from
+// it; an unknown task is refused.
+func TestTokenTasksAreClaimedApart(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e, f := leaseEnv(t, open)
+		if !must[bool](t)(e.s.ClaimTokenTask(ctx, f.ID, model.TaskProbe, e.clk.Now(), time.Hour)) {
+			t.Fatal("first probe refused")
+		}
+		if !must[bool](t)(e.s.ClaimTokenTask(ctx, f.ID, model.TaskExpiryWarning, e.clk.Now(), time.Hour)) {
+			t.Fatal("the reminder waits for the probe")
+		}
+		if must[bool](t)(e.s.ClaimTokenTask(ctx, f.ID, model.TaskProbe, e.clk.Now().Add(59*time.Minute), time.Hour)) {
+			t.Fatal("a second probe within the hour")
+		}
+		if _, err := e.s.ClaimTokenTask(ctx, f.ID, "sweep", e.clk.Now(), time.Hour); !errors.Is(err, ErrInvalid) {
+			t.Errorf("unknown task: %v, want ErrInvalid", err)
 		}
 	})
 }

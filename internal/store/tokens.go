@@ -88,7 +88,7 @@ func (s *Store) Connect(ctx context.Context, feedID string, gen int64, acct mode
 			ON CONFLICT (feed_id) DO UPDATE SET sealed = excluded.sealed, obtained_at = excluded.obtained_at,
 				expires_at = excluded.expires_at, expiry_assumed = excluded.expiry_assumed,
 				refreshed_at = excluded.refreshed_at, next_refresh_at = excluded.next_refresh_at,
-				refresh_failures = 0, last_refresh_error = NULL, expiry_warned_at = NULL`,
+				refresh_failures = 0, last_refresh_error = NULL, expiry_warned_at = NULL, probed_at = NULL`,
 			feedID, sealed, unix(tok.ObtainedAt), unix(tok.ExpiresAt), boolInt(tok.ExpiryAssumed),
 			nullUnix(tok.RefreshedAt), nullUnix(tok.NextRefreshAt)); err != nil {
 			return err
