@@ -134,6 +134,7 @@ func (m *Main) wire(ctx context.Context) error {
 	// are dropped so that they list them.
 	formats, err := ms.NewFormatWorker(m.Store, media.FormatOptions{
 		Formats:    cfg.MediaFormats,
+		Holder:     instance,
 		Stored:     func(ids []string) { invalidateAll(fs, ids) },
 		Now:        m.Now,
 		Logger:     m.Logger,

@@ -67,13 +67,20 @@ type wasmCodec struct {
 	mu       sync.Mutex
 	rt       wazero.Runtime
 	compiled wazero.CompiledModule
+	// users counts the encodes running on rt; a release asked for
+	// meanwhile (idle) waits for the last of them.
+	users int
+	idle  bool
 }
 
-// get compiles the encoder unless it is compiled already.
+// get compiles the encoder unless it is compiled already, and counts one
+// user of it until put.
 func (c *wasmCodec) get() (wazero.Runtime, wazero.CompiledModule, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.rt != nil {
+		c.users++
+		c.idle = false
 		return c.rt, c.compiled, nil
 	}
 	ctx := context.Background()
@@ -98,16 +105,38 @@ func (c *wasmCodec) get() (wazero.Runtime, wazero.CompiledModule, error) {
 		return nil, nil, fmt.Errorf("media: %s encoder: %w", c.name, err)
 	}
 	c.rt, c.compiled = rt, compiled
+	c.users, c.idle = 1, false
 	return rt, compiled, nil
 }
 
-// release frees the compiled encoder; the next use compiles it again.
+// put ends a use begun by get, and frees the encoder if a release was
+// asked for while it ran.
+func (c *wasmCodec) put() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.users--
+	if c.users == 0 && c.idle {
+		c.closeLocked()
+	}
+}
+
+// release frees the compiled encoder, once no encode runs on it (an
+// encode of another worker, in tests of several instances in one process);
+// the next use compiles it again.
 func (c *wasmCodec) release() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.users > 0 {
+		c.idle = true
+		return
+	}
+	c.closeLocked()
+}
+
+func (c *wasmCodec) closeLocked() {
 	if c.rt != nil {
 		c.rt.Close(context.Background())
-		c.rt, c.compiled = nil, nil
+		c.rt, c.compiled, c.idle = nil, nil, false
 	}
 }
 
@@ -119,6 +148,7 @@ func (c *wasmCodec) run(ctx context.Context, img *image.RGBA, args func(in, size
 	if err != nil {
 		return nil, err
 	}
+	defer c.put()
 	// Anonymous instances: several may exist at once without name clashes.
 	mod, err := rt.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithName(""))
 	if err != nil {

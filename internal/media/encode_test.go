@@ -182,6 +182,7 @@ func BenchmarkEncode(b *testing.B) {
 			if _, _, err := codec.get(); err != nil {
 				b.Fatal(err)
 			}
+			codec.put()
 			b.Logf("%s: compiled in %s (%s CPU), peak RSS %d → %d MiB", f.format, time.Since(start).Round(time.Millisecond),
 				(cpuTime() - cpu0).Round(time.Millisecond), rss0>>20, peakRSS()>>20)
 			if _, err := encodeImage(context.Background(), f.format, photo, f.quality); err != nil {

@@ -3,6 +3,7 @@ package media
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -31,7 +32,8 @@ var ErrBadFormats = errors.New("media: formats")
 // FormatStore is what the background encoder needs of the database; the
 // pending set is derived from it, so a restart resumes unfinished work.
 type FormatStore interface {
-	PendingFormats(ctx context.Context, formats []string, maxFailures int, now time.Time, limit int) ([]model.Media, error)
+	PendingFormats(ctx context.Context, formats []string, maxFailures int, now time.Time, holder string, limit int) ([]model.Media, error)
+	ClaimFormats(ctx context.Context, key string, formats []string, maxFailures int, now time.Time, holder string, until time.Time) (bool, error)
 	CountPendingFormats(ctx context.Context, formats []string, maxFailures int) (int, error)
 	AddFormats(ctx context.Context, m model.Media, added []model.Variant, formats []string) ([]string, error)
 	FormatFailed(ctx context.Context, key string, retryAt func(failures int) time.Time) (int, error)
@@ -45,6 +47,10 @@ const (
 	formatRetryBase          = time.Minute
 	formatRetryMax           = 6 * time.Hour
 	formatBatch              = 16
+	// formatLease is how long an instance holds an image it encodes:
+	// many times one image's encodes (seconds to a minute), and the wait
+	// before another instance takes over from one that died.
+	formatLease = 10 * time.Minute
 )
 
 // FormatOptions configure the background encoder.
@@ -63,6 +69,10 @@ type FormatOptions struct {
 	// Stored is called with the feeds showing an image whose formats were
 	// just recorded: their cached documents now lack the sources.
 	Stored func(feedIDs []string)
+	// Holder names this instance in its claims of images to encode, so
+	// that instances sharing a database encode each image once; empty: a
+	// random name.
+	Holder string
 	// Now is the clock of the retry back-off; nil means time.Now.
 	Now func() time.Time
 	// Logger receives the worker's lines; nil discards them.
@@ -81,6 +91,7 @@ type FormatWorker struct {
 	formats []string
 	quality map[string]int
 	maxFail int
+	holder  string
 	idle    time.Duration
 	now     func() time.Time
 	stored  func(feedIDs []string)
@@ -119,6 +130,9 @@ func (s *Store) NewFormatWorker(db FormatStore, o FormatOptions) (*FormatWorker,
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Holder == "" {
+		o.Holder = rand.Text()
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -127,7 +141,7 @@ func (s *Store) NewFormatWorker(db FormatStore, o FormatOptions) (*FormatWorker,
 	w := &FormatWorker{
 		s: s, db: db, formats: slices.Compact(formats),
 		quality: map[string]int{model.FormatAVIF: o.AVIFQuality, model.FormatWebP: o.WebPQuality},
-		maxFail: o.MaxFailures, idle: o.Idle, now: o.Now, stored: o.Stored, log: o.Logger,
+		maxFail: o.MaxFailures, holder: o.Holder, idle: o.Idle, now: o.Now, stored: o.Stored, log: o.Logger,
 		wake: make(chan struct{}, 1),
 		encodes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "feedd_media_encodes_total",
@@ -198,7 +212,7 @@ func (w *FormatWorker) Drain(ctx context.Context) (int, error) {
 	w.count(ctx)
 	defer w.count(ctx)
 	for {
-		batch, err := w.db.PendingFormats(ctx, w.formats, w.maxFail, w.now(), formatBatch)
+		batch, err := w.db.PendingFormats(ctx, w.formats, w.maxFail, w.now(), w.holder, formatBatch)
 		if err != nil {
 			return done, err
 		}
@@ -213,6 +227,16 @@ func (w *FormatWorker) Drain(ctx context.Context) (int, error) {
 		for _, m := range batch {
 			if err := ctx.Err(); err != nil {
 				return done, err
+			}
+			// Another instance may have taken, finished or failed the
+			// image since the batch was read: this one goes on.
+			now := w.now()
+			mine, err := w.db.ClaimFormats(ctx, m.Key, w.formats, w.maxFail, now, w.holder, now.Add(formatLease))
+			if err != nil {
+				return done, err
+			}
+			if !mine {
+				continue
 			}
 			attempted = true
 			if err := w.one(ctx, m); err != nil {

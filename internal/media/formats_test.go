@@ -217,6 +217,47 @@ func (c *countingStore) AddFormats(ctx context.Context, m model.Media, added []m
 	return c.FormatStore.AddFormats(ctx, m, added, formats)
 }
 
+// Instances sharing a database encode each image once between them: two
+// workers draining together record every image once in all, and an image
+// claimed by an instance that died waits for its claim to lapse, then is
+// encoded by another.
+func TestFormatWorkersOfTwoInstancesEncodeEachImageOnce(t *testing.T) {
+	e := newFormatEnv(t, 6)
+	ctx := context.Background()
+	// "dead" claimed img-f and stopped.
+	if ok, err := e.db.ClaimFormats(ctx, "img-f", []string{model.FormatAVIF}, 1, e.clock.Now(), "dead", e.clock.Now().Add(formatLease)); err != nil || !ok {
+		t.Fatalf("claim = %v, %v", ok, err)
+	}
+	a, b := &countingStore{FormatStore: e.db}, &countingStore{FormatStore: e.db}
+	wa, wb := e.worker(a, FormatOptions{Holder: "a"}), e.worker(b, FormatOptions{Holder: "b"})
+	var wg sync.WaitGroup
+	for _, w := range []*FormatWorker{wa, wb} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := w.Drain(ctx); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	all := append(slices.Clone(a.keys), b.keys...)
+	slices.Sort(all)
+	if !slices.Equal(all, e.keys[:5]) {
+		t.Fatalf("recorded by a %v and b %v, want each of %v once", a.keys, b.keys, e.keys[:5])
+	}
+	if got := formatsOf(e.row("img-f")); len(got[model.FormatAVIF]) != 0 {
+		t.Fatalf("img-f encoded while another instance held it: %v", got)
+	}
+	e.clock.Advance(formatLease)
+	if n, err := wb.Drain(ctx); err != nil || n != 1 {
+		t.Fatalf("after the claim lapsed Drain = %d, %v; want img-f", n, err)
+	}
+	if got := formatsOf(e.row("img-f")); len(got[model.FormatAVIF]) != 2 || len(got[model.FormatWebP]) != 2 {
+		t.Fatalf("img-f: %v after the claim lapsed", got)
+	}
+}
+
 func TestFormatWorkerResumesAfterARestart(t *testing.T) {
 	e := newFormatEnv(t, 3)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -333,7 +374,7 @@ func TestFormatWorkerBacksOffExponentially(t *testing.T) {
 			t.Fatal(err)
 		}
 		due := func(at time.Time) bool {
-			p, err := e.db.PendingFormats(context.Background(), w.formats, DefaultMaxFormatFailures, at, 1)
+			p, err := e.db.PendingFormats(context.Background(), w.formats, DefaultMaxFormatFailures, at, w.holder, 1)
 			if err != nil {
 				t.Fatal(err)
 			}

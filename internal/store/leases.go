@@ -131,7 +131,10 @@ func (s *Store) ClearLeases(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE tokens SET refresh_holder = NULL, refresh_until = NULL WHERE refresh_holder IS NOT NULL`); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE sources SET refresh_holder = NULL, refresh_until = NULL WHERE refresh_holder IS NOT NULL`)
+		if _, err := tx.ExecContext(ctx, `UPDATE sources SET refresh_holder = NULL, refresh_until = NULL WHERE refresh_holder IS NOT NULL`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE media SET format_holder = NULL, format_until = NULL WHERE format_holder IS NOT NULL`)
 		return err
 	})
 	return wrap("clear leases", err)

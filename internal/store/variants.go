@@ -30,21 +30,23 @@ func lacksFormats(formats []string) (string, []any) {
 }
 
 // PendingFormats returns up to limit stored images that lack one of
-// formats, have failed fewer than maxFailures times and are due for another
-// attempt at now: the covers of the posts feeds show first (a grid's first
+// formats, have failed fewer than maxFailures times, are due for another
+// attempt at now and are not being encoded by another holder than holder
+// (ClaimFormats): the covers of the posts feeds show first (a grid's first
 // row before its last; a new post, shown first, before older ones), then
 // other images (carousel items, avatars), newest first. Not the newest
 // first overall: a poll stores its newest post's images first, so they are
 // the oldest of that poll.
-func (s *Store) PendingFormats(ctx context.Context, formats []string, maxFailures int, now time.Time, limit int) ([]model.Media, error) {
+func (s *Store) PendingFormats(ctx context.Context, formats []string, maxFailures int, now time.Time, holder string, limit int) ([]model.Media, error) {
 	if len(formats) == 0 || limit <= 0 {
 		return nil, nil
 	}
 	cond, args := lacksFormats(formats)
-	args = append(args, maxFailures, unix(now), limit)
+	args = append(args, maxFailures, unix(now), unix(now), holder, limit)
 	rows, err := s.r.QueryContext(ctx, `SELECT m.key, m.width, m.height, m.color, m.variants, m.bytes, m.created_at
 		FROM media m LEFT JOIN (SELECT media_key, min(position) AS pos FROM posts GROUP BY media_key) p ON p.media_key = m.key
 		WHERE `+cond+` AND m.format_failures < ? AND m.format_retry_at <= ?
+		AND (m.format_until IS NULL OR m.format_until <= ? OR m.format_holder = ?)
 		ORDER BY coalesce(p.pos, 1000000), m.created_at DESC, m.key LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending formats: %w", err)
@@ -78,6 +80,23 @@ func (s *Store) CountPendingFormats(ctx context.Context, formats []string, maxFa
 		return 0, fmt.Errorf("store: count pending formats: %w", err)
 	}
 	return n, nil
+}
+
+// ClaimFormats makes holder the one encoding key's formats until until,
+// if the image is still pending as PendingFormats says (it lacks one of
+// formats, has failed fewer than maxFailures times and is due at now) and
+// no other holder's claim holds: an instance whose list is stale (another
+// finished or failed the image since) gets false. AddFormats and
+// FormatFailed end the claim; an instance that dies leaves it to lapse.
+func (s *Store) ClaimFormats(ctx context.Context, key string, formats []string, maxFailures int, now time.Time, holder string, until time.Time) (bool, error) {
+	if len(formats) == 0 {
+		return false, nil
+	}
+	cond, args := lacksFormats(formats)
+	return s.claim(ctx, "claim formats", `UPDATE media SET format_holder = ?, format_until = ?
+		WHERE key = ? AND `+strings.ReplaceAll(cond, "m.", "")+` AND format_failures < ? AND format_retry_at <= ?
+		AND (format_until IS NULL OR format_until <= ? OR format_holder = ?)`,
+		append(append([]any{holder, unix(until), key}, args...), maxFailures, unix(now), unix(now), holder)...)
 }
 
 // AddFormats records what the encoder made for m (as it was read): the
@@ -125,7 +144,7 @@ func (s *Store) AddFormats(ctx context.Context, m model.Media, added []model.Var
 			return err
 		}
 		if _, err = tx.ExecContext(ctx, `UPDATE media SET variants = ?, bytes = ?, formats = ?, format_failures = 0,
-			format_retry_at = 0 WHERE key = ?`, string(vj), bytes, strings.Join(done, ","), m.Key); err != nil {
+			format_retry_at = 0, format_holder = NULL, format_until = NULL WHERE key = ?`, string(vj), bytes, strings.Join(done, ","), m.Key); err != nil {
 			return err
 		}
 		if len(added) == 0 {
@@ -162,7 +181,8 @@ func (s *Store) FormatFailed(ctx context.Context, key string, retryAt func(failu
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE media SET format_retry_at = ? WHERE key = ?`, unix(retryAt(n)), key)
+		_, err = tx.ExecContext(ctx, `UPDATE media SET format_retry_at = ?, format_holder = NULL, format_until = NULL
+			WHERE key = ?`, unix(retryAt(n)), key)
 		return err
 	})
 	return n, wrap("format failed", err)

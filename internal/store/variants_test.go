@@ -18,7 +18,7 @@ func jpegMedia(key string) model.Media {
 
 func pendingKeys(t *testing.T, s *Store, formats []string, at time.Time) []string {
 	t.Helper()
-	ms, err := s.PendingFormats(context.Background(), formats, 3, at, 10)
+	ms, err := s.PendingFormats(context.Background(), formats, 3, at, "me", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,6 +134,69 @@ func TestPendingFormatsPutTheFirstPostsFirst(t *testing.T) {
 		}
 		if got := pendingKeys(t, e.s, []string{model.FormatWebP}, t0); !slices.Equal(got, []string{"post:3", "post:1", "post:2"}) {
 			t.Errorf("pending %v, want the first post's cover, the second's, then the image no post shows", got)
+		}
+	})
+}
+
+// An image being encoded is claimed by one instance: another neither lists
+// nor claims it until the claim lapses, and nobody claims it once it is
+// done or deferred after a failure, whatever an older list says.
+func TestFormatClaims(t *testing.T) {
+	engines(t, func(t *testing.T, open opener) {
+		ctx := context.Background()
+		e := open(t)
+		for _, k := range []string{"a", "b"} {
+			if err := e.s.PutMedia(ctx, jpegMedia(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		avif := []string{model.FormatAVIF}
+		claim := func(key, holder string) bool {
+			t.Helper()
+			now := e.clk.Now()
+			return must[bool](t)(e.s.ClaimFormats(ctx, key, avif, 3, now, holder, now.Add(10*time.Minute)))
+		}
+		if !claim("a", "x") {
+			t.Fatal("first claim refused")
+		}
+		if claim("a", "y") {
+			t.Fatal("a second instance claimed a held image")
+		}
+		if got := pendingKeys(t, e.s, avif, e.clk.Now()); !slices.Equal(got, []string{"b"}) {
+			t.Fatalf("another instance lists %v, want b only", got)
+		}
+		e.clk.Advance(10 * time.Minute)
+		if !claim("a", "y") {
+			t.Fatal("a lapsed claim was not taken over")
+		}
+		added := []model.Variant{{Width: 320, Height: 320, File: "bb/a-320.avif", Bytes: 10, Format: model.FormatAVIF}}
+		if _, err := e.s.AddFormats(ctx, jpegMedia("a"), added, avif); err != nil {
+			t.Fatal(err)
+		}
+		if claim("a", "x") {
+			t.Fatal("an image already done was claimed from a stale list")
+		}
+		if !claim("b", "x") {
+			t.Fatal("b refused")
+		}
+		if _, err := e.s.FormatFailed(ctx, "b", func(int) time.Time { return e.clk.Now().Add(time.Hour) }); err != nil {
+			t.Fatal(err)
+		}
+		if claim("b", "y") {
+			t.Fatal("an image deferred after a failure was claimed at once")
+		}
+		if claim("gone", "x") {
+			t.Fatal("claimed an image that does not exist")
+		}
+		e.clk.Advance(time.Hour)
+		if !claim("b", "y") {
+			t.Fatal("b not claimable when due again")
+		}
+		if err := e.s.ClearLeases(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !claim("b", "z") {
+			t.Fatal("b still held after ClearLeases")
 		}
 	})
 }
