@@ -338,11 +338,15 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 	}
 	defer release() // after the poll's last write
 	var mainErr error
+	// The videos and reels of every account polled, for storeVideos.
+	var videos []graph.Media
 	if mainActive {
-		mainErr = s.fetchMain(ctx, f)
+		var items []graph.Media
+		items, mainErr = s.fetchMain(ctx, f)
 		if s.connectionGone(mainErr) || errors.Is(ctx.Err(), context.Canceled) {
 			return mainErr
 		}
+		videos = append(videos, items...)
 	}
 	polled := map[string]int64{}
 	// A few rounds at most: an account reconnected again and again must
@@ -350,12 +354,14 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 	for range 3 {
 		for _, src := range further {
 			polled[src.ID] = src.Generation
-			if err := s.fetchSource(ctx, f, src); err != nil {
+			items, err := s.fetchSource(ctx, f, src)
+			if err != nil {
 				if errors.Is(err, errFeedGone) {
 					return model.ErrConnectionChanged
 				}
 				s.log.Info("poll of a source failed", slog.String("feed", id), slog.String("source", src.ID), slog.Any("error", err))
 			}
+			videos = append(videos, items...)
 		}
 		// An account added or reconnected while this poll ran is polled
 		// now: whoever joined the poll (the add's first fetch) wants it.
@@ -388,24 +394,32 @@ func (s *Service) fetch(ctx context.Context, id string, force bool) error {
 		}
 		s.metrics.polls("ok")
 	}
-	if len(polled) > 0 {
+	// Videos last, newest first whatever their account, while the poll's
+	// signed URLs are fresh: the posts they belong to are saved already.
+	slices.SortStableFunc(videos, func(a, b graph.Media) int { return b.Timestamp.Compare(a.Timestamp) })
+	changed, err := s.storeVideos(ctx, f, videos)
+	if changed || len(polled) > 0 {
 		s.Invalidate(id)
+	}
+	if err != nil {
+		return err
 	}
 	return mainErr
 }
 
 // fetchMain polls the feed's main account: one Graph media call, downloads
 // of images not yet stored, the replacement of its posts, orphan removal,
-// the poll's outcome and cache invalidation.
-func (s *Service) fetchMain(ctx context.Context, f model.Feed) error {
+// the poll's outcome and cache invalidation. It returns the items read, for
+// their videos.
+func (s *Service) fetchMain(ctx context.Context, f model.Feed) ([]graph.Media, error) {
 	id := f.ID
 	token, err := s.conns.AccessToken(ctx, id)
 	if err != nil {
-		return fmt.Errorf("feed: read token: %w", err)
+		return nil, fmt.Errorf("feed: read token: %w", err)
 	}
 	items, err := s.graph.Media(ctx, f.Account.IGUserID, token, s.opts.KeepPosts)
 	if err != nil {
-		return s.recordFailure(ctx, f, token, err)
+		return nil, s.recordFailure(ctx, f, token, err)
 	}
 	profile := s.readProfile(ctx, f.ID, f.Generation, *f.Account, token)
 	p := &poll{f: f}
@@ -422,30 +436,29 @@ func (s *Service) fetchMain(ctx context.Context, f model.Feed) error {
 		early := append(coverSources(posts[:FirstPublish], sources), avatar...)
 		stored, err := s.download(ctx, p, early)
 		if err != nil {
-			return s.failAfterGraph(ctx, p, err)
+			return nil, s.failAfterGraph(ctx, p, err)
 		}
 		if err := s.save(ctx, p, s.account(*f.Account, f.ID, profile, stored, false), posts, s.now()); err != nil {
-			return s.failAfterGraph(ctx, p, err)
+			return nil, s.failAfterGraph(ctx, p, err)
 		}
 		s.Invalidate(id)
 	}
 	stored, err := s.download(ctx, p, append(sources, avatar...))
 	if err != nil {
-		return s.failAfterGraph(ctx, p, err)
+		return nil, s.failAfterGraph(ctx, p, err)
 	}
 	acctRec := s.account(*f.Account, f.ID, profile, stored, true)
 	now := s.now()
 	if err := s.save(ctx, p, acctRec, posts, now); err != nil {
-		return s.failAfterGraph(ctx, p, err)
+		return nil, s.failAfterGraph(ctx, p, err)
 	}
-	s.storeVideos(ctx, p, items)
 	next := now.Add(s.jittered(s.opts.FetchInterval))
 	wctx, cancel := s.writeContext()
 	defer cancel()
 	if err := s.store.RecordFetch(wctx, id, f.Generation, model.FetchResult{At: now, OK: true, NextFetchAt: next}); err != nil {
 		if s.connectionGone(err) {
 			s.abandon(p)
-			return err
+			return nil, err
 		}
 		s.log.Warn("record fetch", slog.String("feed", id), slog.Any("error", err))
 	}
@@ -453,7 +466,7 @@ func (s *Service) fetchMain(ctx context.Context, f model.Feed) error {
 	s.Invalidate(id)
 	s.metrics.polls("ok")
 	s.log.Debug("feed polled", slog.String("feed", id), slog.Int("posts", len(posts)))
-	return nil
+	return items, nil
 }
 
 // errFeedGone: the feed's connection changed while one of its further
@@ -464,11 +477,11 @@ var errFeedGone = errors.New("feed: connection changed during a source's poll")
 // budget and replaces only that account's posts. Its failures are its own:
 // the other accounts' posts stay served, the token's refusal moves this
 // source (not the feed) to needs_reauth, and what a failed poll stored is
-// dropped again.
-func (s *Service) fetchSource(ctx context.Context, f model.Feed, src model.Source) error {
+// dropped again. It returns the items read, for their videos.
+func (s *Service) fetchSource(ctx context.Context, f model.Feed, src model.Source) ([]graph.Media, error) {
 	token, err := s.conns.SourceAccessToken(ctx, f.ID, src.ID)
 	if err != nil {
-		return fmt.Errorf("feed: read source token: %w", err)
+		return nil, fmt.Errorf("feed: read source token: %w", err)
 	}
 	items, err := s.graph.Media(ctx, src.Account.IGUserID, token, s.opts.KeepPosts)
 	if err != nil {
@@ -486,7 +499,7 @@ func (s *Service) fetchSource(ctx context.Context, f model.Feed, src model.Sourc
 		} else {
 			s.metrics.polls("error")
 		}
-		return err
+		return nil, err
 	}
 	key := f.ID + "/" + src.ID
 	profile := s.readProfile(ctx, key, src.Generation, src.Account, token)
@@ -499,7 +512,7 @@ func (s *Service) fetchSource(ctx context.Context, f model.Feed, src model.Sourc
 	if err != nil {
 		s.abandon(p)
 		s.metrics.polls("error")
-		return err
+		return nil, err
 	}
 	wctx, cancel := s.writeContext()
 	defer cancel()
@@ -511,15 +524,15 @@ func (s *Service) fetchSource(ctx context.Context, f model.Feed, src model.Sourc
 			// Either the source was removed or reconnected (its own
 			// affair) or the feed's connection changed (the whole poll's).
 			if cur, ferr := s.store.Feed(wctx, f.ID); ferr != nil || cur.Generation != f.Generation {
-				return errFeedGone
+				return nil, errFeedGone
 			}
 		}
 		s.metrics.polls("error")
-		return err
+		return nil, err
 	}
 	s.removeOrphans(f.ID, orphans)
 	s.metrics.polls("ok")
-	return nil
+	return items, nil
 }
 
 // save replaces the snapshot on the poll's connection and deletes the

@@ -26,22 +26,24 @@ type Video struct {
 // MP4). It is not downloaded again until its feed has more room for it.
 type videoRefusal struct{ room int64 }
 
-// storeVideos stores the video files of the feed's videos and reels, when
-// its owner turned that on: newest first while they fit the feed's cap,
-// each within the per-file cap, while the poll's signed URLs are fresh.
-// Stored videos that no longer fit (newer ones came) are dropped. A video
-// that cannot be stored is logged and its post keeps its cover, played on
-// Instagram; nothing here fails the poll, whose posts are already saved.
-func (s *Service) storeVideos(ctx context.Context, p *poll, items []graph.Media) {
-	id := p.f.ID
-	set, err := s.store.VideoSettings(ctx, id)
-	if err != nil {
-		s.log.Warn("read video settings", slog.String("feed", id), slog.Any("error", err))
-		return
+// storeVideos stores the video files of the feed's videos and reels (items
+// of every account the poll read, newest first), when its owner turned that
+// on: newest first while they fit the feed's cap, each within the per-file
+// cap, while the poll's signed URLs are fresh. Stored videos that no longer
+// fit (newer ones came) are dropped. A video that cannot be stored is
+// logged and its post keeps its cover, played on Instagram; nothing here
+// fails the poll, whose posts are already saved. It reports whether it
+// stored or dropped one.
+func (s *Service) storeVideos(ctx context.Context, f model.Feed, items []graph.Media) (changed bool, err error) {
+	id := f.ID
+	set, serr := s.store.VideoSettings(ctx, id)
+	if serr != nil {
+		s.log.Warn("read video settings", slog.String("feed", id), slog.Any("error", serr))
+		return false, nil
 	}
 	if !set.Enabled {
 		s.forgetRefusals(id)
-		return
+		return false, nil
 	}
 	var keys []string
 	for i := range items {
@@ -49,10 +51,10 @@ func (s *Service) storeVideos(ctx context.Context, p *poll, items []graph.Media)
 			keys = append(keys, model.VideoKey(id, items[i].ID))
 		}
 	}
-	have, err := s.store.MediaByKeys(ctx, keys)
-	if err != nil {
-		s.log.Warn("read stored videos", slog.String("feed", id), slog.Any("error", err))
-		return
+	have, herr := s.store.MediaByKeys(ctx, keys)
+	if herr != nil {
+		s.log.Warn("read stored videos", slog.String("feed", id), slog.Any("error", herr))
+		return false, nil
 	}
 	refused := s.refusals(id)
 	kept := map[string]videoRefusal{}
@@ -96,17 +98,18 @@ func (s *Service) storeVideos(ctx context.Context, p *poll, items []graph.Media)
 		// Recorded even when the poll's time ran out meanwhile: the file
 		// is there.
 		wctx, cancel := s.writeContext()
-		files, err := s.store.AttachVideo(wctx, id, p.f.Generation, m.ID, v)
+		files, err := s.store.AttachVideo(wctx, id, f.Generation, m.ID, v)
 		cancel()
 		s.removeOrphans(id, files)
 		if err != nil {
 			if s.connectionGone(err) {
-				return
+				return changed, model.ErrConnectionChanged
 			}
 			s.log.Info("keep video", slog.String("feed", id), slog.String("post", m.ID), slog.Any("error", err))
 			continue
 		}
 		used += v.Bytes
+		changed = true
 	}
 	s.keepRefusals(id, kept)
 	if len(drop) > 0 {
@@ -115,10 +118,12 @@ func (s *Service) storeVideos(ctx context.Context, p *poll, items []graph.Media)
 		files, err := s.store.DropVideos(wctx, id, drop)
 		if err != nil {
 			s.log.Warn("drop videos over the feed's cap", slog.String("feed", id), slog.Any("error", err))
-			return
+			return changed, nil
 		}
 		s.removeOrphans(id, files)
+		changed = true
 	}
+	return changed, nil
 }
 
 // refusals returns the videos of the feed refused on earlier polls.

@@ -377,3 +377,35 @@ func TestAVideoOfAnOlderConnectionIsNotKept(t *testing.T) {
 		t.Fatalf("video files on disk %v, want exactly the new account's served videos %v", got, want)
 	}
 }
+
+// A further account's videos and reels are stored like the first
+// account's: a feed on the business account with the creator added plays
+// the creator's videos in place.
+func TestVideosOfAFurtherAccountAreStored(t *testing.T) {
+	e := newEnv(t, envOptions{account: sandbox.AccountBusiness})
+	e.setVideos(model.VideoSettings{Enabled: true, MaxFileBytes: 1 << 20, MaxFeedBytes: 1 << 20})
+	e.addSource(sandbox.AccountCreator)
+	creator, err := e.sb.Posts(sandbox.AccountCreator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, p := range creator {
+		if p.MediaType == sandbox.MediaVideo {
+			want = append(want, p.ID)
+		}
+	}
+	if err := e.fetchNow(); err != nil {
+		t.Fatal(err)
+	}
+	d := e.doc(t, "limit=100")
+	got := videosOf(d)
+	for _, id := range want {
+		if got[id] == "" {
+			t.Errorf("the further account's video %s has no stored file: videos %v", id, got)
+		}
+	}
+	if len(want) != 2 || len(e.storedVideoFiles()) < len(want) {
+		t.Fatalf("%d creator videos, %d files stored", len(want), len(e.storedVideoFiles()))
+	}
+}
