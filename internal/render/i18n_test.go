@@ -101,6 +101,27 @@ func TestFragmentInLanguage(t *testing.T) {
 	}
 }
 
+// In a feed of several accounts, a post without alt text or caption is
+// described as by its own account, in the feed's language, not as by the
+// account in the header.
+func TestFragmentNamesEachPostsAccount(t *testing.T) {
+	doc := testDoc(3)
+	doc.Posts[1].Alt = "Post by @bakery_two" // the feed's own fallback, in English
+	doc.Posts[1].Caption = nil
+	doc.Posts[1].Username = "bakery_two"
+	o, err := ParseOptions(url.Values{"lang": {"de"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := render(t, doc, o)
+	if !strings.Contains(html, `alt="Beitrag von @bakery_two vom `) {
+		t.Errorf("the second account's post is not described as its own, in German:\n%s", html[:min(len(html), 2000)])
+	}
+	if strings.Contains(html, `alt="Post by @bakery_two`) {
+		t.Error("the second account's post keeps its English fallback")
+	}
+}
+
 func TestOwnerTexts(t *testing.T) {
 	doc := testDoc(6)
 	next := "MTc5NDM4ODAwMDpwMDU"

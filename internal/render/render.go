@@ -5,6 +5,7 @@
 package render
 
 import (
+	"cmp"
 	"embed"
 	"fmt"
 	"html/template"
@@ -141,6 +142,8 @@ func (r *Renderer) view(doc *feed.Doc, o Options) *view {
 	v.T.Follow, v.T.LoadMore = t.get("follow"), t.get("load-more")
 	for i := range doc.Posts {
 		p := &doc.Posts[i]
+		// A feed of several accounts: each post is described as by its own.
+		user := cmp.Or(p.Username, user)
 		tl := tile{
 			Post:  p,
 			Img:   pick(p.Images),
