@@ -231,6 +231,12 @@ func (s *Service) Callback(ctx context.Context, p CallbackParams, sessionHash []
 	acct := accountOf(prof, short.UserID, now)
 	if st.AddSource {
 		if _, err := s.addSource(ctx, prev.ID, prev.Generation, acct, tok, byOwner); err != nil {
+			if !sourceRefused(err) {
+				s.keepSource(prev, acct, tok, byOwner, err)
+				return "", &FlowError{Status: http.StatusInternalServerError, Code: "store_retrying", FeedID: st.FeedID, Err: err,
+					Title:  "Instagram approved the account, but feedd could not save it yet.",
+					Action: "feedd keeps trying in the background: open the feed's page in a minute to see the account. If it does not appear, check the server's disk and logs, then press Add another account again."}
+			}
 			return "", sourceFlowErr(st.FeedID, err)
 		}
 		return st.FeedID, nil

@@ -23,6 +23,8 @@ type pending struct {
 	// write stores tok: a compare-and-swap on the stored token (refresh)
 	// or on the connection generation (connect).
 	write func(ctx context.Context) error
+	// refused reports a write error that ends the retries; nil: moot.
+	refused func(error) bool
 }
 
 // Waits between attempts to store a kept token.
@@ -70,9 +72,9 @@ func (s *Service) retryWrite(feedID string, p *pending) {
 			s.dropPendingIf(feedID, p)
 			s.log.Info("new token stored after retrying", feedAttr(feedID), slog.Int("attempts", attempt+1))
 			return
-		case moot(err):
+		case p.refused == nil && moot(err), p.refused != nil && p.refused(err):
 			s.dropPendingIf(feedID, p)
-			s.log.Info("kept token not stored: the feed's connection changed meanwhile", feedAttr(feedID))
+			s.log.Info("kept token not stored: the feed's connection changed meanwhile", feedAttr(feedID), errAttr(err))
 			return
 		}
 		s.metrics.storeFailures.Inc()

@@ -157,6 +157,10 @@ func sourceAPIErr(err error) error {
 // sourceFlowErr is the connect page's answer to a refused source.
 func sourceFlowErr(feedID string, err error) error {
 	switch {
+	case errors.Is(err, model.ErrTooManySources):
+		return &FlowError{Status: http.StatusBadRequest, Code: "invalid_source", FeedID: feedID, Err: err,
+			Title:  "The feed has as many Instagram accounts as it can hold.",
+			Action: "Remove an account from the feed's page before adding another."}
 	case errors.Is(err, model.ErrSourceDuplicate):
 		return &FlowError{Status: http.StatusBadRequest, Code: "invalid_source", FeedID: feedID, Err: err,
 			Title:  "This Instagram account is already in the feed.",
@@ -171,6 +175,28 @@ func sourceFlowErr(feedID string, err error) error {
 	return &FlowError{Status: http.StatusInternalServerError, Code: "store_failed", FeedID: feedID, Err: err,
 		Title:  "Instagram approved the account, but feedd could not save it.",
 		Action: "Check the server's disk and logs, then press Add another account again."}
+}
+
+// sourceRefused reports an error of addSource that retrying cannot change:
+// the feed or its connection is gone, or the store refused the account.
+func sourceRefused(err error) bool {
+	return moot(err) || errors.Is(err, model.ErrSourceDuplicate) || errors.Is(err, model.ErrTooManySources) ||
+		errors.Is(err, model.ErrSourceNotFound) || errors.Is(err, errNoSources)
+}
+
+// keepSource keeps a token issued for an added account whose store write
+// failed with cause, and retries adding the account on the connection it
+// was made for; a refusal (the account added meanwhile, the feed
+// reconnected or deleted) ends the retries.
+func (s *Service) keepSource(prev model.Feed, acct model.Account, tok model.Token, by string, cause error) {
+	s.keep(prev.ID+"/"+acct.IGUserID, &pending{
+		tok: tok,
+		write: func(ctx context.Context) error {
+			_, err := s.addSource(ctx, prev.ID, prev.Generation, acct, tok, by)
+			return err
+		},
+		refused: sourceRefused,
+	}, cause)
 }
 
 // RemoveSource removes a further account from the feed with its token,

@@ -21,8 +21,17 @@ import (
 )
 
 // addSource adds acct to the feed through the connect flow of a further
-// account, as the setup page does.
+// account, as the setup page does, and waits for what the service started.
 func (e *env) addSource(id, acct string) error {
+	e.t.Helper()
+	err := e.addSourceNoWait(id, acct)
+	e.settle()
+	return err
+}
+
+// addSourceNoWait is addSource without the wait: a retry in the background
+// may be held by the test.
+func (e *env) addSourceNoWait(id, acct string) error {
 	e.t.Helper()
 	ctx := context.Background()
 	authz, err := e.svc.ConnectSource(ctx, id, nil)
@@ -41,7 +50,6 @@ func (e *env) addSource(id, acct string) error {
 	q := cb.Query()
 	e.AddSecret(q.Get("code"))
 	_, err = e.svc.Callback(ctx, CallbackParams{State: q.Get("state"), Code: q.Get("code")}, nil)
-	e.settle()
 	return err
 }
 
@@ -166,6 +174,35 @@ func TestSourceRefusals(t *testing.T) {
 	}
 	if n := len(e.sources(id)); n != 2 {
 		t.Fatalf("%d sources left, want 2", n)
+	}
+}
+
+// An account approved on Instagram whose save fails is kept and its add
+// retried: the owner is told it is being saved, and the account joins the
+// feed without a second sign-in.
+func TestAddedAccountIsKeptWhenTheStoreFails(t *testing.T) {
+	gate := testenv.NewRetryGate()
+	e := newEnv(t, func(o *Options) { o.Sleep = gate.Sleep })
+	id := e.connect("Shop", sandbox.AccountBusiness)
+	e.Store.Fail(testenv.OpAddSource, 2)
+	var fe *FlowError
+	if err := e.addSourceNoWait(id, sandbox.AccountCreator); !errors.As(err, &fe) || fe.Code != "store_retrying" {
+		t.Fatalf("add with the store failing: %v, want store_retrying", err)
+	}
+	if n := len(e.sources(id)); n != 1 {
+		t.Fatalf("%d sources before the retry, want the main one", n)
+	}
+	gate.Next(t)
+	gate.Release() // the first retry fails too
+	gate.Next(t)
+	gate.Release()
+	e.settle()
+	srcs := e.sources(id)
+	if len(srcs) != 2 || srcs[1].Account.Username != "sandbox_studio" || srcs[1].Status != model.StatusActive {
+		t.Fatalf("after the retries: %+v", srcs)
+	}
+	if n := e.metric("feedd_token_store_failures_total"); n != 2 {
+		t.Errorf("feedd_token_store_failures_total = %v, want 2", n)
 	}
 }
 

@@ -56,6 +56,7 @@ const (
 	OpConnect              Op = "Connect"
 	OpReplaceToken         Op = "ReplaceToken"
 	OpRecordRefreshFailure Op = "RecordRefreshFailure"
+	OpAddSource            Op = "AddSource"
 )
 
 // FaultStore is the real store with failures a test switches on.
@@ -108,6 +109,14 @@ func (f *FaultStore) RecordRefreshFailure(ctx context.Context, feedID, errText s
 		return ErrInjected
 	}
 	return f.Store.RecordRefreshFailure(ctx, feedID, errText, nextAt)
+}
+
+// AddSource is the store's, unless a failure is pending.
+func (f *FaultStore) AddSource(ctx context.Context, feedID string, gen int64, newID string, acct model.Account, tok model.Token) (model.Source, error) {
+	if f.failing(OpAddSource) {
+		return model.Source{}, ErrInjected
+	}
+	return f.Store.AddSource(ctx, feedID, gen, newID, acct, tok)
 }
 
 // Files stands in for the media store and records the files removed.
