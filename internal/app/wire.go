@@ -219,6 +219,7 @@ func (m *Main) openMedia(ctx context.Context) (*media.Store, error) {
 		Dir:          filepath.Join(cfg.DataDir, MediaDir),
 		PublicURL:    cfg.MediaPublicURL,
 		SweepGrace:   m.sweepGrace(),
+		SweptAtStart: true, // start sweeps right after, which counts the bytes
 		Hosts:        hosts,
 		AllowPrivate: cfg.MediaAllowPrivate,
 		Logger:       m.Logger,

@@ -115,6 +115,42 @@ func TestSweepRemovesOldOrphansAndLocalLeftovers(t *testing.T) {
 	}
 }
 
+// listCounter is a backend that counts its full listings.
+type listCounter struct {
+	Backend
+	lists int
+}
+
+func (l *listCounter) List(ctx context.Context, fn func(ObjectInfo) error) error {
+	l.lists++
+	return l.Backend.List(ctx, fn)
+}
+
+// A store that its caller sweeps at start lists the storage once, in the
+// sweep, which counts the stored bytes; otherwise New counts them.
+func TestSweptAtStartListsOnce(t *testing.T) {
+	s, img := stored(t, Options{}, 300, 200)
+	dir := localDir(s)
+	for _, swept := range []bool{false, true} {
+		local, err := NewLocal(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lc := &listCounter{Backend: local}
+		s2 := newStore(t, Options{Backend: lc, SweptAtStart: swept})
+		if _, _, err := s2.Sweep(context.Background(), func(string) bool { return true }); err != nil {
+			t.Fatal(err)
+		}
+		want := 2
+		if swept {
+			want = 1
+		}
+		if lc.lists != want || s2.BytesStored() != img.Bytes {
+			t.Errorf("SweptAtStart %v: %d listings, %d bytes counted; want %d and %d", swept, lc.lists, s2.BytesStored(), want, img.Bytes)
+		}
+	}
+}
+
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s, img := stored(t, Options{Registerer: reg}, 500, 500)

@@ -76,6 +76,11 @@ type Options struct {
 	// removed. 0 means none: for storage that only this process writes,
 	// swept before it downloads anything.
 	SweepGrace time.Duration
+	// SweptAtStart: the caller sweeps right after New, and the sweep counts
+	// the stored bytes, so New does not list the storage first (for a
+	// bucket, one full listing at start instead of two). Until that sweep
+	// the stored-bytes gauge reads 0.
+	SweptAtStart bool
 	// Hosts is the download allow-list (FEEDD_MEDIA_HOSTS, see ParseHosts).
 	Hosts []HostPattern
 	// AllowPrivate permits loopback/private targets and plain http
@@ -218,17 +223,19 @@ func New(o Options) (*Store, error) {
 	}
 	s.client = &http.Client{Transport: s.tr, CheckRedirect: s.checkRedirect}
 
-	var total int64
-	if err := backend.List(context.Background(), func(oi ObjectInfo) error {
-		if validName(oi.Name) {
-			total += oi.Size
+	if !o.SweptAtStart {
+		var total int64
+		if err := backend.List(context.Background(), func(oi ObjectInfo) error {
+			if validName(oi.Name) {
+				total += oi.Size
+			}
+			return nil
+		}); err != nil {
+			s.closeOwned()
+			return nil, fmt.Errorf("media: count stored files: %w", err)
 		}
-		return nil
-	}); err != nil {
-		s.closeOwned()
-		return nil, fmt.Errorf("media: count stored files: %w", err)
+		s.stored.Store(total)
 	}
-	s.stored.Store(total)
 
 	s.downloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "feedd_media_downloads_total",
