@@ -21,6 +21,28 @@ func leaseEnv(t *testing.T, open opener) (*env, model.Feed) {
 	return e, must[model.Feed](t)(e.s.Feed(context.Background(), f.ID))
 }
 
+// race runs claim n times at once (as n instances) and counts the wins.
+func race(t *testing.T, n int, claim func(i int) (bool, error)) int {
+	t.Helper()
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := claim(i)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(wins.Load())
+}
+
 // A poll slot is claimed once: not by a second instance while the first
 // holds it, and not by an instance that read the slot before the first
 // finished it, even once the first let go.
@@ -144,24 +166,11 @@ func TestRacingClaimsHaveOneWinner(t *testing.T) {
 	engines(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
 		e, f := leaseEnv(t, open)
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		for i := range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ok, err := e.s.ClaimPoll(ctx, f.ID, fmt.Sprintf("i%d", i), f.NextFetchAt, false, t0.Add(time.Minute))
-				if err != nil {
-					t.Error(err)
-				}
-				if ok {
-					wins.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		if n := wins.Load(); n != 1 {
-			t.Errorf("%d instances claimed one slot, want 1", n)
+		wins := race(t, 8, func(i int) (bool, error) {
+			return e.s.ClaimPoll(ctx, f.ID, fmt.Sprintf("i%d", i), f.NextFetchAt, false, t0.Add(time.Minute))
+		})
+		if wins != 1 {
+			t.Errorf("%d instances claimed one slot, want 1", wins)
 		}
 	})
 }
@@ -205,24 +214,11 @@ func TestExpiryWarningIsClaimedOnceADay(t *testing.T) {
 		ctx := context.Background()
 		e, f := leaseEnv(t, open)
 		day := 24 * time.Hour
-		var wins atomic.Int32
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ok, err := e.s.ClaimTokenTask(ctx, f.ID, model.TaskExpiryWarning, e.clk.Now(), day)
-				if err != nil {
-					t.Error(err)
-				}
-				if ok {
-					wins.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		if n := wins.Load(); n != 1 {
-			t.Fatalf("%d instances claimed one reminder, want 1", n)
+		wins := race(t, 8, func(int) (bool, error) {
+			return e.s.ClaimTokenTask(ctx, f.ID, model.TaskExpiryWarning, e.clk.Now(), day)
+		})
+		if wins != 1 {
+			t.Fatalf("%d instances claimed one reminder, want 1", wins)
 		}
 		e.clk.Advance(23 * time.Hour)
 		if must[bool](t)(e.s.ClaimTokenTask(ctx, f.ID, model.TaskExpiryWarning, e.clk.Now(), day)) {

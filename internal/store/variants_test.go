@@ -29,15 +29,21 @@ func pendingKeys(t *testing.T, s *Store, formats []string, at time.Time) []strin
 	return keys
 }
 
+// putJPEGs stores a media row with JPEGs only under each key.
+func putJPEGs(t *testing.T, s *Store, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		if err := s.PutMedia(context.Background(), jpegMedia(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestFormatsArePendingUntilRecorded(t *testing.T) {
 	engines(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
 		e := open(t)
-		for _, k := range []string{"a", "b"} {
-			if err := e.s.PutMedia(ctx, jpegMedia(k)); err != nil {
-				t.Fatal(err)
-			}
-		}
+		putJPEGs(t, e.s, "a", "b")
 		both := []string{model.FormatAVIF, model.FormatWebP}
 		if got := pendingKeys(t, e.s, both, t0); !slices.Equal(got, []string{"a", "b"}) {
 			t.Fatalf("pending %v, want a b", got)
@@ -145,11 +151,7 @@ func TestFormatClaims(t *testing.T) {
 	engines(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
 		e := open(t)
-		for _, k := range []string{"a", "b"} {
-			if err := e.s.PutMedia(ctx, jpegMedia(k)); err != nil {
-				t.Fatal(err)
-			}
-		}
+		putJPEGs(t, e.s, "a", "b")
 		avif := []string{model.FormatAVIF}
 		claim := func(key, holder string) bool {
 			t.Helper()
