@@ -482,7 +482,8 @@ func TestBrowserStrictCSPGrid(t *testing.T) {
 		t.Errorf("← in the carousel: %+v", st)
 	}
 	tb.do(chromedp.KeyEvent(kb.ArrowRight), chromedp.KeyEvent(kb.ArrowRight), chromedp.KeyEvent(kb.ArrowRight))
-	if st := state(); st.Alt != "Photo 4 of the studio" || st.Go != "Watch on Instagram" {
+	// Post 4 is the second account's: the lightbox says whose it is.
+	if st := state(); st.Alt != "Photo 4 of the studio" || st.Go != "Watch on Instagram" || st.Cap != "@acme_two: Post number 4 from the studio. #acme" {
 		t.Errorf("video post: %+v", st)
 	}
 	for i := range 6 {

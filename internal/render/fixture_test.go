@@ -123,6 +123,11 @@ func testPosts(base string, n int) []feed.Post {
 		if i == 5 {
 			p.Alt = "" // no alt from the feed: the caption stands in
 		}
+		// The feed shows two accounts: post 4 is the second's.
+		p.Username = "acme"
+		if i == 4 {
+			p.Username = "acme_two"
+		}
 		switch {
 		case i%4 == 3:
 			p.Type = feed.TypeCarousel

@@ -85,7 +85,10 @@ type tile struct {
 	Color   string
 	Mark    string // accessible name of the carousel/video marker
 	Caption string
-	Kids    []kid
+	// User is the post's account when the feed shows several and it is not
+	// the header's: the lightbox names it.
+	User string
+	Kids []kid
 }
 
 type kid struct {
@@ -143,6 +146,7 @@ func (r *Renderer) view(doc *feed.Doc, o Options) *view {
 	for i := range doc.Posts {
 		p := &doc.Posts[i]
 		// A feed of several accounts: each post is described as by its own.
+		header := user
 		user := cmp.Or(p.Username, user)
 		tl := tile{
 			Post:  p,
@@ -163,6 +167,9 @@ func (r *Renderer) view(doc *feed.Doc, o Options) *view {
 		}
 		if p.Caption != nil {
 			tl.Caption = *p.Caption
+		}
+		if user != header {
+			tl.User = user
 		}
 		switch p.Type {
 		case feed.TypeVideo:

@@ -20,7 +20,7 @@ func TestFragmentNamesStoredVideosOnly(t *testing.T) {
 	if n := strings.Count(body, "data-video="); n != 1 {
 		t.Fatalf("%d tiles name a video, want the one reel with a stored file", n)
 	}
-	if !strings.Contains(body, `<li class="feedd-item" data-type="video" data-color="#f39c12" data-video="`+pub+`/media/ab/abababababababababababababababab.mp4">`) {
+	if !strings.Contains(body, `<li class="feedd-item" data-type="video" data-color="#f39c12" data-video="`+pub+`/media/ab/abababababababababababababababab.mp4" data-user="acme_two">`) {
 		t.Fatalf("the reel's tile does not carry its video:\n%s", body)
 	}
 }

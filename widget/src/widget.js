@@ -153,7 +153,10 @@ if (!W.feedd) {
       const video = !v && (src.dataset.type || li.dataset.type) == 'video'
       go.textContent = video ? t.watch : t.view
       go.href = li.querySelector('a').href
-      cap.textContent = (li.querySelector('.feedd-cap') || {}).textContent || ''
+      // In a feed of several accounts, a post of another account than the
+      // header's says whose it is.
+      const c0 = (li.querySelector('.feedd-cap') || {}).textContent || ''
+      cap.textContent = li.dataset.user ? '@' + li.dataset.user + (c0 && ': ' + c0) : c0
       num.textContent = k.length > 1 ? t.count.replace('{i}', j + 1).replace('{n}', k.length) : ''
       label()
     }
