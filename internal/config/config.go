@@ -442,30 +442,20 @@ func display(v string) string {
 }
 
 // cutSecrets shortens a value that does not parse as a URL the way display
-// does for one that does: no "user:password@" after "://", nothing after
-// the first '?' or '#'.
+// does for one that does: nothing after the first '?' or '#', and when an
+// '@' is left (credentials, however the value is written) nothing from the
+// first "//" on, or nothing at all without one.
 func cutSecrets(v string) string {
 	cut := false
 	if i := strings.IndexAny(v, "?#"); i >= 0 {
 		v, cut = v[:i], true
 	}
-	// The authority starts after the first "://", or at once after a
-	// leading "//" (a URL without a scheme).
-	start := -1
-	if i := strings.Index(v, "://"); i >= 0 {
-		start = i + 3
-	} else if strings.HasPrefix(v, "//") {
-		start = 2
-	}
-	if start >= 0 {
-		rest := v[start:]
-		end := len(rest)
-		if j := strings.IndexByte(rest, '/'); j >= 0 {
-			end = j
+	if strings.Contains(v, "@") {
+		i := strings.Index(v, "//")
+		if i < 0 {
+			return "…"
 		}
-		if at := strings.LastIndexByte(rest[:end], '@'); at >= 0 {
-			v, cut = v[:start]+rest[at+1:], true
-		}
+		v, cut = v[:i+2], true
 	}
 	if cut {
 		return v + "…"
