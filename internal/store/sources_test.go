@@ -35,14 +35,23 @@ func ids(posts []model.Post) string {
 
 // Two accounts' posts come out newest first, each post naming its source,
 // and a poll of one source replaces only that source's posts.
+// twoAccounts is a feed connected to its first account ("IGAAmain") with a
+// second one added as a source ("IGAAsecond"), and the feed's generation.
+func twoAccounts(t *testing.T, e *env) (model.Feed, model.Source, int64) {
+	t.Helper()
+	ctx := context.Background()
+	f := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
+	connect(t, e.s, f.ID, "main1", "IGAAmain")
+	gen := e.gen(t, f.ID)
+	src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecond")))
+	return f, src, gen
+}
+
 func TestSourcesMergeNewestFirstAndReplaceOnlyTheirOwnPosts(t *testing.T) {
 	engines(t, func(t *testing.T, open opener) {
 		e := open(t)
 		ctx := context.Background()
-		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "two", nil))
-		connect(t, e.s, f.ID, "main1", "IGAAmain")
-		gen := e.gen(t, f.ID)
-		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecond")))
+		f, src, gen := twoAccounts(t, e)
 		if src.ID == model.MainSource || !model.ValidSourceID(src.ID) || src.Status != model.StatusActive || src.Account.Username != "user_second" {
 			t.Fatalf("added source %+v", src)
 		}
@@ -131,10 +140,7 @@ func TestRemovedSourceTakesItsPostsAndImages(t *testing.T) {
 	engines(t, func(t *testing.T, open opener) {
 		e := open(t)
 		ctx := context.Background()
-		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
-		connect(t, e.s, f.ID, "main1", "IGAAmain")
-		gen := e.gen(t, f.ID)
-		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecond")))
+		f, src, gen := twoAccounts(t, e)
 		for _, m := range []model.Media{media("post:m", "m.jpg"), media("post:s", "s.jpg"), media("avatar:s", "av.jpg")} {
 			if err := e.s.PutMedia(ctx, m); err != nil {
 				t.Fatal(err)
@@ -178,10 +184,7 @@ func TestWritesOfAnOlderSourceConnectionAreRefused(t *testing.T) {
 	engines(t, func(t *testing.T, open opener) {
 		e := open(t)
 		ctx := context.Background()
-		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
-		connect(t, e.s, f.ID, "main1", "IGAAmain")
-		gen := e.gen(t, f.ID)
-		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecond")))
+		f, src, gen := twoAccounts(t, e)
 
 		// The token is rejected: the source needs reconnecting, the feed's
 		// own status is untouched.
@@ -245,9 +248,7 @@ func TestSourceTokensSurviveKeyRotation(t *testing.T) {
 	engines(t, func(t *testing.T, open opener) {
 		ctx := context.Background()
 		e := open(t)
-		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "f", nil))
-		connect(t, e.s, f.ID, "main1", "IGAAmain")
-		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, e.gen(t, f.ID), "", srcAccount("second"), srcToken("IGAAsecond")))
+		f, src, _ := twoAccounts(t, e)
 		var sealed []byte
 		if err := e.s.r.QueryRowContext(ctx, `SELECT sealed FROM sources WHERE id = ?`, src.ID).Scan(&sealed); err != nil {
 			t.Fatal(err)
@@ -274,9 +275,7 @@ func TestSourceRefreshIsClaimedOncePerSlot(t *testing.T) {
 	engines(t, func(t *testing.T, open opener) {
 		e := open(t)
 		ctx := context.Background()
-		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
-		connect(t, e.s, f.ID, "main1", "IGAAmain")
-		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, e.gen(t, f.ID), "", srcAccount("second"), srcToken("IGAAsecond")))
+		f, src, _ := twoAccounts(t, e)
 		until := t0.Add(time.Minute)
 		a := must[bool](t)(e.s.ClaimSourceRefresh(ctx, f.ID, src.ID, "a", src.Token, until))
 		b := must[bool](t)(e.s.ClaimSourceRefresh(ctx, f.ID, src.ID, "b", src.Token, until))
@@ -310,10 +309,7 @@ func TestSourceTokenIsDueWhileTheMainAccountNeedsReconnecting(t *testing.T) {
 	engines(t, func(t *testing.T, open opener) {
 		e := open(t)
 		ctx := context.Background()
-		f := must[model.Feed](t)(e.s.CreateFeed(ctx, "a", nil))
-		connect(t, e.s, f.ID, "main1", "IGAAmain")
-		gen := e.gen(t, f.ID)
-		src := must[model.Source](t)(e.s.AddSource(ctx, f.ID, gen, "", srcAccount("second"), srcToken("IGAAsecond")))
+		f, src, gen := twoAccounts(t, e)
 		if _, _, err := e.s.ChangeStatus(ctx, model.StatusChange{FeedID: f.ID, Generation: gen, To: model.StatusNeedsReauth}); err != nil {
 			t.Fatal(err)
 		}
