@@ -16,17 +16,28 @@ import (
 // The background encoder's state per stored image (migration 0006): the
 // formats done beside the JPEGs, and the failures of the attempts.
 
-// lacksFormats is the SQL condition "the row lacks one of formats", with one
-// argument per format. formats is a sorted, comma-separated list, so each
-// format is matched between commas.
+// lacksFormats is the SQL condition "the media row lacks one of formats",
+// with one argument per format. formats is a sorted, comma-separated list,
+// so each format is matched between commas.
 func lacksFormats(formats []string) (string, []any) {
 	conds := make([]string, len(formats))
 	args := make([]any, len(formats))
 	for i, f := range formats {
-		conds[i] = `(',' || m.formats || ',') NOT LIKE ?`
+		conds[i] = `(',' || formats || ',') NOT LIKE ?`
 		args[i] = "%," + f + ",%"
 	}
 	return "(" + strings.Join(conds, " OR ") + ")", args
+}
+
+// pendingFormats is the SQL condition "the media row is the encoder's to
+// do now": it lacks one of formats, has failed fewer than maxFailures
+// times, is due at now and no holder but holder claims it. PendingFormats
+// lists by it and ClaimFormats checks it again on the row.
+func pendingFormats(formats []string, maxFailures int, now time.Time, holder string) (string, []any) {
+	cond, args := lacksFormats(formats)
+	return cond + ` AND format_failures < ? AND format_retry_at <= ?
+		AND (format_until IS NULL OR format_until <= ? OR format_holder = ?)`,
+		append(args, maxFailures, unix(now), unix(now), holder)
 }
 
 // PendingFormats returns up to limit stored images that lack one of
@@ -41,13 +52,11 @@ func (s *Store) PendingFormats(ctx context.Context, formats []string, maxFailure
 	if len(formats) == 0 || limit <= 0 {
 		return nil, nil
 	}
-	cond, args := lacksFormats(formats)
-	args = append(args, maxFailures, unix(now), unix(now), holder, limit)
+	cond, args := pendingFormats(formats, maxFailures, now, holder)
 	rows, err := s.r.QueryContext(ctx, `SELECT m.key, m.width, m.height, m.color, m.variants, m.bytes, m.created_at
 		FROM media m LEFT JOIN (SELECT media_key, min(position) AS pos FROM posts GROUP BY media_key) p ON p.media_key = m.key
-		WHERE `+cond+` AND m.format_failures < ? AND m.format_retry_at <= ?
-		AND (m.format_until IS NULL OR m.format_until <= ? OR m.format_holder = ?)
-		ORDER BY coalesce(p.pos, 1000000), m.created_at DESC, m.key LIMIT ?`, args...)
+		WHERE `+cond+`
+		ORDER BY coalesce(p.pos, 1000000), m.created_at DESC, m.key LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending formats: %w", err)
 	}
@@ -75,7 +84,7 @@ func (s *Store) CountPendingFormats(ctx context.Context, formats []string, maxFa
 	cond, args := lacksFormats(formats)
 	args = append(args, maxFailures)
 	var n int
-	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM media m WHERE `+cond+` AND m.format_failures < ?`, args...).Scan(&n)
+	err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM media WHERE `+cond+` AND format_failures < ?`, args...).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("store: count pending formats: %w", err)
 	}
@@ -92,11 +101,9 @@ func (s *Store) ClaimFormats(ctx context.Context, key string, formats []string, 
 	if len(formats) == 0 {
 		return false, nil
 	}
-	cond, args := lacksFormats(formats)
-	return s.claim(ctx, "claim formats", `UPDATE media SET format_holder = ?, format_until = ?
-		WHERE key = ? AND `+strings.ReplaceAll(cond, "m.", "")+` AND format_failures < ? AND format_retry_at <= ?
-		AND (format_until IS NULL OR format_until <= ? OR format_holder = ?)`,
-		append(append([]any{holder, unix(until), key}, args...), maxFailures, unix(now), unix(now), holder)...)
+	cond, args := pendingFormats(formats, maxFailures, now, holder)
+	return s.claim(ctx, "claim formats", `UPDATE media SET format_holder = ?, format_until = ? WHERE key = ? AND `+cond,
+		append([]any{holder, unix(until), key}, args...)...)
 }
 
 // AddFormats records what the encoder made for m (as it was read): the
