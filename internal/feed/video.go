@@ -33,12 +33,15 @@ type videoRefusal struct{ room int64 }
 // fit (newer ones came) are dropped. A video that cannot be stored is
 // logged and its post keeps its cover, played on Instagram; nothing here
 // fails the poll, whose posts are already saved. It reports whether it
-// stored or dropped one.
-func (s *Service) storeVideos(ctx context.Context, f model.Feed, items []graph.Media) (changed bool, err error) {
+// stored or dropped one, and model.ErrConnectionChanged when the feed's
+// connection changed meanwhile (nothing of the old one is kept; the caller
+// polls again).
+func (s *Service) storeVideos(ctx context.Context, f model.Feed, items []graph.Media) (bool, error) {
+	changed := false
 	id := f.ID
-	set, serr := s.store.VideoSettings(ctx, id)
-	if serr != nil {
-		s.log.Warn("read video settings", slog.String("feed", id), slog.Any("error", serr))
+	set, err := s.store.VideoSettings(ctx, id)
+	if err != nil {
+		s.log.Warn("read video settings", slog.String("feed", id), slog.Any("error", err))
 		return false, nil
 	}
 	if !set.Enabled {
@@ -51,9 +54,9 @@ func (s *Service) storeVideos(ctx context.Context, f model.Feed, items []graph.M
 			keys = append(keys, model.VideoKey(id, items[i].ID))
 		}
 	}
-	have, herr := s.store.MediaByKeys(ctx, keys)
-	if herr != nil {
-		s.log.Warn("read stored videos", slog.String("feed", id), slog.Any("error", herr))
+	have, err := s.store.MediaByKeys(ctx, keys)
+	if err != nil {
+		s.log.Warn("read stored videos", slog.String("feed", id), slog.Any("error", err))
 		return false, nil
 	}
 	refused := s.refusals(id)
