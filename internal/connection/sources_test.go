@@ -206,6 +206,28 @@ func TestAddedAccountIsKeptWhenTheStoreFails(t *testing.T) {
 	}
 }
 
+// A kept account whose feed is reconnected before its save lands is not
+// added to the new connection: the retry stops.
+func TestKeptAccountLosesToAReconnect(t *testing.T) {
+	gate := testenv.NewRetryGate()
+	e := newEnv(t, func(o *Options) { o.Sleep = gate.Sleep })
+	id := e.connect("Shop", sandbox.AccountBusiness)
+	e.Store.Fail(testenv.OpAddSource, 1)
+	if err := e.addSourceNoWait(id, sandbox.AccountCreator); err == nil {
+		t.Fatal("the add reported success before anything was stored")
+	}
+	e.reconnect(id, sandbox.AccountBusiness)
+	gate.Next(t)
+	gate.Release()
+	e.settle()
+	if srcs := e.sources(id); len(srcs) != 1 {
+		t.Fatalf("after the reconnect and the retry: %+v, want the main account only", srcs)
+	}
+	if !strings.Contains(e.Logs.String(), "kept token not stored") {
+		t.Error("the dropped retry is not logged")
+	}
+}
+
 func isBadSource(err error) bool {
 	var we *web.Error
 	return errors.As(err, &we) && we.Status == http.StatusBadRequest && we.Code == "invalid_source" &&
